@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Set up .venv (if needed) with everything, then run the whole test suite (GUI tests under a virtual display).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+.venv/bin/python -m pip install -q -e '.[gui,test]' 2>&1 | grep -v "^WARNING: Location" || true
+.venv/bin/python -c "import clicklabel, segment_anything, torch" # fail early if the install did not work
+run=(.venv/bin/python -m pytest "$@")
+if command -v xvfb-run >/dev/null 2>&1; then run=(xvfb-run -a -s "-screen 0 1600x1000x24" "${run[@]}"); fi
+set +e
+"${run[@]}"
+code=$?
+set -e
+[ "$code" -eq 5 ] && { echo "pytest collected no tests"; exit 1; }
+exit "$code"

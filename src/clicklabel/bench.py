@@ -1,0 +1,156 @@
+"""Benchmarks that compare our paths with stock segment-anything in the same run and print a table."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .embeddings import EmbeddingCache
+from .images import load_image
+from .masks import mask_iou
+
+SAMPLES = Path(__file__).parent / "data" / "samples"
+
+
+def sample_image(size: tuple[int, int] = (640, 480)) -> np.ndarray:
+    """The bundled coffee photo resized to ``size`` (W, H): the default benchmark image."""
+    from PIL import Image
+
+    return np.array(Image.fromarray(load_image(SAMPLES / "coffee.jpg")).resize(size, Image.BILINEAR))
+
+
+def percentile_ms(times: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(times) * 1000.0, q))
+
+
+def print_table(rows: list[list], header: list[str], out=sys.stdout) -> None:
+    """Plain aligned text table (also valid Markdown)."""
+    cells = [header] + [[str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    for n, r in enumerate(cells):
+        print("| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |", file=out)
+        if n == 0:
+            print("|" + "|".join("-" * (w + 2) for w in widths) + "|", file=out)
+
+
+def checkpoint_for(model: str, checkpoint: str | None, random_weights: bool, workdir: Path) -> tuple[str, bool]:
+    """The checkpoint path to benchmark, writing a random one if asked."""
+    from .weights import resolve_checkpoint, save_random_checkpoint
+
+    if random_weights:
+        return str(save_random_checkpoint(workdir / f"{model}_random.pth", model)), True
+    return str(resolve_checkpoint(model, checkpoint)), False
+
+
+def _cached_load_ms(model: str, checkpoint: str, cache_dir: str, device: str, image_path: str) -> float:
+    """Time ``set_image`` of an already-cached image in a fresh Python process (model loading excluded)."""
+    code = (
+        "import sys, time, numpy as np\n"
+        "from clicklabel.segment.sam import SamEngine\n"
+        "from clicklabel.embeddings import EmbeddingCache\n"
+        f"img = np.load({image_path!r})\n"
+        f"eng = SamEngine({model!r}, {checkpoint!r}, device={device!r}, cache=EmbeddingCache({cache_dir!r}))\n"
+        "t = time.perf_counter(); eng.set_image(img); dt = time.perf_counter() - t\n"
+        "assert eng.last_from_cache, 'cache miss in the second process'\n"
+        "print(dt * 1000)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(res.stdout.strip().splitlines()[-1])
+
+
+def bench_latency(
+    model: str = "vit_b",
+    checkpoint: str | None = None,
+    random_weights: bool = False,
+    device: str = "cpu",
+    repeats: int = 20,
+    image: np.ndarray | None = None,
+    out=sys.stdout,
+) -> dict:
+    """Encoder and decoder latency, stock ``SamPredictor`` vs our engine, same weights, same image, same run."""
+    import torch
+    from segment_anything import SamPredictor
+
+    from .segment.base import Prompt
+    from .segment.sam import SamEngine
+
+    img = sample_image() if image is None else image
+    h, w = img.shape[:2]
+    with tempfile.TemporaryDirectory() as tmp:
+        tmpdir = Path(tmp)
+        ck, is_random = checkpoint_for(model, checkpoint, random_weights, tmpdir)
+        cache_dir = str(tmpdir / "cache")
+        eng = SamEngine(model, ck, device=device, cache=EmbeddingCache(cache_dir))
+        stock = SamPredictor(eng.sam)
+
+        def sync():
+            if eng.device.startswith("cuda"):
+                torch.cuda.synchronize()
+
+        t = time.perf_counter()
+        stock.set_image(img)
+        sync()
+        stock_enc = time.perf_counter() - t
+        t = time.perf_counter()
+        eng.set_image(img)
+        sync()
+        our_enc = time.perf_counter() - t
+        np.save(tmpdir / "img.npy", img)
+        cached_ms = _cached_load_ms(model, ck, cache_dir, device, str(tmpdir / "img.npy"))
+
+        pt = np.array([[w // 2, h // 2]])
+        prompt = Prompt.make(pt.tolist())
+        st, ours_best, ours_all, ious = [], [], [], []
+        for _ in range(2):  # warm-up
+            stock.predict(pt, np.array([1]), multimask_output=True)
+            eng.predict(prompt, multimask=True)
+        for _ in range(repeats):
+            t = time.perf_counter()
+            m, s, _ = stock.predict(pt, np.array([1]), multimask_output=True)
+            sync()
+            st.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            res = eng.predict(prompt, multimask=True)
+            sync()
+            ours_best.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            res = eng.predict(prompt, multimask=True)
+            [r.mask for r in res]
+            sync()
+            ours_all.append(time.perf_counter() - t)
+            ious.append(mask_iou(m[int(np.argmax(s))], res[0].mask))
+
+    enc_ratio = stock_enc * 1000 / cached_ms
+    s50, b50, a50 = (percentile_ms(x, 50) for x in (st, ours_best, ours_all))
+    rows = [
+        ["encoder, one image", f"{stock_enc * 1000:.0f}", f"{our_enc * 1000:.0f}", f"{stock_enc / our_enc:.2f}x"],
+        ["embedding from our cache, new process", "-", f"{cached_ms:.1f}", f"{enc_ratio:.0f}x vs encoding"],
+        ["decoder, 1 point, p50 (best mask at image size)", f"{s50:.1f}", f"{b50:.1f}", f"{s50 / b50:.2f}x"],
+        ["decoder, 1 point, p90", f"{percentile_ms(st, 90):.1f}", f"{percentile_ms(ours_best, 90):.1f}", ""],
+        ["decoder, 1 point, p50 (all 3 masks at image size)", f"{s50:.1f}", f"{a50:.1f}", f"{s50 / a50:.2f}x"],
+    ]
+    dev_name = torch.cuda.get_device_name(0) if eng.device.startswith("cuda") else f"cpu x{torch.get_num_threads()}"
+    print(
+        f"clicklabel bench latency: model {model}, device {eng.device} ({dev_name}), image {w}x{h}, "
+        f"{repeats} repeats" + (" - RANDOM WEIGHTS: timings only, masks mean nothing" if is_random else ""),
+        file=out,
+    )
+    print_table(rows, ["step", "stock SamPredictor ms", "clicklabel ms", "ratio"], out=out)
+    print(f"mask agreement with stock (best mask, IoU): min {min(ious):.5f}", file=out)
+    return {
+        "stock_encoder_ms": stock_enc * 1000,
+        "our_encoder_ms": our_enc * 1000,
+        "cached_load_ms": cached_ms,
+        "stock_decoder_p50_ms": s50,
+        "our_decoder_p50_ms": b50,
+        "our_decoder_all_masks_p50_ms": a50,
+        "min_iou": min(ious),
+        "random_weights": is_random,
+        "device": eng.device,
+    }
+

@@ -1,0 +1,129 @@
+"""The image-embedding cache: computed once per (image content, model), kept in memory and on disk.
+
+Disk entries are ``.npz`` files (features in float16, plus the original and resized image sizes), written to
+a temporary name and renamed into place, so a killed process never leaves a half file under a real key.
+zipfile checks each member's CRC on read, and the loader checks shapes and finiteness: a corrupt entry is
+deleted and recomputed, never trusted. Entries hold no paths or machine details, so a cache folder filled on
+a GPU machine works on a laptop.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import zipfile
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+FORMAT_VERSION = 1
+
+
+@dataclass
+class Embedding:
+    """SAM image features plus the sizes needed to map prompts and masks back to the image."""
+
+    features: np.ndarray  # (1, C, 64, 64) float32
+    original_size: tuple[int, int]  # (H, W) of the image
+    input_size: tuple[int, int]  # (H, W) after resizing the long side to the encoder's size
+
+
+def cache_dir() -> Path:
+    """$CLICKLABEL_CACHE, else the platform's user cache folder."""
+    env = os.environ.get("CLICKLABEL_CACHE")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("clicklabel")) / "embeddings"
+
+
+class EmbeddingCache:
+    """Memory LRU in front of a folder of ``.npz`` files; thread-safe."""
+
+    def __init__(self, folder: str | Path | None = None, memory_items: int = 8, disk: bool = True):
+        self.folder = Path(folder) if folder is not None else cache_dir()
+        self.memory_items = memory_items
+        self.disk = disk
+        self._mem: OrderedDict[str, Embedding] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(image_key: str, model_id: str) -> str:
+        """Cache key of an image (content hash) under a model (architecture + weights fingerprint)."""
+        return f"{model_id}-{image_key}-v{FORMAT_VERSION}"
+
+    def path(self, key: str) -> Path:
+        return self.folder / key[:2] / f"{key}.npz"
+
+    def get(self, key: str) -> Embedding | None:
+        """The cached embedding, or None (a corrupt disk entry is removed and reported as a miss)."""
+        with self._lock:
+            emb = self._mem.get(key)
+            if emb is not None:
+                self._mem.move_to_end(key)
+                return emb
+        if not self.disk:
+            return None
+        p = self.path(key)
+        if not p.is_file():
+            return None
+        emb = self._read(p)
+        if emb is None:
+            p.unlink(missing_ok=True)
+            return None
+        self._remember(key, emb)
+        return emb
+
+    def contains(self, key: str) -> bool:
+        """Whether ``key`` is in memory or on disk (without reading it)."""
+        with self._lock:
+            if key in self._mem:
+                return True
+        return self.disk and self.path(key).is_file()
+
+    def put(self, key: str, emb: Embedding) -> None:
+        """Remember ``emb`` in memory and write it to disk atomically."""
+        self._remember(key, emb)
+        if not self.disk:
+            return
+        p = self.path(key)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.with_name(f"{p.name}.{os.getpid()}.{threading.get_ident()}.part")
+        with open(tmp, "wb") as f:
+            np.savez(
+                f,
+                features=emb.features.astype(np.float16),
+                original_size=np.asarray(emb.original_size, dtype=np.int64),
+                input_size=np.asarray(emb.input_size, dtype=np.int64),
+            )
+        os.replace(tmp, p)
+
+    def _remember(self, key: str, emb: Embedding) -> None:
+        with self._lock:
+            self._mem[key] = emb
+            self._mem.move_to_end(key)
+            while len(self._mem) > self.memory_items:
+                self._mem.popitem(last=False)
+
+    def clear_memory(self) -> None:
+        with self._lock:
+            self._mem.clear()
+
+    @staticmethod
+    def _read(p: Path) -> Embedding | None:
+        try:
+            with np.load(p, allow_pickle=False) as z:
+                feats = z["features"]
+                osize = tuple(int(v) for v in z["original_size"])
+                isize = tuple(int(v) for v in z["input_size"])
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            return None
+        if feats.ndim != 4 or feats.shape[0] != 1 or len(osize) != 2 or len(isize) != 2:
+            return None
+        feats = feats.astype(np.float32)
+        if not np.isfinite(feats).all():
+            return None
+        return Embedding(feats, osize, isize)

@@ -1,0 +1,31 @@
+"""Errors that users see: one clear line each, raised by the core and printed by the CLI and the plugin."""
+
+from __future__ import annotations
+
+
+class ClickLabelError(Exception):
+    """A problem the user can act on; its message is one line that says what happened and what to do."""
+
+
+class ImageError(ClickLabelError):
+    """An image file is missing, unreadable, or of a kind we cannot use."""
+
+
+class PromptError(ClickLabelError):
+    """A point or box prompt is malformed or lies outside the image."""
+
+
+class WeightsError(ClickLabelError):
+    """A checkpoint is missing, truncated, corrupt, or of another model type."""
+
+
+class StoreError(ClickLabelError):
+    """The project store cannot be opened or does not hold what was asked for."""
+
+
+class CocoError(ClickLabelError):
+    """A COCO file or annotation is malformed."""
+
+
+class LabelError(ClickLabelError):
+    """The labelling model could not be reached or answered something unusable."""

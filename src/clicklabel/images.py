@@ -1,0 +1,121 @@
+"""Reading images of every kind users have and normalising them to the HxWx3 uint8 RGB that SAM expects.
+
+Normalisation (documented for users):
+- HxW grayscale is repeated to three channels; HxWx4 drops alpha; HxWx2 (gray + alpha) keeps gray.
+- uint8 is used as is. Other integer types (uint16, int32, ...) are scaled linearly from the image's own
+  min..max to 0..255, so 12-bit microscopy and 16-bit PNGs use the whole range.
+- Float images in [0, 1] are multiplied by 255; other float ranges are scaled from min..max like integers.
+- A constant image becomes all zeros. NaN and inf are treated as 0.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ImageError
+
+# Pillow refuses images above ~179 Mpx as a decompression bomb; we allow large scans but not absurd ones.
+MAX_PIXELS = 400_000_000
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
+
+
+def to_rgb8(image: np.ndarray) -> np.ndarray:
+    """Return an HxWx3 uint8 RGB copy of ``image`` (see the module docstring for the normalisation)."""
+    arr = np.asarray(image)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.ndim == 2:
+        arr = np.stack([arr] * 3, axis=-1)
+    elif arr.ndim == 3 and arr.shape[2] == 2:
+        arr = np.stack([arr[:, :, 0]] * 3, axis=-1)
+    elif arr.ndim == 3 and arr.shape[2] == 4:
+        arr = arr[:, :, :3]
+    elif not (arr.ndim == 3 and arr.shape[2] == 3):
+        raise ImageError(f"image has shape {arr.shape}; expected HxW, HxWx3 or HxWx4")
+    if arr.shape[0] < 1 or arr.shape[1] < 1:
+        raise ImageError(f"image is empty (shape {arr.shape})")
+    if arr.dtype == np.uint8:
+        return np.ascontiguousarray(arr)
+    if arr.dtype == bool:
+        return arr.astype(np.uint8) * 255
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise ImageError(f"image has unsupported pixel type {arr.dtype}")
+    arr = np.nan_to_num(arr.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    lo, hi = float(arr.min()), float(arr.max())
+    if np.issubdtype(np.asarray(image).dtype, np.floating) and lo >= 0.0 and hi <= 1.0:
+        lo, hi = 0.0, 1.0
+    if hi <= lo:
+        return np.zeros(arr.shape, dtype=np.uint8)
+    scaled = (arr - lo) * (255.0 / (hi - lo))
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    """Read an image file into HxWx3 uint8 RGB; raises ImageError with one clear line on any problem."""
+    from PIL import Image, UnidentifiedImageError
+
+    p = Path(path)
+    if not p.exists():
+        raise ImageError(f"image not found: {p}")
+    if p.is_dir():
+        raise ImageError(f"expected an image file, got a folder: {p}")
+    old_limit = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+    try:
+        with Image.open(p) as im:
+            im.load()
+            arr = _pil_to_array(im)
+    except UnidentifiedImageError:
+        raise ImageError(f"not an image (or a format we cannot read): {p}") from None
+    except Image.DecompressionBombError:
+        raise ImageError(f"image is larger than {MAX_PIXELS:,} pixels: {p}") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageError(f"cannot read image {p}: {exc}") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = old_limit
+    return to_rgb8(arr)
+
+
+def _pil_to_array(im) -> np.ndarray:
+    """Decode a PIL image without losing bit depth (16-bit PNG/TIFF stay 16-bit until ``to_rgb8``)."""
+    from PIL import ImageOps
+
+    im = ImageOps.exif_transpose(im)
+    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        return np.array(im)
+    if im.mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    elif im.mode in ("CMYK", "YCbCr", "LAB", "HSV", "1"):
+        im = im.convert("RGB")
+    elif im.mode == "LA":
+        im = im.convert("L")
+    return np.array(im)
+
+
+def image_hash(image: np.ndarray) -> str:
+    """Content hash of a normalised image (shape + pixels), the key of the embedding cache."""
+    arr = np.ascontiguousarray(image)
+    h = hashlib.blake2b(digest_size=16)
+    h.update(f"{arr.shape}|{arr.dtype}".encode())
+    h.update(memoryview(arr).cast("B"))
+    return h.hexdigest()
+
+
+def file_hash(path: str | Path) -> str:
+    """Content hash of a file's bytes (for the project store's image table)."""
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """Image files directly inside ``folder``, sorted by name."""
+    p = Path(folder)
+    if not p.is_dir():
+        raise ImageError(f"not a folder: {p}")
+    return sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)

@@ -1,0 +1,81 @@
+"""Shared fixtures: temporary weight and cache folders, random SAM checkpoints built once per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "src" / "clicklabel" / "data" / "samples"
+SHARED_DATA = ROOT.parent / "shared" / "data"
+# A small SAM: the real builder and the real neck/decoder, with a 2-block, 64-wide encoder.
+TINY_ARCH = (64, 2, 2, (1,))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_dirs(tmp_path_factory):
+    """Tests never touch the user's cache or weights, and never download."""
+    base = tmp_path_factory.mktemp("clicklabel_home")
+    os.environ["CLICKLABEL_CACHE"] = str(base / "cache")
+    os.environ["CLICKLABEL_WEIGHTS"] = str(base / "weights")
+    os.environ.pop("OPENAI_API_KEY", None)
+    yield
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    from clicklabel.weights import save_random_checkpoint
+
+    return save_random_checkpoint(tmp_path_factory.mktemp("ck") / "tiny.pth", TINY_ARCH, seed=1)
+
+
+@pytest.fixture(scope="session")
+def vit_b_checkpoint(tmp_path_factory) -> Path:
+    from clicklabel.weights import save_random_checkpoint
+
+    return save_random_checkpoint(tmp_path_factory.mktemp("ck") / "vit_b_random.pth", "vit_b", seed=0)
+
+
+@pytest.fixture(scope="session")
+def session_cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("emb_cache")
+
+
+@pytest.fixture(scope="session")
+def tiny_engine(tiny_checkpoint, session_cache_dir):
+    from clicklabel.embeddings import EmbeddingCache
+    from clicklabel.segment.sam import SamEngine
+
+    return SamEngine("auto", tiny_checkpoint, device="cpu", cache=EmbeddingCache(session_cache_dir))
+
+
+@pytest.fixture(scope="session")
+def vit_b_engine(vit_b_checkpoint, session_cache_dir):
+    """The real vit_b architecture (random weights); its one image embedding is computed once per session."""
+    from clicklabel.embeddings import EmbeddingCache
+    from clicklabel.segment.sam import SamEngine
+
+    eng = SamEngine("vit_b", vit_b_checkpoint, device="cpu", cache=EmbeddingCache(session_cache_dir))
+    eng.set_image(sample("coffee"))
+    return eng
+
+
+def sample(name: str) -> np.ndarray:
+    from clicklabel.images import load_image
+
+    return load_image(SAMPLES / f"{name}.jpg")
+
+
+@pytest.fixture
+def chelsea() -> np.ndarray:
+    return sample("chelsea")
+
+
+def needs_shared(sub: str) -> Path:
+    p = SHARED_DATA / sub
+    if not p.exists():
+        pytest.skip(f"../shared/data/{sub} is not present (benchmark data lives outside the repo)")
+    return p

@@ -1,0 +1,84 @@
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from clicklabel.cli import main
+from clicklabel.masks import tight_bbox
+from conftest import SAMPLES
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_segment_writes_mask_and_json(capsys, tmp_path, tiny_checkpoint):
+    out = tmp_path / "m.png"
+    code, stdout, _ = run(capsys, "segment", SAMPLES / "chelsea.jpg", "--point", "200,150", "--point", "20,20:0",
+                          "--box", "100,50,350,280", "--model", "auto", "--checkpoint", tiny_checkpoint,
+                          "--device", "cpu", "--out", out)
+    assert code == 0
+    info = json.loads(stdout)
+    mask = np.array(Image.open(out)) > 0
+    assert mask.shape == (300, 451)
+    assert info["area"] == mask.sum()
+    assert info["bbox"] == (list(tight_bbox(mask)) if mask.any() else None)
+    assert set(info) >= {"bbox", "area", "score"}
+
+
+def test_segment_grabcut(capsys, tmp_path):
+    code, stdout, _ = run(capsys, "segment", SAMPLES / "coffee.jpg", "--box", "60,40,460,300", "--engine", "grabcut")
+    assert code == 0 and json.loads(stdout)["area"] > 1000
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["segment", "missing.jpg", "--point", "1,1"], "image not found"),
+        (["segment", "pyproject.toml", "--point", "1,1"], "not an image"),
+        (["segment", SAMPLES / "chelsea.jpg", "--point", "900,10"], "outside"),
+        (["segment", SAMPLES / "chelsea.jpg", "--box", "50,50,10,60"], "x1 > x0"),
+        (["segment", SAMPLES / "chelsea.jpg", "--point", "1;1"], "must look like"),
+        (["segment", SAMPLES / "chelsea.jpg", "--point", "1,1", "--model", "vit_q"], "unknown model"),
+    ],
+)
+def test_bad_input_one_line_nonzero_nothing_written(capsys, tmp_path, args, message):
+    out = tmp_path / "m.png"
+    code, stdout, err = run(capsys, *args, "--out", out)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_wrong_and_truncated_checkpoints(capsys, tmp_path, vit_b_checkpoint):
+    code, _, err = run(capsys, "segment", SAMPLES / "chelsea.jpg", "--point", "1,1", "--model", "vit_l",
+                       "--checkpoint", vit_b_checkpoint)
+    assert code == 2 and "holds a vit_b model, not vit_l" in err
+    cut = tmp_path / "cut.pth"
+    cut.write_bytes(vit_b_checkpoint.read_bytes()[:5000])
+    code, _, err = run(capsys, "segment", SAMPLES / "chelsea.jpg", "--point", "1,1", "--checkpoint", cut)
+    assert code == 2 and "truncated" in err and len(err.strip().splitlines()) == 1
+
+
+def test_missing_weights_offline_message(capsys, monkeypatch, tmp_path):
+    from clicklabel import weights
+
+    monkeypatch.setenv("CLICKLABEL_WEIGHTS", str(tmp_path))
+    ck = weights.REGISTRY["vit_b"]
+    monkeypatch.setitem(weights.REGISTRY, "vit_b", weights.Checkpoint("vit_b", "http://127.0.0.1:9/" + ck.filename,
+                                                                        ck.xxh128, ck.size))
+    monkeypatch.setattr(weights, "download", lambda name, **kw: (_ for _ in ()).throw(
+        weights.WeightsError(f"cannot download {name}")))
+    code, _, err = run(capsys, "segment", SAMPLES / "chelsea.jpg", "--point", "1,1")
+    assert code == 2 and "cannot download vit_b" in err
+
+
+def test_weights_list_and_verify(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("CLICKLABEL_WEIGHTS", str(tmp_path))
+    code, out, _ = run(capsys, "weights", "list")
+    assert code == 0 and "vit_h" in out and "missing" in out
+    (tmp_path / "sam_vit_b_01ec64.pth").write_bytes(b"short")
+    code, out, _ = run(capsys, "weights", "verify")
+    assert code == 1 and "wrong size" in out
