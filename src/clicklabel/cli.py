@@ -146,6 +146,47 @@ def cmd_weights(args) -> int:
     return 1 if bad else 0
 
 
+def cmd_export(args) -> int:
+    from .coco import export_coco
+    from .store import Store
+
+    store = open_project(args.project)
+    rep = export_coco(store, args.out, polygons=args.polygons, images_root=args.images_root)
+    print(f"wrote {args.out}: {rep.images} images, {rep.annotations} annotations")
+    if rep.unlabelled:
+        print(f"{rep.unlabelled} objects have no label yet (category 'unlabelled'); run `clicklabel label`")
+    if rep.rle_fallbacks:
+        ids = ", ".join(map(str, rep.rle_fallbacks[:20])) + (" ..." if len(rep.rle_fallbacks) > 20 else "")
+        print(f"{len(rep.rle_fallbacks)} masks have holes or touching parts that COCO polygons cannot hold; "
+              f"written as RLE instead: objects {ids}")
+    return 0
+
+
+def cmd_import(args) -> int:
+    from .coco import import_coco
+    from .store import Store
+
+    store = Store(args.project, root=args.images if not Path(args.project).exists() else None)
+    rep = import_coco(args.coco_json, args.images, store, strict=args.strict)
+    print(f"imported {rep.annotations} annotations on {rep.images} images into {store.path}")
+    for p in rep.problems:
+        print(f"skipped: {p}")
+    return 1 if rep.problems else 0
+
+
+def open_project(path: str):
+    """Open an existing project (a clear error if there is none)."""
+    from .errors import StoreError
+    from .store import Store
+
+    p = Path(path)
+    if p.is_dir():
+        p = p / "project.clicklabel"
+    if not p.is_file():
+        raise StoreError(f"no project at {path}")
+    return Store(p)
+
+
 def cmd_bench(args) -> int:
     from . import bench
 
@@ -182,6 +223,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["list", "download", "verify"])
     p.add_argument("name", nargs="?")
     p.set_defaults(func=cmd_weights)
+
+    p = sub.add_parser("export", help="write a project as COCO instance annotations")
+    p.add_argument("project")
+    p.add_argument("--out", required=True)
+    p.add_argument("--polygons", action="store_true", help="polygons instead of RLE (RLE kept where they cannot)")
+    p.add_argument("--images-root", help="write file_name relative to this folder")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("import", help="read a COCO file into a project")
+    p.add_argument("coco_json")
+    p.add_argument("--images", required=True, help="the folder the file_name entries are relative to")
+    p.add_argument("--project", required=True, help="project file (created if missing)")
+    p.add_argument("--strict", action="store_true", help="import nothing if any annotation is bad")
+    p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("bench", help="benchmarks against the stock baseline, measured in the same run")
     p.add_argument("what", choices=["latency"])

@@ -1,0 +1,181 @@
+import contextlib
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from clicklabel.cli import main
+from clicklabel.coco import export_coco, import_coco, mask_to_polygons
+from clicklabel.errors import CocoError
+from clicklabel.masks import decode_rle, mask_iou
+from clicklabel.store import Store
+from conftest import needs_shared
+
+
+def _ap(gt_file, dt_anns, iou_type):
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(str(gt_file))
+        dt = gt.loadRes([dict(a, score=1.0) for a in dt_anns])
+        ev = COCOeval(gt, dt, iou_type)
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return ev.stats[0]
+
+
+@pytest.mark.parametrize("name, ann_file", [("panopticapi", "instances.json"), ("labelme", "annotations.json")])
+def test_round_trip_real_coco_files(tmp_path, name, ann_file):
+    src = needs_shared(f"coco_real/{name}")
+    original = json.loads((src / ann_file).read_text())
+    s1 = Store(tmp_path / "one.clicklabel", root=src / "images")
+    rep = import_coco(src / ann_file, src / "images", s1)
+    assert rep.problems == [] and rep.annotations == len(original["annotations"])
+    export_coco(s1, tmp_path / "export.json")
+    s2 = Store(tmp_path / "two.clicklabel", root=src / "images")
+    assert import_coco(tmp_path / "export.json", src / "images", s2).problems == []
+
+    orig_coco = COCO(str(src / ann_file))
+    second = {o.source_id: o for o in s2.objects()}
+    assert len(second) == len(original["annotations"])
+    by_source = {o.source_id: o for o in s1.objects()}
+    for ann in original["annotations"]:
+        ours1 = by_source[ann["id"]]
+        ours2 = second[ann["id"]]  # annotation ids survive the round trip
+        ref = orig_coco.annToMask(ann).astype(bool)
+        assert np.array_equal(ours1.mask, ref) and np.array_equal(ours2.mask, ref)
+        assert list(ours2.bbox) == [float(v) for v in ann["bbox"]]
+        assert ours2.iscrowd == ann.get("iscrowd", 0)
+        assert ours2.label == next(c["name"] for c in original["categories"] if c["id"] == ann["category_id"])
+    used = {a["category_id"] for a in original["annotations"]}
+    exported = json.loads((tmp_path / "export.json").read_text())
+    assert {(c["id"], c["name"]) for c in exported["categories"]} == {
+        (c["id"], c["name"]) for c in original["categories"] if c["id"] in used
+    }
+    with contextlib.redirect_stdout(io.StringIO()):
+        COCO(str(tmp_path / "export.json"))  # loads in pycocotools
+    for iou_type in ("segm", "bbox"):
+        assert _ap(tmp_path / "export.json", exported["annotations"], iou_type) == pytest.approx(
+            _ap(src / ann_file, original["annotations"], iou_type), abs=1e-9
+        )
+
+
+def _project_with_objects(tmp_path):
+    Image.fromarray(np.zeros((60, 80, 3), np.uint8)).save(tmp_path / "img.png")
+    s = Store(tmp_path / "p.clicklabel", root=tmp_path)
+    iid = s.add_image(tmp_path / "img.png", 80, 60)
+    ring = np.zeros((60, 80), bool)
+    ring[10:40, 10:40] = True
+    ring[20:30, 20:30] = False  # a hole
+    parts = np.zeros((60, 80), bool)
+    parts[45:55, 5:15] = True
+    parts[45:55, 50:75] = True  # two parts
+    disk = (np.add.outer((np.arange(60) - 25) ** 2, (np.arange(80) - 60) ** 2) < 100)
+    ids = [s.accept(iid, m) for m in (ring, parts, disk)]
+    s.set_label(ids[0], "ring", "shape", 0.9, "m")
+    s.set_label(ids[2], "disk", "shape", 0.8, "m")
+    return s, {ids[0]: ring, ids[1]: parts, ids[2]: disk}
+
+
+def test_own_project_polygons_and_ap(tmp_path):
+    s, masks = _project_with_objects(tmp_path)
+    for polygons in (False, True):
+        out = tmp_path / f"e{polygons}.json"
+        rep = export_coco(s, out, polygons=polygons)
+        doc = json.loads(out.read_text())
+        with contextlib.redirect_stdout(io.StringIO()):
+            coco = COCO(str(out))
+        for ann in doc["annotations"]:
+            m = coco.annToMask(ann).astype(bool)
+            assert mask_iou(m, masks[ann["clicklabel"]["object_id"]]) == 1.0
+            assert ann["area"] == masks[ann["clicklabel"]["object_id"]].sum()
+            assert "clicklabel" in ann and ann["iscrowd"] == 0
+        if polygons:
+            kinds = {a["clicklabel"]["object_id"]: type(a["segmentation"]).__name__ for a in doc["annotations"]}
+            ring_id = next(i for i, m in masks.items() if not m[25, 25] and m[15, 15])
+            assert rep.rle_fallbacks == [ring_id] and kinds[ring_id] == "dict"
+            assert sum(k == "list" for k in kinds.values()) == 2
+        assert _ap(out, doc["annotations"], "segm") == pytest.approx(1.0, abs=1e-9)
+        assert _ap(out, doc["annotations"], "bbox") == pytest.approx(1.0, abs=1e-9)
+    assert {c["name"] for c in doc["categories"]} == {"ring", "disk", "unlabelled"}
+    assert next(c for c in doc["categories"] if c["name"] == "ring")["supercategory"] == "shape"
+
+
+def test_polygons_are_exact_or_refused():
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        m = rng.random((15, 15)) > 0.55
+        p = mask_to_polygons(m)
+        if p is not None:
+            from pycocotools import mask as mu
+
+            back = mu.decode(mu.merge(mu.frPyObjects(p, 15, 15))).astype(bool)
+            assert np.array_equal(back, m)
+
+
+def _bad_file(tmp_path):
+    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(tmp_path / "a.png")
+    good_rle = {"size": [20, 30], "counts": [10, 5, 585]}
+    doc = {
+        "images": [
+            {"id": 1, "file_name": "a.png", "width": 30, "height": 20},
+            {"id": 2, "file_name": "../../etc/passwd", "width": 30, "height": 20},
+            {"id": 3, "file_name": "/etc/hosts", "width": 30, "height": 20},
+            {"id": 4, "file_name": "missing.png", "width": 30, "height": 20},
+        ],
+        "categories": [{"id": 1, "name": "thing"}],
+        "annotations": [
+            {"id": 10, "image_id": 1, "category_id": 1, "segmentation": good_rle, "iscrowd": 1},
+            {"id": 11, "image_id": 1, "category_id": 1},
+            {"id": 12, "image_id": 1, "category_id": 1, "segmentation": [[1, 1, 5, 5]]},
+            {"id": 13, "image_id": 1, "category_id": 1, "segmentation": {"size": [40, 30], "counts": [1200]}},
+            {"id": 10, "image_id": 1, "category_id": 1, "segmentation": good_rle},
+            {"id": 14, "image_id": 1, "category_id": 7, "segmentation": good_rle},
+            {"id": 15, "image_id": 2, "category_id": 1, "segmentation": good_rle},
+            {"id": 16, "image_id": 4, "category_id": 1, "segmentation": good_rle},
+            {"id": 17, "image_id": 1, "category_id": 1, "segmentation": [[1, 1, 9, 1, 9, 9, 1, 9]]},
+        ],
+    }
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_bad_annotations_are_reported_by_id(tmp_path):
+    path = _bad_file(tmp_path)
+    s = Store(tmp_path / "p.clicklabel", root=tmp_path)
+    rep = import_coco(path, tmp_path, s)
+    text = "\n".join(rep.problems)
+    for needle in ("annotation 11: missing key 'segmentation'", "annotation 12: polygon with 2 points",
+                   "annotation 13: RLE size 40x30", "annotation 10: duplicate id", "annotation 14: unknown category",
+                   "image 2: file_name '../../etc/passwd' points outside", "image 3: file_name '/etc/hosts'",
+                   "image 4: file 'missing.png' not found", "annotation 15:", "annotation 16:"):
+        assert needle in text, needle
+    assert rep.annotations == 2
+    obs = s.objects()
+    assert [o.source_id for o in obs] == [10, 17] and obs[0].iscrowd == 1
+    assert decode_rle(obs[0].rle).sum() == 5
+
+
+def test_strict_imports_nothing(tmp_path):
+    path = _bad_file(tmp_path)
+    s = Store(tmp_path / "p.clicklabel", root=tmp_path)
+    with pytest.raises(CocoError, match="nothing imported"):
+        import_coco(path, tmp_path, s, strict=True)
+    assert s.count_objects() == 0 and s.images() == []
+
+
+def test_cli_export_import(tmp_path, capsys):
+    s, _ = _project_with_objects(tmp_path)
+    s.close()
+    assert main(["export", str(tmp_path / "p.clicklabel"), "--out", str(tmp_path / "o.json"), "--polygons"]) == 0
+    out = capsys.readouterr().out
+    assert "3 annotations" in out and "written as RLE instead" in out
+    code = main(["import", str(tmp_path / "o.json"), "--images", str(tmp_path), "--project", str(tmp_path / "q")])
+    assert code == 0 and "imported 3 annotations" in capsys.readouterr().out
+    assert main(["export", str(tmp_path / "nothing"), "--out", str(tmp_path / "x.json")]) == 2
+    assert main(["import", str(_bad_file(tmp_path)), "--images", str(tmp_path), "--project",
+                 str(tmp_path / "r.clicklabel"), "--strict"]) == 2

@@ -1,0 +1,139 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from clicklabel.errors import StoreError
+from clicklabel.masks import tight_bbox
+from clicklabel.store import SCHEMA_VERSION, Store
+
+
+def _mask(h=40, w=50, y=5, x=7, s=10):
+    m = np.zeros((h, w), bool)
+    m[y : y + s, x : x + s + 3] = True
+    return m
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store(tmp_path / "p.clicklabel", root=tmp_path)
+    yield s
+    s.close()
+
+
+def test_accept_writes_everything(store, tmp_path):
+    iid = store.add_image(tmp_path / "a.jpg", 50, 40, "h1")
+    assert store.add_image(tmp_path / "a.jpg", 50, 40) == iid
+    assert store.image(iid).path == "a.jpg"
+    m = _mask()
+    oid = store.accept(iid, m, provenance="click", clicks=2, seconds=1.5, score=0.9, engine="sam", model="vit_b")
+    ob = store.object(oid)
+    assert (ob.mask == m).all() and ob.bbox == tight_bbox(m) and ob.area == m.sum()
+    assert (ob.label_status, ob.provenance, ob.clicks, ob.seconds) == ("pending", "click", 2, 1.5)
+    assert [e["kind"] for e in store.events()] == ["accept"]
+    with pytest.raises(StoreError):
+        store.accept(iid, m, provenance="guess")
+
+
+def test_labels_history_and_usage(store, tmp_path):
+    iid = store.add_image(tmp_path / "a.jpg", 50, 40)
+    oid = store.accept(iid, _mask())
+    store.set_label_failed(oid, "timeout", "m", prompt_tokens=10)
+    assert store.object(oid).label_status == "failed"
+    store.set_label(oid, "Siamese cat", "cat", 0.9, "m", 100, 10, 0.001)
+    ob = store.object(oid)
+    assert (ob.label, ob.coarse, ob.label_status, ob.prompt_tokens) == ("Siamese cat", "cat", "done", 110)
+    store.relabel(oid, "Birman cat")
+    assert store.object(oid).label_status == "edited"
+    assert [h[0] for h in store.label_history(oid)] == ["Siamese cat", "Birman cat"]
+    assert store.usage()["prompt_tokens"] == 110
+    assert {c[1] for c in store.categories()} == {"Siamese cat", "Birman cat"}
+
+
+def test_undo_redo(store, tmp_path):
+    iid = store.add_image(tmp_path / "a.jpg", 50, 40)
+    a = store.accept(iid, _mask())
+    b = store.accept(iid, _mask(x=20))
+    store.set_label(b, "cat", None, 0.8, "m")
+    store.relabel(b, "dog")
+    store.delete(a)
+    assert [o.id for o in store.objects()] == [b]
+    assert store.undo()["kind"] == "delete"
+    assert [o.id for o in store.objects()] == [a, b]
+    assert store.undo()["kind"] == "relabel"
+    assert store.object(b).label == "cat" and store.object(b).label_status == "done"
+    assert store.undo()["kind"] == "accept"
+    assert [o.id for o in store.objects()] == [a]
+    assert store.redo()["kind"] == "accept"
+    assert store.redo()["kind"] == "relabel" and store.object(b).label == "dog"
+    store.undo()
+    c = store.accept(iid, _mask(y=25))  # a new action ends the redo chain
+    assert store.redo() is None
+    assert {o.id for o in store.objects()} == {a, b, c}
+    assert store.object(b).label == "cat"
+
+
+def test_proposals(store, tmp_path):
+    iid = store.add_image(tmp_path / "a.jpg", 50, 40)
+    p1 = store.accept(iid, _mask(), provenance="proposed", state="proposed", score=0.9)
+    p2 = store.accept(iid, _mask(x=20), provenance="proposed", state="proposed", score=0.8)
+    store.decide_proposal(p1, True)
+    store.decide_proposal(p2, False)
+    assert [o.id for o in store.objects()] == [p1]
+    store.undo()
+    assert store.object(p2).state == "proposed"
+    kinds = [e["kind"] for e in store.events()]
+    assert kinds.count("propose") == 2 and "reject_proposal" in kinds and "undo" in kinds
+
+
+def test_reopen_and_schema_version(tmp_path):
+    p = tmp_path / "p.clicklabel"
+    s = Store(p, root=tmp_path)
+    iid = s.add_image(tmp_path / "x.png", 50, 40)
+    s.accept(iid, _mask())
+    s.close()
+    s = Store(p)
+    assert s.get_meta("schema_version") == str(SCHEMA_VERSION) and s.count_objects() == 1 and s.root == tmp_path
+    s.set_meta("schema_version", "99")
+    s.close()
+    with pytest.raises(StoreError, match="newer"):
+        Store(p)
+    (tmp_path / "junk.clicklabel").write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError):
+        Store(tmp_path / "junk.clicklabel")
+
+
+_WRITER = """
+import sys, numpy as np
+from clicklabel.store import Store
+s = Store(sys.argv[1])
+iid = s.add_image("img.png", 64, 48)
+m = np.zeros((48, 64), bool)
+for i in range(100000):
+    m[:] = False
+    m[i % 40 : i % 40 + 5, :10] = True
+    s.accept(iid, m, provenance="click", clicks=i)
+    if i == 50:
+        print("started", flush=True)
+"""
+
+
+def test_sigkill_mid_write_keeps_committed_objects(tmp_path):
+    path = tmp_path / "k.clicklabel"
+    proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(path)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "started"
+    time.sleep(1.0)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    s = Store(path)
+    assert s.integrity_ok()
+    obs = s.objects()
+    assert len(obs) > 50
+    for ob in obs:  # every committed object is whole: mask, box and its accept event
+        m = ob.mask
+        assert m.sum() == ob.area == 50 and ob.bbox == tight_bbox(m)
+    assert len(s.events(["accept"])) == len(obs)
