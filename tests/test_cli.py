@@ -6,6 +6,7 @@ from PIL import Image
 
 from clicklabel.cli import main
 from clicklabel.masks import tight_bbox
+
 from conftest import SAMPLES
 
 

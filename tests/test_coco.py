@@ -13,6 +13,7 @@ from clicklabel.coco import export_coco, import_coco, mask_to_polygons
 from clicklabel.errors import CocoError
 from clicklabel.masks import decode_rle, mask_iou
 from clicklabel.store import Store
+
 from conftest import needs_shared
 
 

@@ -9,6 +9,7 @@ from clicklabel.errors import PromptError
 from clicklabel.masks import mask_iou, tight_bbox
 from clicklabel.segment import Prompt
 from clicklabel.segment.sam import SamEngine
+
 from conftest import sample
 
 PROMPTS = {

@@ -7,6 +7,7 @@ import torch
 
 from clicklabel import weights
 from clicklabel.errors import WeightsError
+
 from conftest import TINY_ARCH
 
 

@@ -311,5 +311,6 @@ def import_coco(
             except CocoError as exc:
                 rep.problems.append(str(exc))
         if strict and rep.problems:
-            raise CocoError(f"{len(rep.problems)} problem(s), nothing imported (--strict): " + "; ".join(rep.problems[:5]))
+            first = "; ".join(rep.problems[:5])
+            raise CocoError(f"{len(rep.problems)} problem(s), nothing imported (--strict): {first}")
     return rep

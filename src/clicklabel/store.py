@@ -54,6 +54,7 @@ CREATE TABLE events (
     id INTEGER PRIMARY KEY, t REAL NOT NULL, kind TEXT NOT NULL, image_id INTEGER, object_id INTEGER,
     data TEXT, undone INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX events_kind ON events(kind, undone);
+CREATE INDEX events_redo ON events(undone) WHERE undone = 1;
 """
 # Migrations from version N-1 to N, applied in order; version 1 is the initial schema.
 MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1}
@@ -216,6 +217,25 @@ class Store:
             )
             return int(cur.lastrowid)
 
+    def add_image_file(self, path: str | Path) -> int:
+        """Add an image file by path (size read from its header, content hashed); returns its id."""
+        from PIL import Image, UnidentifiedImageError
+
+        from .errors import ImageError
+        from .images import file_hash
+
+        p = Path(path)
+        if not p.is_absolute():
+            p = (Path.cwd() / p)
+        try:
+            with Image.open(p) as im:
+                w, h = im.size
+        except FileNotFoundError:
+            raise ImageError(f"image not found: {p}") from None
+        except (UnidentifiedImageError, OSError):
+            raise ImageError(f"not an image (or a format we cannot read): {p}") from None
+        return self.add_image(p, w, h, file_hash(p))
+
     def image(self, image_id: int) -> ImageRecord:
         row = self.conn.execute("SELECT id, path, width, height, hash, status FROM images WHERE id=?", (image_id,))
         r = row.fetchone()
@@ -308,6 +328,8 @@ class Store:
                 ),
             )
             oid = int(cur.lastrowid)
+            if label:
+                self._history(oid, label, coarse, None, status, provenance)
             if event:
                 kind = "propose" if state == "proposed" else event
                 self._event(kind, image_id, oid, {"provenance": provenance, "clicks": clicks, "seconds": seconds})

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 
@@ -20,14 +21,14 @@ class Prompt:
     box: tuple[float, float, float, float] | None = None
 
     @classmethod
-    def make(cls, points: Sequence = (), labels: Sequence | None = None, box: Sequence | None = None) -> "Prompt":
+    def make(cls, points: Sequence = (), labels: Sequence | None = None, box: Sequence | None = None) -> Prompt:
         """Build a prompt; ``labels`` defaults to all positive."""
         pts = tuple((float(p[0]), float(p[1])) for p in points)
         labs = tuple(int(v) for v in (labels if labels is not None else [1] * len(pts)))
         bx = None if box is None else tuple(float(v) for v in box)
         return cls(pts, labs, bx)  # type: ignore[arg-type]
 
-    def add_point(self, x: float, y: float, positive: bool = True) -> "Prompt":
+    def add_point(self, x: float, y: float, positive: bool = True) -> Prompt:
         """A new prompt with one more point."""
         return Prompt(self.points + ((float(x), float(y)),), self.labels + (1 if positive else 0,), self.box)
 

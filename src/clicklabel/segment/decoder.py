@@ -179,14 +179,34 @@ class FastMaskDecoder:
             k0, v0, q0 = self._first_block_projections(keys, state.key_pe)
         hs, keys = self._transformer(tokens, keys, state.key_pe, k0, v0, q0)
         sel = slice(1, self.dec.num_mask_tokens) if multimask else slice(0, 1)
+        scores = self.dec.iou_prediction_head(hs[:, 0])[:, sel]
+        return self._logits(hs, keys, sel, state.grid), scores
+
+    @torch.inference_mode()
+    def decode_filtered(self, state: ImageState, sparse: torch.Tensor, min_score: float, chunk: int = 8):
+        """Multimask decoding of a batch that forms masks only for prompts with a candidate scoring above
+        ``min_score`` (the score needs no mask): (logits of those rows, all scores (B, 3), row indices)."""
+        b = sparse.shape[0]
+        out_tokens = torch.cat([self.dec.iou_token.weight, self.dec.mask_tokens.weight], dim=0)
+        tokens = torch.cat([out_tokens.unsqueeze(0).expand(b, -1, -1), sparse], dim=1)
+        hs, keys = self._transformer(tokens, state.keys, state.key_pe, state.k0, state.v0, state.q0)
+        sel = slice(1, self.dec.num_mask_tokens)
+        scores = self.dec.iou_prediction_head(hs[:, 0])[:, sel]
+        rows = torch.nonzero((scores > min_score).any(dim=1)).flatten()
+        parts = [self._logits(hs[rows[i : i + chunk]], keys[rows[i : i + chunk]], sel, state.grid)
+                 for i in range(0, len(rows), chunk)]
+        h, w = state.grid
+        logits = torch.cat(parts) if parts else hs.new_zeros((0, 3, 4 * h, 4 * w))
+        return logits, scores, rows
+
+    def _logits(self, hs, keys, sel: slice, grid) -> torch.Tensor:
+        """Low-res mask logits of the selected mask tokens."""
         mask_tokens = hs[:, 1 : 1 + self.dec.num_mask_tokens][:, sel]
         hyper = torch.stack(
             [self.dec.output_hypernetworks_mlps[i + sel.start](mask_tokens[:, i]) for i in range(mask_tokens.shape[1])],
             dim=1,
         )
-        logits = self._masks(keys, hyper, state.grid)
-        scores = self.dec.iou_prediction_head(hs[:, 0])[:, sel]
-        return logits, scores
+        return self._masks(keys, hyper, grid)
 
     def _transformer(self, queries, keys, key_pe, k0, v0, q0):
         """TwoWayTransformer.forward, with the image-side attention products reassociated (module docstring)."""
@@ -223,7 +243,8 @@ class FastMaskDecoder:
         x = x.reshape(b, h * w * 4, -1)
         x = self._act1(F.layer_norm(x, (x.shape[-1],), self._ln.weight, self._ln.bias, self._ln.eps))
         w2, b2 = self._deconv2
-        x = self._act2(torch.addmm(b2, x.reshape(-1, x.shape[-1]), w2)).reshape(b, h * w * 16, -1)  # pixels ordered (i, j, di, dj, ei, ej)
+        # pixels now ordered (i, j, di, dj, ei, ej)
+        x = self._act2(torch.addmm(b2, x.reshape(-1, x.shape[-1]), w2)).reshape(b, h * w * 16, -1)
         m = hyper @ x.transpose(1, 2)  # (B, n, h*w*16)
         n = m.shape[1]
         m = m.reshape(b, n, h, w, 2, 2, 2, 2).permute(0, 1, 2, 4, 6, 3, 5, 7)

@@ -3,7 +3,7 @@ offline fallback. A box initialises the model; points are hard foreground / back
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -3,8 +3,8 @@ and the faster equivalent mask decoder (``decoder.py``)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -176,8 +176,9 @@ class SamEngine:
                 results.extend(self._results(logits[i], scores[i], sort=False))
         return results
 
-    def predict_points_batch(self, coords: np.ndarray, multimask: bool = True):
-        """Decode many single positive points at once (auto-propose): low-res logits and scores, on device."""
+    def predict_points_batch(self, coords: np.ndarray, min_score: float = float("-inf")):
+        """Decode many single positive points at once (auto-propose), 3 candidates each: low-res logits of the
+        points with a candidate scoring above ``min_score``, all scores (B, 3), and those points' indices."""
         import torch
 
         emb = self._require_image()
@@ -186,7 +187,7 @@ class SamEngine:
         labels = torch.ones(pts.shape[:2], dtype=torch.int64, device=self.device)
         with torch.inference_mode():
             sparse, _ = self.decoder.pe(points=(pts, labels), boxes=None, masks=None)
-            return self.decoder(self._state, sparse, None, multimask)
+            return self.decoder.decode_filtered(self._state, sparse, min_score)
 
     def _results(self, logits, scores, sort: bool) -> list[MaskResult]:
         """MaskResults best first (if ``sort``); only the first one is upscaled now, the others on demand."""
@@ -194,7 +195,9 @@ class SamEngine:
         low = logits.float().cpu().numpy()
         order = np.argsort(-sc, kind="stable") if sort else np.arange(len(sc))
         state = self._state
-        out = [MaskResult(score=float(sc[i]), logits=low[i], make_mask=self._mask_maker(logits[i], state)) for i in order]
+        out = [
+            MaskResult(score=float(sc[i]), logits=low[i], make_mask=self._mask_maker(logits[i], state)) for i in order
+        ]
         out[0].mask  # noqa: B018 - the mask shown at once is made now, in the caller's thread
         return out
 

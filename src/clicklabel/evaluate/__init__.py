@@ -1,0 +1,1 @@
+"""Evaluation: label accuracy against ground truth, simulated annotators, comparison reports."""

@@ -1,0 +1,226 @@
+"""The labeler: masked crops to any OpenAI-compatible chat API (``AsyncOpenAI``), at bounded concurrency, with the
+SDK's retries (which honour Retry-After), a per-request timeout, a cache so the same crop is never paid twice,
+and a response-format fallback for servers without json_schema support."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import LabelError
+from .crop import CropSettings, data_url
+from .prices import Price, cost, load_prices
+from .prompt import SYSTEM_PROMPT, Answer, answer_schema, parse_answer, user_text
+
+FORMATS = ("json_schema", "json_object", "text")
+
+
+@dataclass
+class LabelerConfig:
+    model: str = "gpt-4o-mini"
+    vocabulary: list[str] | None = None
+    template: str | None = None
+    detail: str = "low"
+    concurrency: int = 8
+    timeout: float = 60.0
+    max_retries: int = 4
+    crop: CropSettings = field(default_factory=CropSettings)
+    base_url: str | None = None  # default: $OPENAI_BASE_URL, else OpenAI
+    api_key: str | None = None  # default: $OPENAI_API_KEY; never stored anywhere
+
+    def __post_init__(self):
+        if self.detail not in ("low", "high", "auto"):
+            raise LabelError(f"detail {self.detail!r}; use low, high or auto")
+        if self.concurrency < 1:
+            raise LabelError("concurrency must be at least 1")
+
+
+@dataclass
+class LabelResult:
+    answer: Answer | None
+    error: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    cached: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.answer is not None
+
+
+class LabelCache:
+    """Answers by (crop bytes, model, prompt, vocabulary, detail): a small SQLite file in the cache folder."""
+
+    def __init__(self, path: str | Path | None = None):
+        if path is None:
+            from ..embeddings import cache_dir
+
+            path = cache_dir().parent / "labels.sqlite"
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self.conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, answer TEXT NOT NULL)")
+
+    def get(self, key: str) -> Answer | None:
+        with self._lock:
+            row = self.conn.execute("SELECT answer FROM answers WHERE key=?", (key,)).fetchone()
+        return Answer(**json.loads(row[0])) if row else None
+
+    def put(self, key: str, answer: Answer) -> None:
+        with self._lock:
+            self.conn.execute("INSERT OR REPLACE INTO answers VALUES (?, ?)", (key, json.dumps(answer.__dict__)))
+
+
+class Labeler:
+    """Sends crops, returns LabelResults; one instance per run (it remembers the server's response format)."""
+
+    def __init__(self, config: LabelerConfig, cache: LabelCache | None = None, prices: dict[str, Price] | None = None,
+                 response_format: str | None = None):
+        self.config = config
+        self.cache = cache
+        self.prices = prices if prices is not None else load_prices()
+        self.format = response_format or "json_schema"
+        self._client = None
+
+    @property
+    def client(self):
+        if self._client is None:
+            from openai import AsyncOpenAI
+
+            key = self.config.api_key or os.environ.get("OPENAI_API_KEY")
+            if not key:
+                raise LabelError(
+                    "OPENAI_API_KEY is not set. Export your key (for a local server such as Ollama or vLLM, any "
+                    "value works, together with OPENAI_BASE_URL)"
+                )
+            self._client = AsyncOpenAI(
+                api_key=key, base_url=self.config.base_url or os.environ.get("OPENAI_BASE_URL") or None,
+                max_retries=self.config.max_retries, timeout=self.config.timeout,
+            )
+        return self._client
+
+    def cache_key(self, crop: bytes) -> str:
+        c = self.config
+        h = hashlib.sha256(crop)
+        h.update(json.dumps([c.model, SYSTEM_PROMPT, user_text(c.template, c.vocabulary), c.vocabulary, c.detail,
+                             self.config.crop.fmt]).encode())
+        return h.hexdigest()
+
+    def messages(self, crop: bytes) -> list[dict]:
+        c = self.config
+        return [
+            {"role": "system", "content": SYSTEM_PROMPT},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": user_text(c.template, c.vocabulary)},
+                    {"type": "image_url", "image_url": {"url": data_url(crop, c.crop.fmt), "detail": c.detail}},
+                ],
+            },
+        ]
+
+    def _format_arg(self) -> dict | None:
+        if self.format == "json_schema":
+            return {"type": "json_schema",
+                    "json_schema": {"name": "object_label", "strict": True,
+                                    "schema": answer_schema(self.config.vocabulary)}}
+        if self.format == "json_object":
+            return {"type": "json_object"}
+        return None
+
+    async def label(self, crop: bytes) -> LabelResult:
+        """Label one encoded crop; never raises for the model's or the network's failures (they become errors)."""
+        import openai
+
+        key = self.cache_key(crop)
+        if self.cache is not None:
+            hit = self.cache.get(key)
+            if hit is not None:
+                return LabelResult(hit, cached=True)
+        while True:
+            fmt = self.format
+            kwargs = {"model": self.config.model, "messages": self.messages(crop), "max_tokens": 200}
+            rf = self._format_arg()
+            if rf is not None:
+                kwargs["response_format"] = rf
+            try:
+                resp = await self.client.chat.completions.create(**kwargs)
+            except openai.BadRequestError as exc:
+                text = str(exc).lower()
+                if fmt != "text" and ("response_format" in text or "json_schema" in text or "json_object" in text):
+                    if self.format == fmt:  # step down once, for every request that follows too
+                        self.format = FORMATS[FORMATS.index(fmt) + 1]
+                    continue
+                return LabelResult(None, f"request refused by the server: {_short(exc)}")
+            except openai.AuthenticationError:
+                raise LabelError("the API key was refused (401); check OPENAI_API_KEY") from None
+            except (openai.APITimeoutError, openai.APIConnectionError) as exc:
+                return LabelResult(None, f"no answer after {self.config.max_retries} retries: {type(exc).__name__}")
+            except openai.APIStatusError as exc:
+                return LabelResult(None, f"server error {exc.status_code} after retries: {_short(exc)}")
+            except (openai.APIError, ValueError) as exc:  # e.g. a body that is not JSON
+                return LabelResult(None, f"unusable response: {type(exc).__name__}: {_short(exc)}")
+            return self._read(resp, key)
+
+    def _read(self, resp, key: str) -> LabelResult:
+        usage = getattr(resp, "usage", None)
+        pt = int(getattr(usage, "prompt_tokens", 0) or 0)
+        ct = int(getattr(usage, "completion_tokens", 0) or 0)
+        money = cost(self.config.model, pt, ct, self.prices)
+        choices = getattr(resp, "choices", None) or []
+        if not choices:
+            return LabelResult(None, "the server's answer has no choices", pt, ct, money)
+        msg = choices[0].message
+        if getattr(msg, "refusal", None):
+            return LabelResult(None, f"the model refused: {msg.refusal[:200]}", pt, ct, money)
+        try:
+            ans = parse_answer(msg.content, self.config.vocabulary)
+        except LabelError as exc:
+            return LabelResult(None, str(exc), pt, ct, money)
+        if self.cache is not None:
+            self.cache.put(key, ans)
+        return LabelResult(ans, None, pt, ct, money)
+
+    async def label_many(self, crops, on_result) -> None:
+        """Label an async or sync iterable of (key, crop bytes) with ``concurrency`` requests in flight;
+        ``on_result(key, LabelResult)`` is called as each one ends (in the event loop's thread)."""
+        queue: asyncio.Queue = asyncio.Queue(maxsize=self.config.concurrency * 2)
+        n = self.config.concurrency
+
+        async def produce():
+            if hasattr(crops, "__aiter__"):
+                async for item in crops:
+                    await queue.put(item)
+            else:
+                for item in crops:
+                    await queue.put(item)
+            for _ in range(n):
+                await queue.put(None)
+
+        async def work():
+            while True:
+                item = await queue.get()
+                if item is None:
+                    return
+                key, crop = item
+                on_result(key, await self.label(crop))
+
+        _ = self.client  # fail fast on a missing key, before any work
+        await asyncio.gather(produce(), *(work() for _ in range(n)))
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+
+
+def _short(exc) -> str:
+    return str(exc).replace("\n", " ")[:200]

@@ -1,0 +1,89 @@
+"""What we ask the model: the system prompt, the JSON schema of the answer (with the vocabulary as an enum), and
+a defensive parser for servers that cannot enforce the schema."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+from ..errors import LabelError
+
+SYSTEM_PROMPT = (
+    "You label objects for an image-annotation tool. The image shows one object: the part in full colour, "
+    "the rest is dimmed or greyed. Name that object. Answer with JSON only: "
+    '{"label": fine-grained name, "category": coarse class, "confidence": number from 0 to 1}. '
+    'Be as specific as the image allows, for example "Siamese cat" with category "cat".'
+)
+USER_PROMPT = "What is the highlighted object?"
+
+
+@dataclass
+class Answer:
+    label: str
+    category: str | None
+    confidence: float | None
+
+
+def answer_schema(vocabulary: list[str] | None = None) -> dict:
+    """The strict JSON schema of an answer; with a vocabulary, ``label`` is an enum of it."""
+    label = {"type": "string", "description": "fine-grained name of the object"}
+    if vocabulary:
+        label = {"type": "string", "enum": list(vocabulary), "description": "one of the allowed labels"}
+    return {
+        "type": "object",
+        "properties": {
+            "label": label,
+            "category": {"type": "string", "description": "coarse class, e.g. cat, dog, car"},
+            "confidence": {"type": "number", "description": "0 to 1"},
+        },
+        "required": ["label", "category", "confidence"],
+        "additionalProperties": False,
+    }
+
+
+def user_text(template: str | None, vocabulary: list[str] | None) -> str:
+    """The user message text: the template (``{vocabulary}`` is filled in) plus the allowed labels, if any."""
+    text = template or USER_PROMPT
+    vocab = ", ".join(vocabulary) if vocabulary else ""
+    if "{vocabulary}" in text:
+        return text.replace("{vocabulary}", vocab)
+    if vocabulary:
+        text += f" Answer with one of these labels: {vocab}."
+    return text
+
+
+_JSON_OBJECT = re.compile(r"\{.*\}", re.S)
+
+
+def parse_answer(text: str | None, vocabulary: list[str] | None = None) -> Answer:
+    """Read the model's answer. JSON (possibly inside prose or a code fence) is preferred; a short plain-text
+    answer is taken as the label. Labels outside the vocabulary are refused."""
+    if not text or not text.strip():
+        raise LabelError("the model sent an empty answer")
+    data = None
+    m = _JSON_OBJECT.search(text)
+    if m:
+        try:
+            data = json.loads(m.group(0))
+        except json.JSONDecodeError:
+            data = None
+    if isinstance(data, dict) and isinstance(data.get("label"), str) and data["label"].strip():
+        label = data["label"].strip()
+        cat = data.get("category")
+        conf = data.get("confidence")
+        try:
+            conf = None if conf is None else min(1.0, max(0.0, float(conf)))
+        except (TypeError, ValueError):
+            conf = None
+        ans = Answer(label, cat.strip() if isinstance(cat, str) and cat.strip() else None, conf)
+    elif data is None and not m and len(text.strip()) <= 80 and "\n" not in text.strip():
+        ans = Answer(text.strip().strip('."'), None, None)
+    else:
+        raise LabelError(f"the model's answer is not the JSON we asked for: {text.strip()[:120]!r}")
+    if vocabulary:
+        match = next((v for v in vocabulary if v.lower() == ans.label.lower()), None)
+        if match is None:
+            raise LabelError(f"the model answered {ans.label!r}, which is not in the vocabulary")
+        ans.label = match
+    return ans

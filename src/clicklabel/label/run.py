@@ -1,0 +1,152 @@
+"""Labelling a project: crops rendered per image in a worker thread, sent at bounded concurrency, each answer
+written to the store as it arrives (so an interrupted run keeps everything already labelled)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from ..errors import ClickLabelError
+from ..images import load_image
+from ..store import Store
+from .client import Labeler, LabelResult
+from .crop import encode_image, render_crop
+from .prices import cost, image_tokens, price_for
+from .prompt import SYSTEM_PROMPT, user_text
+
+FORMAT_META = "lmm_response_format:{model}@{base}"
+TYPICAL_COMPLETION_TOKENS = 30
+
+
+@dataclass
+class RunSummary:
+    labelled: int = 0
+    failed: int = 0
+    cached: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    errors: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def done(self) -> int:
+        return self.labelled + self.failed
+
+
+def objects_to_label(store: Store, relabel_all: bool = False) -> list[int]:
+    """Ids of the accepted objects to send: pending or failed ones, or every one with ``relabel_all``."""
+    statuses = None if relabel_all else ("pending", "failed")
+    return [o.id for o in store.objects(label_status=statuses)]
+
+
+def iter_crops(store: Store, object_ids, labeler: Labeler, stop: threading.Event | None = None):
+    """(object id, encoded crop) per object, loading each image once; images that cannot be read yield errors."""
+    by_image = defaultdict(list)
+    for ob in (store.object(i) for i in object_ids):
+        by_image[ob.image_id].append(ob)
+    for image_id, obs in by_image.items():
+        if stop is not None and stop.is_set():
+            return
+        try:
+            image = load_image(store.image_path(image_id))
+        except ClickLabelError as exc:
+            for ob in obs:
+                yield ob.id, exc
+            continue
+        for ob in obs:
+            try:
+                yield ob.id, encode_image(render_crop(image, ob.mask, labeler.config.crop), labeler.config.crop.fmt)
+            except ClickLabelError as exc:
+                yield ob.id, exc
+
+
+def label_objects(store: Store, object_ids, labeler: Labeler, progress=None, stop: threading.Event | None = None,
+                  ) -> RunSummary:
+    """Label ``object_ids`` and store each result as it arrives. ``progress(done, total)`` is called after each;
+    setting ``stop`` ends the run early (what is done stays done)."""
+    summary = RunSummary()
+    total = len(object_ids)
+    base = labeler.config.base_url or "default"
+    meta_key = FORMAT_META.format(model=labeler.config.model, base=base)
+    remembered = store.get_meta(meta_key)
+    if remembered:
+        labeler.format = remembered
+
+    def on_result(oid: int, res: LabelResult) -> None:
+        record(store, oid, res, labeler.config.model, summary)
+        if progress is not None:
+            progress(summary.done, total)
+
+    async def crops():
+        it = iter_crops(store, object_ids, labeler, stop)
+        while True:
+            item = await asyncio.to_thread(next, it, None)
+            if item is None or (stop is not None and stop.is_set()):
+                return
+            oid, crop = item
+            if isinstance(crop, Exception):
+                on_result(oid, LabelResult(None, str(crop)))
+                continue
+            yield oid, crop
+
+    async def main():
+        try:
+            await labeler.label_many(crops(), on_result)
+        finally:
+            await labeler.aclose()
+
+    asyncio.run(main())
+    if labeler.format != remembered:
+        store.set_meta(meta_key, labeler.format)
+    return summary
+
+
+def record(store: Store, oid: int, res: LabelResult, model: str, summary: RunSummary) -> None:
+    """Write one result to the store and the run's totals."""
+    summary.prompt_tokens += res.prompt_tokens
+    summary.completion_tokens += res.completion_tokens
+    summary.cost += res.cost
+    if res.ok:
+        a = res.answer
+        store.set_label(oid, a.label, a.category, a.confidence, model, res.prompt_tokens, res.completion_tokens,
+                        res.cost)
+        summary.labelled += 1
+        summary.cached += res.cached
+    else:
+        store.set_label_failed(oid, res.error or "unknown error", model, res.prompt_tokens, res.completion_tokens,
+                               res.cost)
+        summary.failed += 1
+        summary.errors[oid] = res.error or ""
+
+
+def estimate(store: Store, object_ids, labeler: Labeler) -> dict:
+    """Requests, tokens and money a run would cost, without sending anything."""
+    c = labeler.config
+    text_tokens = (len(SYSTEM_PROMPT) + len(user_text(c.template, c.vocabulary))) // 4 + 12
+    if labeler.format == "json_schema":
+        text_tokens += len(json.dumps(c.vocabulary or [])) // 4 + 60
+    per_image = {}
+    prompt_tokens = 0
+    for oid in object_ids:
+        ob = store.object(oid)
+        x, y, w, h = ob.bbox
+        long_side = max(w, h) * (1 + 2 * c.crop.margin)
+        s = min(1.0, c.crop.max_side / max(long_side, 1))
+        key = (round(w * s), round(h * s))
+        if key not in per_image:
+            per_image[key] = image_tokens(c.model, max(1, key[0]), max(1, key[1]), c.detail, labeler.prices)
+        prompt_tokens += text_tokens + per_image[key]
+    n = len(object_ids)
+    completion = n * TYPICAL_COMPLETION_TOKENS
+    money = cost(c.model, prompt_tokens, completion, labeler.prices)
+    return {
+        "requests": n,
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion,
+        "cost": money,
+        "cost_per_object": money / n if n else 0.0,
+        "priced": price_for(c.model, labeler.prices) is not None,
+    }

@@ -1,0 +1,150 @@
+"""Auto-propose: SAM offers every object in the image for the annotator to accept or reject.
+
+The algorithm is ``SamAutomaticMaskGenerator``'s (one crop layer): a point grid, three masks per point, filter by
+predicted IoU and stability, boxes from masks, NMS. Differences that make it fast without changing the result:
+it uses the engine's cached embedding (never encodes twice), decodes with the faster equivalent decoder,
+filters by predicted IoU *before* any mask is upscaled (the score needs no mask), and upscales the survivors with
+the exact separable resize. Extras for annotators: a minimum area, a cap on the count (best first), and the
+removal of proposals that repeat an object already accepted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..masks import mask_iou, tight_bbox
+
+
+@dataclass
+class ProposeSettings:
+    grid: int = 32  # points per side
+    points_per_batch: int = 64
+    pred_iou_thresh: float = 0.88
+    stability_thresh: float = 0.95
+    stability_offset: float = 1.0
+    nms_thresh: float = 0.7
+    min_area: int = 0
+    max_proposals: int | None = None
+    dedupe_iou: float = 0.8  # drop a proposal this close to an existing object
+
+
+@dataclass
+class Proposal:
+    mask: np.ndarray
+    predicted_iou: float
+    stability: float
+    point: tuple[float, float]
+    bbox: tuple[int, int, int, int] = field(init=False)
+
+    def __post_init__(self):
+        self.bbox = tight_bbox(self.mask)  # type: ignore[assignment]
+
+    @property
+    def area(self) -> int:
+        return int(self.mask.sum())
+
+    @property
+    def score(self) -> float:
+        return self.predicted_iou
+
+
+def grid_points(grid: int, width: int, height: int) -> np.ndarray:
+    """The generator's point grid (cell centres) in image pixels, (grid*grid, 2) as x, y."""
+    from segment_anything.utils.amg import build_point_grid
+
+    return build_point_grid(grid) * np.array([[width, height]])
+
+
+def propose(engine, settings: ProposeSettings = ProposeSettings(), existing: list[np.ndarray] | None = None,
+            progress=None, stop=None) -> list[Proposal]:
+    """Proposals for the engine's current image (call ``engine.set_image`` first), best first.
+
+    ``existing`` masks (objects already accepted) remove proposals that overlap one at IoU >= ``dedupe_iou``.
+    ``progress(done, total)`` is called per batch; a set ``stop`` event ends early with what was found so far.
+    """
+    import torch
+    from segment_anything.utils.amg import batched_mask_to_box, calculate_stability_score
+    from torchvision.ops.boxes import batched_nms
+
+    emb = engine._require_image()
+    h, w = emb.original_size
+    pts = grid_points(settings.grid, w, h)
+    state = engine._state
+    thr = engine.sam.mask_threshold
+    kept_masks, kept_iou, kept_stab, kept_pts = [], [], [], []
+    n_batches = (len(pts) + settings.points_per_batch - 1) // settings.points_per_batch
+    for b in range(n_batches):
+        if stop is not None and stop.is_set():
+            break
+        chunk = pts[b * settings.points_per_batch : (b + 1) * settings.points_per_batch]
+        min_score = settings.pred_iou_thresh if settings.pred_iou_thresh > 0.0 else float("-inf")
+        logits, iou, rows = engine.predict_points_batch(chunk, min_score)
+        iou = iou[rows.to(iou.device)]
+        logits, iou = logits.flatten(0, 1), iou.flatten(0, 1)
+        point_idx = rows.cpu().repeat_interleave(3)
+        if settings.pred_iou_thresh > 0.0:
+            keep = iou > settings.pred_iou_thresh
+            logits, iou, point_idx = logits[keep], iou[keep], point_idx[keep.cpu()]
+        if len(iou):
+            with torch.inference_mode():
+                full = torch.cat([engine.decoder.upscale(logits[i : i + 16][None], state)[0]
+                                  for i in range(0, len(logits), 16)])
+            stab = calculate_stability_score(full, thr, settings.stability_offset)
+            if settings.stability_thresh > 0.0:
+                keep = stab >= settings.stability_thresh
+                full, iou, stab, point_idx = full[keep], iou[keep], stab[keep], point_idx[keep.cpu()]
+            kept_masks.append(full > thr)
+            kept_iou.append(iou)
+            kept_stab.append(stab)
+            kept_pts.append(torch.as_tensor(chunk)[point_idx])
+        if progress is not None:
+            progress(b + 1, n_batches)
+    if not kept_masks:
+        return []
+    masks = torch.cat(kept_masks)
+    iou, stab, points = torch.cat(kept_iou), torch.cat(kept_stab), torch.cat(kept_pts)
+    if not len(masks):
+        return []
+    boxes = batched_mask_to_box(masks)
+    keep = batched_nms(boxes.float(), iou.float(), torch.zeros_like(boxes[:, 0]), iou_threshold=settings.nms_thresh)
+    masks_np = masks[keep].cpu().numpy()
+    out = [
+        Proposal(masks_np[i], float(iou[k]), float(stab[k]), tuple(float(v) for v in points[k].tolist()))
+        for i, k in enumerate(keep.tolist())
+    ]
+    out = [p for p in out if p.bbox is not None and p.area >= max(1, settings.min_area)]
+    if existing:
+        out = [p for p in out if all(mask_iou(p.mask, m) < settings.dedupe_iou for m in existing)]
+    out.sort(key=lambda p: -p.predicted_iou)
+    if settings.max_proposals is not None:
+        out = out[: settings.max_proposals]
+    return out
+
+
+def stock_generator(sam, settings: ProposeSettings):
+    """``SamAutomaticMaskGenerator`` with the same settings (the reference and the benchmark's baseline)."""
+    from segment_anything import SamAutomaticMaskGenerator
+
+    return SamAutomaticMaskGenerator(
+        sam, points_per_side=settings.grid, points_per_batch=settings.points_per_batch,
+        pred_iou_thresh=settings.pred_iou_thresh, stability_score_thresh=settings.stability_thresh,
+        stability_score_offset=settings.stability_offset, box_nms_thresh=settings.nms_thresh,
+    )
+
+
+def stock_with_embedding(sam, settings: ProposeSettings, emb):
+    """The stock generator fed a precomputed embedding, so that timing and comparison exclude the encoder."""
+    import torch
+
+    gen = stock_generator(sam, settings)
+    pred = gen.predictor
+
+    def set_image(image, image_format="RGB"):
+        pred.reset_image()
+        pred.features = torch.as_tensor(emb.features, device=pred.device)
+        pred.original_size, pred.input_size, pred.is_image_set = tuple(emb.original_size), tuple(emb.input_size), True
+
+    pred.set_image = set_image
+    return gen
