@@ -341,7 +341,12 @@ def cmd_bench(args) -> int:
     args.lmm_model = args.model or "gpt-4o-mini"
     args.model = args.model or "vit_b"
     if args.what == "latency":
-        bench.bench_latency(args.model, args.checkpoint, args.random_weights, _bench_device(args.device), args.repeats)
+        bench.bench_latency(args.model, args.checkpoint, args.random_weights, _bench_device(args.device),
+                            args.repeats or 20)
+        return 0
+    if args.what == "propose":
+        bench.bench_propose(args.model, args.checkpoint, args.random_weights, _bench_device(args.device),
+                            args.grid, args.pred_iou_thresh, args.stability_thresh, repeats=args.repeats or 1)
         return 0
     if args.what == "labels":
         from .evaluate.labels import bench_labels
@@ -437,7 +442,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_propose)
 
     p = sub.add_parser("bench", help="benchmarks against the stock baseline, measured in the same run")
-    p.add_argument("what", choices=["latency", "labels"])
+    p.add_argument("what", choices=["latency", "propose", "labels"])
+    p.add_argument("--grid", type=int, default=16, help="propose: points per side")
+    p.add_argument("--pred-iou-thresh", type=float, help="propose: default 0.88 (0 with random weights)")
+    p.add_argument("--stability-thresh", type=float, help="propose: default 0.95 (0 with random weights)")
     p.add_argument("--model", default=None, help="SAM model (latency) or LMM (labels)")
     p.add_argument("--data", help="labels: data set folder (COCO json + images/)")
     p.add_argument("--limit", type=int, help="labels: at most this many objects")
@@ -449,7 +457,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint")
     p.add_argument("--random-weights", action="store_true", help="random weights (timing only)")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--repeats", type=int, default=20)
+    p.add_argument("--repeats", type=int, default=None, help="latency: 20, propose: 1")
     p.set_defaults(func=cmd_bench)
     return parser
 
