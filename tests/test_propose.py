@@ -10,6 +10,7 @@ from clicklabel.cli import main
 from clicklabel.masks import mask_iou, tight_bbox
 from clicklabel.segment.propose import ProposeSettings, grid_points, propose, stock_with_embedding
 from clicklabel.store import Store
+
 from conftest import SAMPLES, sample
 
 

@@ -147,3 +147,19 @@ def test_vit_b_end_to_end(vit_b_engine, vit_b_checkpoint):
     pts = eng.predict(Prompt.make([(w // 2, h // 2), (20, 20)], [1, 0]), previous=res[0])[0]
     for r in (*res, box, pts):
         assert r.mask.shape == (h, w) and r.bbox == tight_bbox(r.mask)
+
+
+def test_concurrent_requests_for_one_image_encode_once(tiny_checkpoint, tmp_path):
+    import threading
+
+    eng = SamEngine("auto", tiny_checkpoint, device="cpu", cache=EmbeddingCache(tmp_path))
+    calls = []
+    real = eng.encode
+    eng.encode = lambda img: calls.append(1) or real(img)
+    img = sample("astronaut")
+    threads = [threading.Thread(target=eng.get_embedding, args=(img,)) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1

@@ -146,6 +146,17 @@ def cmd_weights(args) -> int:
     return 1 if bad else 0
 
 
+def cmd_gui(args) -> int:
+    """Open napari with the clicklabel widget (needs the GUI extra: pip install 'clicklabel[gui]')."""
+    import importlib
+
+    try:
+        launch = importlib.import_module("clicklabel_napari.launch")
+    except ImportError as exc:
+        raise ClickLabelError(f"the GUI needs napari and Qt ({exc.name} is missing): pip install 'clicklabel[gui]'")
+    return launch.main(args.images, args.project, args.engine_choice, args.checkpoint, args.device)
+
+
 def cmd_export(args) -> int:
     from .coco import export_coco
 
@@ -388,6 +399,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["list", "download", "verify"])
     p.add_argument("name", nargs="?")
     p.set_defaults(func=cmd_weights)
+
+    p = sub.add_parser("gui", help="annotate in napari (no arguments: the bundled sample photos)")
+    p.add_argument("images", nargs="*", help="a folder or image files")
+    p.add_argument("--project", help="project file to open or create")
+    p.add_argument("--engine", dest="engine_choice", default="vit_b", choices=["vit_b", "vit_l", "vit_h", "grabcut"])
+    p.add_argument("--checkpoint")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_gui)
 
     p = sub.add_parser("export", help="write a project as COCO instance annotations")
     p.add_argument("project")

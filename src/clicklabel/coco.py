@@ -314,3 +314,66 @@ def import_coco(
             first = "; ".join(rep.problems[:5])
             raise CocoError(f"{len(rep.problems)} problem(s), nothing imported (--strict): {first}")
     return rep
+
+
+# -- layers for viewers (the napari reader and writer call these) ------------------------------------------------
+def labels_to_coco(labels: np.ndarray, out: str | Path, file_name: str = "image.png", category: str = "object") -> int:
+    """Write an instance label image (0 = background, one value per object) as a COCO file; returns the count."""
+    labels = np.asarray(labels)
+    if labels.ndim != 2:
+        raise CocoError(f"expected a 2-D label image, got shape {labels.shape}")
+    h, w = labels.shape
+    anns = []
+    for n, value in enumerate(v for v in np.unique(labels) if v != 0):
+        m = labels == value
+        anns.append({"id": n + 1, "image_id": 1, "category_id": 1, "segmentation": encode_rle(m),
+                     "area": int(m.sum()), "bbox": [float(v) for v in tight_bbox(m)], "iscrowd": 0,
+                     EXTRA_KEY: {"label_value": int(value)}})
+    doc = {"images": [{"id": 1, "file_name": file_name, "width": w, "height": h}],
+           "categories": [{"id": 1, "name": category, "supercategory": category}], "annotations": anns}
+    out = Path(out)
+    tmp = out.with_name(f".{out.name}.part")
+    tmp.write_text(json.dumps(doc))
+    os.replace(tmp, out)
+    return len(anns)
+
+
+def coco_layers(path: str | Path, image_index: int = 0) -> list[tuple[str, object, dict]]:
+    """(kind, data, metadata) for a viewer: one image of a COCO file (if found beside the file or in images/),
+    its instances as a label image, and its boxes as rectangles named by category."""
+    from .images import load_image
+
+    path = Path(path)
+    doc = json.loads(path.read_text())
+    if not doc.get("images"):
+        raise CocoError(f"{path} has no images")
+    im = doc["images"][image_index]
+    h, w = int(im["height"]), int(im["width"])
+    names = {c["id"]: c["name"] for c in doc.get("categories", [])}
+    labels = np.zeros((h, w), np.int32)
+    rects, texts = [], []
+    anns = [a for a in doc.get("annotations", []) if a.get("image_id") == im["id"]]
+    for n, a in enumerate(anns):
+        try:
+            rle = _segmentation_to_rle(a["segmentation"], h, w, a.get("id"))
+        except (CocoError, KeyError):
+            continue
+        labels[decode_rle(rle)] = n + 1
+        x, y, bw, bh = a.get("bbox") or tight_bbox(decode_rle(rle))
+        rects.append(np.array([[y, x], [y, x + bw], [y + bh, x + bw], [y + bh, x]]))
+        texts.append(names.get(a.get("category_id"), "?"))
+    layers: list[tuple[str, object, dict]] = []
+    for folder in (path.parent, path.parent / "images"):
+        candidate = _safe_image_path(folder, str(im["file_name"]))
+        if candidate is not None and not candidate.is_file():
+            candidate = _safe_image_path(folder, Path(str(im["file_name"])).name)
+        if candidate is not None and candidate.is_file():
+            layers.append(("image", load_image(candidate), {"name": candidate.stem}))
+            break
+    layers.append(("labels", labels, {"name": f"{path.stem} instances"}))
+    if rects:
+        layers.append(("shapes", rects, {"name": f"{path.stem} boxes", "shape_type": "rectangle",
+                                         "edge_color": "yellow", "face_color": "transparent",
+                                         "features": {"label": texts},
+                                         "text": {"string": "{label}", "anchor": "upper_left", "color": "yellow"}}))
+    return layers

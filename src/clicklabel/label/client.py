@@ -13,6 +13,8 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import openai  # imported here, not lazily: imports from worker threads can deadlock against other threads' imports
+
 from ..errors import LabelError
 from .crop import CropSettings, data_url
 from .prices import Price, cost, load_prices
@@ -94,15 +96,13 @@ class Labeler:
     @property
     def client(self):
         if self._client is None:
-            from openai import AsyncOpenAI
-
             key = self.config.api_key or os.environ.get("OPENAI_API_KEY")
             if not key:
                 raise LabelError(
                     "OPENAI_API_KEY is not set. Export your key (for a local server such as Ollama or vLLM, any "
                     "value works, together with OPENAI_BASE_URL)"
                 )
-            self._client = AsyncOpenAI(
+            self._client = openai.AsyncOpenAI(
                 api_key=key, base_url=self.config.base_url or os.environ.get("OPENAI_BASE_URL") or None,
                 max_retries=self.config.max_retries, timeout=self.config.timeout,
             )
@@ -139,8 +139,6 @@ class Labeler:
 
     async def label(self, crop: bytes) -> LabelResult:
         """Label one encoded crop; never raises for the model's or the network's failures (they become errors)."""
-        import openai
-
         key = self.cache_key(crop)
         if self.cache is not None:
             hit = self.cache.get(key)

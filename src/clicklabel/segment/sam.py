@@ -3,6 +3,7 @@ and the faster equivalent mask decoder (``decoder.py``)."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -76,6 +77,8 @@ class SamEngine:
         self._features = None
         self._state = None
         self.last_from_cache = False
+        self._inflight: dict[str, threading.Lock] = {}
+        self._inflight_guard = threading.Lock()
 
     # -- images -------------------------------------------------------------------------------------------
     def embedding_key(self, image: np.ndarray) -> str:
@@ -104,14 +107,25 @@ class SamEngine:
         return out
 
     def get_embedding(self, image: np.ndarray) -> Embedding:
-        """The embedding of ``image`` from the cache, computing and caching it on a miss."""
+        """The embedding of ``image`` from the cache, computing and caching it on a miss. Thread-safe: a second
+        caller asking for an image that another thread is encoding (pre-computing the next image) waits for
+        that result instead of encoding it again."""
         img = to_rgb8(image)
         key = self.embedding_key(img)
         emb = self.cache.get(key)
-        self.last_from_cache = emb is not None
-        if emb is None:
-            emb = self.encode(img)
-            self.cache.put(key, emb)
+        if emb is not None:
+            self.last_from_cache = True
+            return emb
+        with self._inflight_guard:
+            lock = self._inflight.setdefault(key, threading.Lock())
+        with lock:
+            emb = self.cache.get(key)
+            self.last_from_cache = emb is not None
+            if emb is None:
+                emb = self.encode(img)
+                self.cache.put(key, emb)
+        with self._inflight_guard:
+            self._inflight.pop(key, None)
         return emb
 
     def set_image(self, image: np.ndarray) -> None:

@@ -1,0 +1,56 @@
+"""Reader, writer and sample data contributions; the COCO work itself is in ``clicklabel.coco``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from clicklabel.coco import coco_layers, labels_to_coco
+from clicklabel.images import list_images, load_image
+
+
+def _samples_dir() -> Path:
+    import clicklabel
+
+    return Path(clicklabel.__file__).parent / "data" / "samples"
+
+
+def get_coco_reader(path):
+    """napari reader for COCO instance files (a .json with images, annotations and categories)."""
+    if isinstance(path, list) or not str(path).endswith(".json"):
+        return None
+    import json
+
+    try:
+        with open(path) as f:
+            head = f.read(4096)
+    except OSError:
+        return None
+    if '"annotations"' not in head and '"images"' not in head:
+        try:
+            doc = json.loads(Path(path).read_text())
+        except ValueError:
+            return None
+        if not isinstance(doc, dict) or "annotations" not in doc:
+            return None
+    return read_coco
+
+
+def read_coco(path):
+    """Layers of the first image in a COCO file: the image (if found), its instances, their boxes and names."""
+    out = []
+    for kind, data, meta in coco_layers(path):
+        out.append((data, meta, kind))
+    return out
+
+
+def write_coco(path: str, data: np.ndarray, meta: dict) -> list[str]:
+    """Write a Labels layer (one value per instance) as a COCO instances file."""
+    labels_to_coco(np.asarray(data), path, file_name=meta.get("name", "image") + ".png")
+    return [path]
+
+
+def sample_images():
+    """The bundled photos (public domain / CC0)."""
+    return [(load_image(p), {"name": p.stem}, "image") for p in list_images(_samples_dir())]

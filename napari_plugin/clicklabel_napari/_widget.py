@@ -1,0 +1,505 @@
+"""The clicklabel dock widget: turns napari events into calls of the core API and its results into layers."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from magicgui.widgets import ComboBox, Container, FileEdit, LineEdit, PushButton, SpinBox
+from napari.qt.threading import create_worker
+from napari.utils.notifications import show_info, show_warning
+from qtpy.QtWidgets import QAbstractItemView, QLabel, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget
+
+# Everything the workers use is imported here, in the main thread: imports running in several threads at once
+# can deadlock (module import locks against torch's and the GIL).
+from clicklabel import label as _label  # noqa: F401
+from clicklabel.annotate import AnnotationSession, polygon_mask
+from clicklabel.errors import ClickLabelError, WeightsError
+from clicklabel.label import run as _label_run  # noqa: F401
+from clicklabel.segment import sam as _sam  # noqa: F401
+from clicklabel.segment.base import Prompt
+from clicklabel.store import Store
+
+from ._layers import LayerSet, object_text
+
+HELP = """<b>Keys</b><br>
+click: positive point &nbsp; right-click or Shift+click: negative point &nbsp; drag: box<br>
+Enter: accept &nbsp; Escape: clear &nbsp; M: next of SAM's masks<br>
+N / B: next / previous image &nbsp; D: image done &nbsp; L: label pending objects<br>
+Ctrl+Z / Ctrl+Shift+Z: undo / redo &nbsp; G: accept the drawn box or polygon (manual)"""
+
+
+class ClickLabelWidget(QWidget):
+    """Click or box an object, see SAM's mask at once, accept, get the label, move on."""
+
+    def __init__(self, napari_viewer, project: str | None = None, engine=None, labeler=None, auto_label: bool = True,
+                 auto_download: bool = False):
+        super().__init__()
+        self.setMaximumWidth(480)
+        self.viewer = napari_viewer
+        self.layers = LayerSet(napari_viewer)
+        self.engine = engine
+        self.labeler_factory = labeler  # callable -> Labeler, for tests and custom setups
+        self.auto_label = auto_label
+        self.auto_download = auto_download
+        self.session: AnnotationSession | None = None
+        self.store: Store | None = None
+        self._syncing = False
+        self._busy = None
+        self._label_queue: list[int] = []
+        self._label_worker = None
+        self._embed_worker = None
+        self._build_ui()
+        self._bind_keys()
+        napari_viewer.mouse_drag_callbacks.append(self._on_mouse)
+        if project:
+            self.open_project(project)
+
+    # -- UI -------------------------------------------------------------------------------------------------
+    def _build_ui(self) -> None:
+        self.engine_box = ComboBox(label="engine", choices=["vit_b", "vit_l", "vit_h", "grabcut"], value="vit_b")
+        self.device_box = ComboBox(label="device", choices=["auto", "cpu", "cuda", "mps"], value="auto")
+        self.checkpoint = FileEdit(label="checkpoint", mode="r", filter="*.pth", value="")
+        self.load_btn = PushButton(text="Load engine")
+        self.download_btn = PushButton(text="Download weights", visible=False)
+        self.folder = FileEdit(label="images", mode="d", value="")
+        self.open_btn = PushButton(text="Open folder")
+        self.prev_btn, self.next_btn = PushButton(text="< Previous (B)"), PushButton(text="Next (N) >")
+        self.done_btn = PushButton(text="Image done (D)")
+        self.accept_btn, self.clear_btn = PushButton(text="Accept (Enter)"), PushButton(text="Clear (Esc)")
+        self.cycle_btn, self.manual_btn = PushButton(text="Next mask (M)"), PushButton(text="Accept drawn shape (G)")
+        self.undo_btn, self.redo_btn = PushButton(text="Undo"), PushButton(text="Redo")
+        self.lmm_model = LineEdit(label="LMM model", value=os.environ.get("CLICKLABEL_LMM_MODEL", "gpt-4o-mini"))
+        self.vocab = LineEdit(label="vocabulary", value="")
+        self.template = LineEdit(label="prompt", value="")
+        self.concurrency = SpinBox(label="concurrency", value=8, min=1, max=64)
+        self.label_btn, self.retry_btn = PushButton(text="Label pending (L)"), PushButton(text="Retry failed")
+        self.delete_btn, self.jump_btn = PushButton(text="Delete selected"), PushButton(text="Go to selected")
+        settings = Container(widgets=[self.engine_box, self.device_box, self.checkpoint, self.load_btn,
+                                      self.download_btn, self.folder, self.open_btn])
+        nav = Container(widgets=[self.prev_btn, self.next_btn, self.done_btn], layout="horizontal", labels=False)
+        act = Container(widgets=[self.accept_btn, self.clear_btn, self.cycle_btn], layout="horizontal", labels=False)
+        act2 = Container(widgets=[self.manual_btn, self.undo_btn, self.redo_btn], layout="horizontal", labels=False)
+        lmm = Container(widgets=[self.lmm_model, self.vocab, self.template, self.concurrency])
+        lab = Container(widgets=[self.label_btn, self.retry_btn, self.delete_btn, self.jump_btn], layout="horizontal",
+                        labels=False)
+        self.status = QLabel("Open a folder of images.")
+        self.status.setWordWrap(True)
+        self.counter = QLabel("")
+        self.table = QTableWidget(0, 5)
+        self.table.setHorizontalHeaderLabels(["id", "label", "status", "conf.", "by"])
+        self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
+        self.table.itemChanged.connect(self._table_edited)
+        help_label = QLabel(HELP)
+        help_label.setWordWrap(True)
+        layout = QVBoxLayout(self)
+        for w in (settings.native, self.status, self.counter, nav.native, act.native, act2.native, lmm.native,
+                  lab.native, self.table, help_label):
+            layout.addWidget(w)
+        self.load_btn.changed.connect(self.load_engine)
+        self.download_btn.changed.connect(self.download_weights)
+        self.open_btn.changed.connect(lambda: self.open_folder(str(self.folder.value)))
+        self.prev_btn.changed.connect(lambda: self.go(-1))
+        self.next_btn.changed.connect(lambda: self.go(+1))
+        self.done_btn.changed.connect(self.image_done)
+        self.accept_btn.changed.connect(self.accept)
+        self.clear_btn.changed.connect(self.clear)
+        self.cycle_btn.changed.connect(self.cycle)
+        self.manual_btn.changed.connect(self.accept_manual)
+        self.undo_btn.changed.connect(self.undo)
+        self.redo_btn.changed.connect(self.redo)
+        self.label_btn.changed.connect(self.label_pending)
+        self.retry_btn.changed.connect(self.retry_failed)
+        self.delete_btn.changed.connect(self.delete_selected)
+        self.jump_btn.changed.connect(self.jump_to_selected)
+
+    def _bind_keys(self) -> None:
+        keys = {"Enter": self.accept, "Escape": self.clear, "m": self.cycle, "n": lambda: self.go(+1),
+                "b": lambda: self.go(-1), "d": self.image_done, "l": self.label_pending, "g": self.accept_manual,
+                "Control-z": self.undo, "Control-Shift-z": self.redo}
+        for key, fn in keys.items():
+            self.viewer.bind_key(key, lambda viewer, fn=fn: fn(), overwrite=True)
+
+    def say(self, text: str) -> None:
+        self.status.setText(text)
+
+    # -- engine ---------------------------------------------------------------------------------------------
+    def load_engine(self) -> bool:
+        """Build the engine from the settings; missing weights show what to do, not a traceback."""
+        from clicklabel.segment import make_engine
+
+        name = self.engine_box.value
+        ck = str(self.checkpoint.value) if str(self.checkpoint.value) not in ("", ".") else None
+        try:
+            if name == "grabcut":
+                self.engine = make_engine("grabcut")
+            else:
+                self.engine = make_engine("sam", model="auto" if ck else name, checkpoint=ck,
+                                          device=self.device_box.value, download=False)
+        except WeightsError as exc:
+            self.download_btn.visible = True
+            self.say(f"{exc}<br>Press <b>Download weights</b>, or choose the GrabCut engine (no weights).")
+            if self.auto_download and name != "grabcut" and not ck:
+                self.auto_download = False  # once: a failure leaves the message above and the choices
+                self.download_weights()
+            return False
+        except ClickLabelError as exc:
+            self.say(str(exc))
+            return False
+        self.download_btn.visible = False
+        if self.session is not None:
+            self.session.engine = self.engine
+            self.show_image(self.session.index)
+        self.say(f"engine: {self.engine.name} {getattr(self.engine, 'model', '')}")
+        return True
+
+    def download_weights(self) -> None:
+        from clicklabel.weights import download
+
+        worker = create_worker(download, self.engine_box.value, _progress={"desc": "Downloading SAM weights"})
+        worker.returned.connect(lambda _: self._engine_ready_after_download())
+        worker.errored.connect(lambda exc: self.say(f"{exc}<br>Or choose the GrabCut engine (no weights) and press "
+                                                    "<b>Load engine</b>."))
+        self.say("downloading SAM weights (see the progress bar) ...")
+        worker.start()
+
+    def _engine_ready_after_download(self) -> None:
+        if self.load_engine() and self.store is not None and self.session is None:
+            self._attach(self.store)
+
+    # -- images ---------------------------------------------------------------------------------------------
+    def open_folder(self, folder: str) -> None:
+        """A folder becomes a project (``project.clicklabel`` inside it) holding its images."""
+        from clicklabel.images import list_images
+
+        try:
+            paths = list_images(folder)
+            if not paths:
+                raise ClickLabelError(f"no images in {folder}")
+            store = Store(Path(folder) / "project.clicklabel", root=folder)
+            for p in paths:
+                store.add_image_file(p)
+        except ClickLabelError as exc:
+            self.say(str(exc))
+            return
+        self._attach(store)
+
+    def open_project(self, project: str) -> None:
+        p = Path(project)
+        if p.is_dir() and not (p / "project.clicklabel").exists():
+            return self.open_folder(str(p))
+        self._attach(Store(p))
+
+    def _attach(self, store: Store) -> None:
+        self.store = store
+        if self.engine is None and not self.load_engine():
+            return
+        self.session = AnnotationSession(store, self.engine)
+        if not self.session.images:
+            self.say("the project has no images")
+            return
+        self.show_image(0)
+
+    def go(self, step: int) -> None:
+        if self.session is None:
+            return
+        i = self.session.index + step
+        if 0 <= i < len(self.session.images):
+            self.show_image(i)
+
+    def show_image(self, index: int) -> None:
+        """Load image ``index``, compute its embedding in a worker (with progress), then pre-compute the next."""
+        s = self.session
+        image = s.load(index)
+        self.layers.setup(image, Path(s.images[index].path).stem)
+        self._busy = "embedding"
+        self.say(f"computing the image embedding for {s.images[index].path} ...")
+        # Progress shows in the status line: napari's activity bars, added from several workers at once,
+        # deadlocked the viewer in our tests (the main thread blocked inside the indicator's QMovie.start()).
+        worker = create_worker(s.embed, image)
+        worker.returned.connect(lambda _: self._embedded(index, image))
+        worker.errored.connect(lambda exc: self.say(f"embedding failed: {exc}"))
+        self._embed_worker = worker
+        worker.start()
+
+    def _embedded(self, index: int, image: np.ndarray) -> None:
+        s = self.session
+        s.show(index, image)
+        self._busy = None
+        layers = self.layers
+        layers.prompts.events.data.connect(self._layer_prompt_changed)
+        layers.prompts.events.features.connect(self._layer_prompt_changed)
+        layers.box.events.data.connect(self._layer_prompt_changed)
+        self.refresh()
+        self.say(f"{s.images[index].path}: click an object")
+        nxt = index + 1
+        if nxt < len(s.images) and hasattr(self.engine, "get_embedding"):
+            pre = create_worker(lambda: self.engine.get_embedding(s.load(nxt)))
+            pre.errored.connect(lambda exc: None)  # the next image says so itself when opened
+            pre.start()
+
+    def image_done(self) -> None:
+        if self.session and self.session.current:
+            self.session.mark_done()
+            self.refresh()
+
+    # -- prompting ------------------------------------------------------------------------------------------
+    def _ready(self) -> bool:
+        return self.session is not None and self.session.image is not None and self._busy is None
+
+    def _on_mouse(self, viewer, event):
+        """Click = point (right or Shift = negative), drag = box; only on the image in pan/zoom mode."""
+        layers = self.layers
+        active = viewer.layers.selection.active
+        if not self._ready() or active is None or active not in (layers.image, layers.prompts):
+            return
+        if active is layers.prompts and layers.prompts.mode != "pan_zoom":
+            return
+        start = np.asarray(layers.image.world_to_data(event.position))[-2:]
+        layers.image.mouse_pan = False
+        yield
+        dragged = False
+        while event.type == "mouse_move":
+            cur = np.asarray(layers.image.world_to_data(event.position))[-2:]
+            if np.abs(cur - start).max() > 4:
+                dragged = True
+                (y0, x0), (y1, x1) = start, cur
+                self._syncing = True
+                layers.box.data = [np.array([[y0, x0], [y0, x1], [y1, x1], [y1, x0]])]
+                self._syncing = False
+            yield
+        layers.image.mouse_pan = True
+        if dragged:
+            self._prompt_changed()
+            return
+        positive = event.button == 1 and "Shift" not in event.modifiers
+        y, x = start
+        h, w = self.session.image.shape[:2]
+        if 0 <= x < w and 0 <= y < h:
+            self.add_point(x, y, positive)
+
+    def add_point(self, x: float, y: float, positive: bool = True) -> None:
+        pts = self.layers.prompts
+        feats = np.append(np.asarray(pts.features["positive"], dtype=bool), positive)
+        self._syncing = True
+        pts.data = np.vstack([pts.data, [[y, x]]]) if len(pts.data) else np.array([[y, x]], dtype=float)
+        pts.features = {"positive": feats}
+        self._syncing = False
+        self._prompt_changed()
+
+    def current_prompt(self) -> Prompt:
+        """The prompt drawn on the layers (points with their sign, the last box)."""
+        pts = self.layers.prompts
+        data = np.asarray(pts.data)
+        pos = np.asarray(pts.features["positive"], dtype=bool) if len(data) else np.zeros(0, bool)
+        box = None
+        if len(self.layers.box.data):
+            r = np.asarray(self.layers.box.data[-1])
+            box = (r[:, 1].min(), r[:, 0].min(), r[:, 1].max(), r[:, 0].max())
+        return Prompt.make([(p[1], p[0]) for p in data], [int(v) for v in pos], box)
+
+    def _layer_prompt_changed(self, event=None) -> None:
+        """Points or a box edited on the layers directly (napari's own tools, scripts, tests)."""
+        if getattr(event, "action", None) in ("adding", "removing", "changing"):
+            return
+        self._prompt_changed()
+
+    def _prompt_changed(self, event=None) -> None:
+        if self._syncing or not self._ready():
+            return
+        prompt = self.current_prompt()
+        if prompt.empty:
+            self.layers.show_preview(None)
+            return
+        try:
+            result = self.session.set_prompt(prompt)
+        except ClickLabelError as exc:
+            self.say(str(exc))
+            return
+        self.layers.show_preview(result)
+        self._say_preview()
+
+    def _say_preview(self) -> None:
+        st = self.session.state
+        pv = st.preview
+        if pv is None:
+            return
+        n = len(st.candidates)
+        which = f" (mask {st.shown + 1} of {n}: M for the next)" if n > 1 else ""
+        self.say(f"score {pv.score:.3f}, box {pv.bbox}{which}; Enter accepts" if not pv.empty else "empty mask")
+
+    def cycle(self) -> None:
+        if self.session and self.session.cycle() is not None:
+            self.layers.show_preview(self.session.state.preview)
+            self._say_preview()
+
+    def clear(self) -> None:
+        if self.session is None:
+            return
+        self.session.clear()
+        self._clear_prompt_layers()
+
+    def _clear_prompt_layers(self) -> None:
+        self._syncing = True
+        self.layers.prompts.data = np.zeros((0, 2))
+        self.layers.prompts.features = {"positive": np.zeros(0, bool)}
+        self.layers.box.data = []
+        self._syncing = False
+        self.layers.show_preview(None)
+
+    def accept(self) -> int | None:
+        if not self._ready():
+            return None
+        try:
+            oid = self.session.accept()
+        except ClickLabelError as exc:
+            self.say(str(exc))
+            return None
+        self._clear_prompt_layers()
+        self.refresh()
+        self.say(f"object {oid} accepted")
+        if self.auto_label:
+            self.queue_labels([oid])
+        return oid
+
+    def accept_manual(self) -> int | None:
+        """Accept the last box or polygon drawn by hand on the manual layer (no SAM)."""
+        layer = self.layers.manual
+        if not self._ready() or layer is None or not len(layer.data):
+            self.say("draw a rectangle or polygon on the 'clicklabel manual' layer first")
+            return None
+        verts = np.asarray(layer.data[-1])
+        mask = polygon_mask(verts[:, ::-1], self.session.image.shape[:2])
+        try:
+            oid = self.session.accept_manual(mask, vertices=len(verts))
+        except ClickLabelError as exc:
+            self.say(str(exc))
+            return None
+        layer.data = []
+        self.refresh()
+        if self.auto_label:
+            self.queue_labels([oid])
+        return oid
+
+    def undo(self) -> None:
+        if self.session and self.session.undo():
+            self._clear_prompt_layers()
+            self.refresh()
+
+    def redo(self) -> None:
+        if self.session and self.session.redo():
+            self.refresh()
+
+    # -- objects and labels ---------------------------------------------------------------------------------
+    def refresh(self) -> None:
+        """Redraw the current image's objects and the table from the store."""
+        s = self.session
+        if s is None or s.image is None:
+            return
+        obs = s.objects()
+        self.layers.show_objects(obs, s.image.shape[:2])
+        done, total = s.progress()
+        self.counter.setText(f"image {s.index + 1} of {total} ({s.current.status}); images done: {done}/{total}; "
+                             f"objects here: {len(obs)}")
+        self.table.blockSignals(True)
+        self.table.setRowCount(len(obs))
+        for r, ob in enumerate(obs):
+            conf = f"{ob.label_confidence:.2f}" if ob.label_confidence is not None else ""
+            for c, v in enumerate([str(ob.id), ob.label or "", ob.label_status, conf, ob.provenance]):
+                item = QTableWidgetItem(v)
+                if c != 1:
+                    item.setFlags(item.flags() & ~0x2)  # read-only except the label
+                self.table.setItem(r, c, item)
+        self.table.blockSignals(False)
+
+    def _table_edited(self, item) -> None:
+        if item.column() != 1 or self.store is None:
+            return
+        oid = int(self.table.item(item.row(), 0).text())
+        text = item.text().strip()
+        if text:
+            self.store.relabel(oid, text)
+            self.refresh()
+
+    def relabel(self, object_id: int, label: str) -> None:
+        self.store.relabel(object_id, label)
+        self.refresh()
+
+    def selected_ids(self) -> list[int]:
+        rows = sorted({i.row() for i in self.table.selectedItems()})
+        return [int(self.table.item(r, 0).text()) for r in rows]
+
+    def delete_selected(self) -> None:
+        for oid in self.selected_ids():
+            self.store.delete(oid)
+        self.refresh()
+
+    def jump_to_selected(self) -> None:
+        ids = self.selected_ids()
+        if ids:
+            x, y, w, h = self.store.object(ids[0]).bbox
+            self.viewer.camera.center = (y + h / 2, x + w / 2)
+            self.viewer.camera.zoom = max(0.1, 0.5 * min(self.viewer.canvas.size) / max(w, h, 1))
+
+    def _labeler(self):
+        from clicklabel.label import CropSettings, LabelCache, Labeler, LabelerConfig
+
+        if self.labeler_factory is not None:
+            return self.labeler_factory()
+        vocab = [v.strip() for v in self.vocab.value.split(",") if v.strip()] or None
+        cfg = LabelerConfig(model=self.lmm_model.value, vocabulary=vocab, template=self.template.value or None,
+                            concurrency=int(self.concurrency.value), crop=CropSettings())
+        return Labeler(cfg, LabelCache())
+
+    def queue_labels(self, ids) -> None:
+        """Label objects in the background; the boxes show 'labelling...' until each answer arrives."""
+        self._label_queue.extend(ids)
+        self._start_labelling()
+
+    def label_pending(self) -> None:
+        if self.store is not None:
+            from clicklabel.label import objects_to_label
+
+            self.queue_labels([i for i in objects_to_label(self.store) if i not in self._label_queue])
+
+    def retry_failed(self) -> None:
+        if self.store is not None:
+            self.queue_labels([o.id for o in self.store.objects(label_status=["failed"])])
+
+    def _start_labelling(self) -> None:
+        from clicklabel.label import label_objects
+
+        if self._label_worker is not None or not self._label_queue:
+            return
+        if self.labeler_factory is None and not os.environ.get("OPENAI_API_KEY"):
+            self.say("labels stay pending: set OPENAI_API_KEY (and OPENAI_BASE_URL for a local server), then press L")
+            self._label_queue.clear()
+            return
+        ids, self._label_queue = list(dict.fromkeys(self._label_queue)), []
+        labeler = self._labeler()
+        labeler.client  # noqa: B018 - the HTTP client (and its TLS context) is made here, in the main thread
+        self.say(f"labelling {len(ids)} object(s) with {labeler.config.model} ...")
+        worker = create_worker(label_objects, self.store, ids, labeler)
+        worker.returned.connect(self._labelled)
+        worker.errored.connect(self._label_error)
+        self._label_worker = worker
+        worker.start()
+
+    def _labelled(self, summary) -> None:
+        self._label_worker = None
+        self.refresh()
+        if summary.failed:
+            show_warning(f"{summary.failed} label(s) failed; 'Retry failed' sends them again")
+        else:
+            show_info(f"{summary.labelled} object(s) labelled (${summary.cost:.4f})")
+        self._start_labelling()
+
+    def _label_error(self, exc) -> None:
+        self._label_worker = None
+        self.say(f"labelling stopped: {exc}")
+        self.refresh()
+
+    def object_texts(self) -> list[str]:
+        """What the boxes say now (for tests and screenshots)."""
+        return [object_text(o) for o in self.session.objects()] if self.session else []

@@ -1,0 +1,187 @@
+"""GUI tests: the real widget in a real napari viewer (run under xvfb-run), random-weights vit_b, loopback LMM."""
+
+import shutil
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+import clicklabel_napari  # noqa: E402,F401  (keeps Triton out before any OpenGL context exists)
+from clicklabel.label import LabelCache, Labeler, LabelerConfig  # noqa: E402
+from clicklabel.store import Store  # noqa: E402
+from clicklabel_napari._widget import ClickLabelWidget  # noqa: E402
+
+from conftest import SAMPLES  # noqa: E402
+from lmm_server import FakeLMM  # noqa: E402
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture(autouse=True)
+def _finish_workers():
+    """Background workers (embedding, pre-computing the next image, labelling) end before the viewer goes."""
+    yield
+    from superqt.utils._qthreading import WorkerBase
+
+    WorkerBase.await_workers(msecs=300_000)
+
+
+@pytest.fixture
+def lmm():
+    with FakeLMM(latency=0.05, answer=lambda body, img: {"label": "coffee cup", "category": "cup",
+                                                         "confidence": 0.8}) as server:
+        yield server
+
+
+@pytest.fixture
+def folder(tmp_path):
+    d = tmp_path / "images"
+    d.mkdir()
+    for name in ("coffee", "rocket"):
+        shutil.copy(SAMPLES / f"{name}.jpg", d / f"{name}.jpg")
+    return d
+
+
+def _widget(viewer, engine, lmm, tmp_path):
+    factory = lambda: Labeler(LabelerConfig(base_url=lmm.url, api_key="sk-test", concurrency=8),  # noqa: E731
+                              LabelCache(tmp_path / "labels.sqlite"))
+    w = ClickLabelWidget(viewer, engine=engine, labeler=factory)
+    viewer.window.add_dock_widget(w, area="right")
+    return w
+
+
+def _wait_ready(qtbot, w, timeout=180_000):
+    qtbot.waitUntil(lambda: w._busy is None and w.session is not None and w.session.image is not None,
+                    timeout=timeout)
+
+
+def test_click_accept_label_undo_redo_relabel_switch(make_napari_viewer, qtbot, tiny_engine, lmm, folder, tmp_path):
+    viewer = make_napari_viewer()
+    w = _widget(viewer, tiny_engine, lmm, tmp_path)
+    w.open_folder(str(folder))
+    _wait_ready(qtbot, w)
+    store: Store = w.store
+    assert [im.path for im in store.images()] == ["coffee.jpg", "rocket.jpg"]
+    h, w_ = w.session.image.shape[:2]
+
+    # a positive and a negative point through the points layer
+    pts = w.layers.prompts
+    pts.data = np.array([[h / 2, w_ / 2], [10, 10]])
+    pts.features = {"positive": np.array([True, False])}
+    assert w.session.state.prompt.labels == (1, 0)
+    preview = w.layers.preview.data.astype(bool)
+    assert (preview == w.session.state.preview.mask).all()
+
+    oid = w.accept()
+    assert oid is not None and len(pts.data) == 0
+    ob = store.object(oid)
+    assert ob.provenance == "click" and ob.clicks == 2 and ob.seconds is not None
+    assert (w.layers.objects.data == oid).sum() == ob.area
+    assert len(w.layers.boxes.data) == 1
+    qtbot.waitUntil(lambda: store.object(oid).label_status == "done", timeout=20_000)
+    qtbot.waitUntil(lambda: w._label_worker is None, timeout=20_000)
+    assert store.object(oid).label == "coffee cup"
+    assert "coffee cup 0.80" in w.layers.boxes.features["text"][0]
+    assert w.table.item(0, 1).text() == "coffee cup"
+
+    # a box through the box layer
+    w.layers.box.data = [np.array([[40, 60], [40, 300], [250, 300], [250, 60]])]
+    box_id = w.accept()
+    assert store.object(box_id).provenance == "box"
+
+    # undo / redo through the store
+    w.undo()
+    assert [o.id for o in store.objects()] == [oid]
+    assert not (w.layers.objects.data == box_id).any()
+    w.redo()
+    assert [o.id for o in store.objects()] == [oid, box_id]
+
+    # relabel from the table
+    w.table.item(0, 1).setText("espresso cup")
+    assert store.object(oid).label == "espresso cup" and store.object(oid).label_status == "edited"
+
+    # manual box drawn by hand
+    w.layers.manual.add_rectangles(np.array([[5, 5], [5, 40], [30, 40], [30, 5]]))
+    man = w.accept_manual()
+    assert store.object(man).provenance == "manual" and store.object(man).bbox == (5, 5, 36, 26)
+
+    # next image
+    w.go(+1)
+    _wait_ready(qtbot, w)
+    qtbot.waitUntil(lambda: w.session.index == 1, timeout=180_000)
+    assert w.session.current.path == "rocket.jpg"
+    assert w.layers.objects.data.max() == 0 and len(w.layers.boxes.data) == 0
+    w.add_point(200, 150, True)
+    assert w.session.state.preview is not None
+    w.clear()
+    assert w.layers.preview.data.max() == 0
+    kinds = [e["kind"] for e in store.events()]
+    for k in ("prompt", "accept", "undo", "redo", "relabel", "label"):
+        assert k in kinds
+
+
+def test_ui_never_blocked_by_embedding_or_labelling(make_napari_viewer, qtbot, tiny_checkpoint, lmm, folder,
+                                                     tmp_path, vit_b_checkpoint):
+    from qtpy.QtCore import QTimer
+
+    from clicklabel.embeddings import EmbeddingCache
+    from clicklabel.segment.sam import SamEngine
+
+    engine = SamEngine("vit_b", vit_b_checkpoint, device="cpu", cache=EmbeddingCache(tmp_path / "fresh"))
+    viewer = make_napari_viewer()
+    w = _widget(viewer, engine, lmm, tmp_path)
+    store = Store(folder / "project.clicklabel", root=folder)
+    for p in sorted(folder.glob("*.jpg")):
+        store.add_image_file(p)
+    iid = store.images()[0].id
+    ids = []
+    for i in range(40):  # a batch of objects to label while the embedding runs
+        m = np.zeros((341, 512), bool)
+        m[i * 8 : i * 8 + 6, 10:200] = True
+        ids.append(store.accept(iid, m))
+    ticks = []  # (time, whether the embedding or the labelling is running in the background)
+    timer = QTimer()
+    timer.timeout.connect(lambda: ticks.append((time.perf_counter(), w._busy is not None or
+                                                w._label_worker is not None)))
+    w.open_project(str(folder / "project.clicklabel"))  # starts the (uncached, vit_b) embedding
+    w.queue_labels(ids)
+    timer.start(10)
+    _wait_ready(qtbot, w, timeout=240_000)
+    qtbot.waitUntil(lambda: w._label_worker is None, timeout=60_000)
+    timer.stop()
+    # gaps between ticks while the work runs (drawing the results afterwards is the UI's own work)
+    gaps = np.array([b[0] - a[0] for a, b in zip(ticks, ticks[1:]) if a[1] and b[1]])
+    assert len(gaps) > 100
+    assert gaps.max() < 0.1, f"UI thread blocked for {gaps.max() * 1000:.0f} ms"
+    assert len(store.objects(label_status=["done"])) == 40
+
+
+def test_missing_weights_say_what_to_do(make_napari_viewer, monkeypatch, tmp_path):
+    monkeypatch.setenv("CLICKLABEL_WEIGHTS", str(tmp_path / "none"))
+    viewer = make_napari_viewer()
+    w = ClickLabelWidget(viewer)
+    assert w.load_engine() is False
+    text = w.status.text()
+    assert "clicklabel weights download vit_b" in text and "GrabCut" in text
+    assert not w.download_btn.native.isHidden()
+    w.engine_box.value = "grabcut"
+    assert w.load_engine() is True and w.engine.name == "grabcut"
+
+
+def test_reader_writer_and_samples(tmp_path):
+    from clicklabel_napari._io import get_coco_reader, sample_images, write_coco
+
+    labels = np.zeros((40, 50), np.int32)
+    labels[5:15, 5:20] = 3
+    labels[20:30, 25:45] = 7
+    out = tmp_path / "x.json"
+    write_coco(str(out), labels, {"name": "x"})
+    reader = get_coco_reader(str(out))
+    layers = reader(str(out))
+    kinds = [k for _, _, k in layers]
+    assert kinds == ["labels", "shapes"]
+    back = layers[0][0]
+    assert ((back > 0) == (labels > 0)).all() and len(np.unique(back)) == 3
+    assert get_coco_reader(str(tmp_path / "nope.txt")) is None
+    assert len(sample_images()) == 4
