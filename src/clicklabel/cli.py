@@ -153,7 +153,9 @@ def cmd_gui(args) -> int:
     try:
         launch = importlib.import_module("clicklabel_napari.launch")
     except ImportError as exc:
-        raise ClickLabelError(f"the GUI needs napari and Qt ({exc.name} is missing): pip install 'clicklabel[gui]'")
+        missing = exc.name
+        raise ClickLabelError(f"the GUI needs napari and Qt ({missing} is missing): pip install 'clicklabel[gui]'") \
+            from None
     return launch.main(args.images, args.project, args.engine_choice, args.checkpoint, args.device)
 
 
@@ -359,6 +361,8 @@ def cmd_bench(args) -> int:
         bench.bench_propose(args.model, args.checkpoint, args.random_weights, _bench_device(args.device),
                             args.grid, args.pred_iou_thresh, args.stability_thresh, repeats=args.repeats or 1)
         return 0
+    if args.what in ("noc", "box-jitter"):
+        return bench_interactive(args)
     if args.what == "labels":
         from .evaluate.labels import bench_labels
         from .label import CropSettings, LabelCache, Labeler, LabelerConfig
@@ -370,6 +374,38 @@ def cmd_bench(args) -> int:
         bench_labels(args.data, Labeler(cfg, None if args.no_cache else LabelCache()), args.limit)
         return 0
     raise ClickLabelError(f"unknown benchmark {args.what!r}")
+
+
+def bench_interactive(args) -> int:
+    """``bench noc`` and ``bench box-jitter``: the simulated annotator on a data set."""
+    from tqdm import tqdm
+
+    from .bench import print_table
+    from .evaluate.noc import read_dataset, run_box_jitter, run_noc, write_jitter_outputs, write_noc_outputs
+    from .segment import make_engine
+
+    if not args.data:
+        raise ClickLabelError(f"bench {args.what} needs --data DIR (e.g. ../shared/data/grabcut)")
+    items = list(read_dataset(args.data, args.limit))
+    engine = make_engine(args.engine, args.model, args.checkpoint, _bench_device(args.device))
+    name = f"{engine.name} {getattr(engine, 'model', '')}".strip()
+    out = Path(args.out or f"bench_out/{args.what}_{engine.name}_{Path(args.data).name}")
+    bar = tqdm(total=len(items), unit="image", desc=args.what)
+    if args.what == "noc":
+        res = run_noc(engine, items, args.max_clicks, box_first=args.box, progress=lambda _: bar.update())
+        bar.close()
+        summ = write_noc_outputs(res, out, f"{name} on {Path(args.data).name}")
+        print(f"{'box + clicks' if args.box else 'clicks'}, {name}, {summ['items']} objects, max {args.max_clicks}")
+        print_table([[f"{summ['NoC@85']:.2f}", f"{summ['NoC@90']:.2f}", f"{summ['mIoU@1']:.4f}",
+                      f"{summ['mIoU@3']:.4f}", f"{summ['mIoU@5']:.4f}", f"{100 * summ['fail@90']:.1f}%"]],
+                    ["NoC@85", "NoC@90", "mIoU@1", "mIoU@3", "mIoU@5", ">20 clicks for 90%"])
+    else:
+        res = run_box_jitter(engine, items)
+        bar.close()
+        print_table(write_jitter_outputs(res, out, f"{name} on {Path(args.data).name}"),
+                    ["jitter (share of box size)", "boxes", "mean IoU", "median IoU"])
+    print(f"outputs in {out}")
+    return 0
 
 
 def _bench_device(device: str) -> str:
@@ -461,7 +497,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_propose)
 
     p = sub.add_parser("bench", help="benchmarks against the stock baseline, measured in the same run")
-    p.add_argument("what", choices=["latency", "propose", "labels"])
+    p.add_argument("what", choices=["latency", "propose", "labels", "noc", "box-jitter"])
+    p.add_argument("--engine", default="sam", choices=["sam", "grabcut"], help="noc, box-jitter")
+    p.add_argument("--max-clicks", type=int, default=20, help="noc")
+    p.add_argument("--box", action="store_true", help="noc: the GT box first, then corrective clicks")
+    p.add_argument("--out", help="noc, box-jitter: output folder (CSV, PNG, JSON)")
     p.add_argument("--grid", type=int, default=16, help="propose: points per side")
     p.add_argument("--pred-iou-thresh", type=float, help="propose: default 0.88 (0 with random weights)")
     p.add_argument("--stability-thresh", type=float, help="propose: default 0.95 (0 with random weights)")

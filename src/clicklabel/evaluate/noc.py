@@ -165,7 +165,7 @@ class NocResult:
         return float(np.mean([noc(v, thr, self.max_clicks) for v in self.per_item.values()]))
 
     def miou(self, k: int) -> float:
-        return float(np.mean([v[k - 1] for v in self.per_item.values()]))
+        return float(np.mean([v[min(k, len(v)) - 1] for v in self.per_item.values()]))
 
     def failures(self, thr: float = 0.90) -> float:
         return float(np.mean([max(v) < thr for v in self.per_item.values()]))
