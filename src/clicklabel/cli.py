@@ -159,6 +159,15 @@ def cmd_gui(args) -> int:
     return launch.main(args.images, args.project, args.engine_choice, args.checkpoint, args.device)
 
 
+def cmd_report(args) -> int:
+    from .evaluate.report import write_report
+
+    nums = write_report(open_project(args.project), args.out)
+    print(f"wrote {Path(args.out) / 'index.html'} ({sum(r['objects'] for r in nums['by_provenance'].values())} "
+          f"objects, {len(nums['pairs'])} manual/SAM pairs)")
+    return 0
+
+
 def cmd_export(args) -> int:
     from .coco import export_coco
 
@@ -443,6 +452,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_gui)
+
+    p = sub.add_parser("report", help="HTML comparison of manual and SAM selection in a project")
+    p.add_argument("project")
+    p.add_argument("--out", required=True, help="output folder")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("export", help="write a project as COCO instance annotations")
     p.add_argument("project")
