@@ -159,6 +159,25 @@ def cmd_gui(args) -> int:
     return launch.main(args.images, args.project, args.engine_choice, args.checkpoint, args.device)
 
 
+def cmd_precompute(args) -> int:
+    from tqdm import tqdm
+
+    from .precompute import image_paths, precompute
+    from .segment.sam import SamEngine
+
+    paths = image_paths(args.target)
+    engine = SamEngine(args.model, args.checkpoint, device=args.device,
+                       fast=None if args.encoder == "auto" else args.encoder == "fast")
+    bar = tqdm(total=len(paths), unit="image", desc=f"embedding ({engine.model}, {engine.device})")
+    stats = precompute(engine, paths, batch=args.batch, progress=bar.update)
+    bar.close()
+    print(f"{stats['encoded']} encoded, {stats['cached']} already cached, {stats['failed']} unreadable; "
+          f"cache: {engine.cache.folder}")
+    for e in stats["errors"][:10]:
+        print(f"skipped: {e}")
+    return 0
+
+
 def cmd_report(args) -> int:
     from .evaluate.report import write_report
 
@@ -452,6 +471,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_gui)
+
+    p = sub.add_parser("precompute", help="fill the embedding cache for a folder or project (resumable)")
+    p.add_argument("target", help="folder of images or a project")
+    p.add_argument("--model", default="vit_b")
+    p.add_argument("--checkpoint")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--encoder", default="auto", choices=["auto", "fast", "stock"],
+                   help="fast = SDPA (+bf16 on CUDA); auto = fast on CUDA only")
+    p.set_defaults(func=cmd_precompute)
 
     p = sub.add_parser("report", help="HTML comparison of manual and SAM selection in a project")
     p.add_argument("project")

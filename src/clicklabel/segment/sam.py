@@ -56,6 +56,8 @@ class SamEngine:
         cache: EmbeddingCache | None = None,
         download: bool = True,
         sam=None,
+        fast: bool | None = None,
+        precision: str | None = None,
     ):
         from segment_anything.utils.transforms import ResizeLongestSide
 
@@ -73,6 +75,13 @@ class SamEngine:
         self.transform = ResizeLongestSide(self.sam.image_encoder.img_size)
         self.cache = cache if cache is not None else EmbeddingCache()
         self.decoder = FastMaskDecoder(self.sam)
+        # The encoder fast path (SDPA, bf16) is on by default on CUDA only; fast=False restores stock.
+        self.fast = self.device.startswith("cuda") if fast is None else fast
+        self.precision = precision or ("bf16" if self.device.startswith("cuda") and self.fast else "fp32")
+        if self.fast:
+            from . import fast_encoder
+
+            fast_encoder.enable(self.sam)
         self.embedding: Embedding | None = None
         self._features = None
         self._state = None
@@ -99,7 +108,9 @@ class SamEngine:
             t = torch.as_tensor(resized, device=self.device).permute(2, 0, 1).contiguous()[None]
             tensors.append(self.sam.preprocess(t))
             sizes.append((tuple(img.shape[:2]), tuple(resized.shape[:2])))
-        with torch.inference_mode():
+        from .fast_encoder import precision_context
+
+        with torch.inference_mode(), precision_context(self.device, self.precision):
             feats = self.sam.image_encoder(torch.cat(tensors, dim=0))
         out = []
         for i, (osize, isize) in enumerate(sizes):
