@@ -8,6 +8,7 @@ from clicklabel.embeddings import EmbeddingCache
 from clicklabel.masks import mask_iou
 from clicklabel.segment import Prompt
 from clicklabel.segment.sam import SamEngine
+
 from conftest import SAMPLES, sample
 
 
