@@ -187,11 +187,6 @@ def run_noc(engine, items, max_clicks: int = 20, box_first: bool = False, progre
 
 def write_noc_outputs(res: NocResult, out: str | Path, title: str) -> dict:
     """Per-image CSV, mIoU-vs-clicks PNG and a JSON summary in folder ``out``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "per_image.csv", "w", newline="") as f:
@@ -201,16 +196,7 @@ def write_noc_outputs(res: NocResult, out: str | Path, title: str) -> dict:
             w.writerow([name, noc(ious, 0.85, res.max_clicks), noc(ious, 0.90, res.max_clicks)]
                        + [f"{v:.4f}" for v in ious])
     curve = [res.miou(k) for k in range(1, res.max_clicks + 1)]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(range(1, res.max_clicks + 1), curve, marker="o")
-    ax.set_xlabel("clicks")
-    ax.set_ylabel("mean IoU")
-    ax.set_ylim(0, 1)
-    ax.grid(alpha=0.3)
-    ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(out / "miou_vs_clicks.png", dpi=100)
-    plt.close(fig)
+    _line_plot(list(range(1, res.max_clicks + 1)), curve, "clicks", "mean IoU", title, out / "miou_vs_clicks.png")
     summary = res.summary()
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
@@ -248,23 +234,29 @@ def run_box_jitter(engine, items, levels=(0.0, 0.05, 0.1, 0.2, 0.3), trials: int
 
 
 def write_jitter_outputs(res: dict[float, list[float]], out: str | Path, title: str) -> list[list]:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = [[f"{lv:.2f}", len(v), f"{np.mean(v):.4f}", f"{np.median(v):.4f}"] for lv, v in res.items()]
+    _line_plot([lv * 100 for lv in res], [np.mean(v) for v in res.values()], "box jitter (% of box size)",
+               "mean mask IoU", title, out / "box_jitter.png")
+    (out / "box_jitter.json").write_text(json.dumps({str(k): v for k, v in res.items()}))
+    return rows
+
+
+def _line_plot(x, y, xlabel: str, ylabel: str, title: str, path: Path) -> None:
+    """A small line plot saved as PNG (IoU axes run from 0 to 1)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    rows = [[f"{lv:.2f}", len(v), f"{np.mean(v):.4f}", f"{np.median(v):.4f}"] for lv, v in res.items()]
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot([lv * 100 for lv in res], [np.mean(v) for v in res.values()], marker="o")
-    ax.set_xlabel("box jitter (% of box size)")
-    ax.set_ylabel("mean mask IoU")
+    ax.plot(x, y, marker="o")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
     ax.set_title(title)
     fig.tight_layout()
-    fig.savefig(out / "box_jitter.png", dpi=100)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
-    (out / "box_jitter.json").write_text(json.dumps({str(k): v for k, v in res.items()}))
-    return rows
