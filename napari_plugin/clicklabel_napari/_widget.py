@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,28 @@ click: positive point &nbsp; right-click or Shift+click: negative point &nbsp; d
 Enter: accept &nbsp; Escape: clear &nbsp; M: next of SAM's masks<br>
 N / B: next / previous image &nbsp; D: image done &nbsp; L: label pending objects<br>
 Ctrl+Z / Ctrl+Shift+Z: undo / redo &nbsp; G: accept the drawn box or polygon (manual)"""
+
+
+_threads = {"busy": 0, "full": None}
+_threads_lock = threading.Lock()
+
+
+def _leaving_a_core(fn, *args):
+    """Run ``fn`` with PyTorch on all cores but one, so the viewer stays responsive while SAM encodes."""
+    import torch
+
+    with _threads_lock:
+        if _threads["busy"] == 0:
+            _threads["full"] = torch.get_num_threads()
+            torch.set_num_threads(max(1, _threads["full"] - 1))
+        _threads["busy"] += 1
+    try:
+        return fn(*args)
+    finally:
+        with _threads_lock:
+            _threads["busy"] -= 1
+            if _threads["busy"] == 0:
+                torch.set_num_threads(_threads["full"])
 
 
 class ClickLabelWidget(QWidget):
@@ -217,7 +240,7 @@ class ClickLabelWidget(QWidget):
         self.say(f"computing the image embedding for {s.images[index].path} ...")
         # Progress shows in the status line: napari's activity bars, added from several workers at once,
         # deadlocked the viewer in our tests (the main thread blocked inside the indicator's QMovie.start()).
-        worker = create_worker(s.embed, image)
+        worker = create_worker(_leaving_a_core, s.embed, image)
         worker.returned.connect(lambda _: self._embedded(index, image))
         worker.errored.connect(lambda exc: self.say(f"embedding failed: {exc}"))
         self._embed_worker = worker
@@ -235,7 +258,7 @@ class ClickLabelWidget(QWidget):
         self.say(f"{s.images[index].path}: click an object")
         nxt = index + 1
         if nxt < len(s.images) and hasattr(self.engine, "get_embedding"):
-            pre = create_worker(lambda: self.engine.get_embedding(s.load(nxt)))
+            pre = create_worker(_leaving_a_core, lambda: self.engine.get_embedding(s.load(nxt)))
             pre.errored.connect(lambda exc: None)  # the next image says so itself when opened
             pre.start()
 

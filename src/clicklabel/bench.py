@@ -28,8 +28,9 @@ def percentile_ms(times: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(times) * 1000.0, q))
 
 
-def print_table(rows: list[list], header: list[str], out=sys.stdout) -> None:
+def print_table(rows: list[list], header: list[str], out=None) -> None:
     """Plain aligned text table (also valid Markdown)."""
+    out = out or sys.stdout
     cells = [header] + [[str(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
     for n, r in enumerate(cells):
@@ -70,9 +71,10 @@ def bench_latency(
     device: str = "cpu",
     repeats: int = 20,
     image: np.ndarray | None = None,
-    out=sys.stdout,
+    out=None,
 ) -> dict:
     """Encoder and decoder latency, stock ``SamPredictor`` vs our engine, same weights, same image, same run."""
+    out = out or sys.stdout
     import torch
     from segment_anything import SamPredictor
 
@@ -166,9 +168,10 @@ def bench_propose(
     stability_thresh: float | None = None,
     image: np.ndarray | None = None,
     repeats: int = 1,
-    out=sys.stdout,
+    out=None,
 ) -> dict:
     """Seconds per image of auto-propose, stock SamAutomaticMaskGenerator vs ours, encoder excluded for both."""
+    out = out or sys.stdout
     import torch
 
     from .segment.propose import ProposeSettings, propose, stock_with_embedding

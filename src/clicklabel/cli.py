@@ -168,7 +168,8 @@ def cmd_precompute(args) -> int:
     paths = image_paths(args.target)
     engine = SamEngine(args.model, args.checkpoint, device=args.device,
                        fast=None if args.encoder == "auto" else args.encoder == "fast")
-    bar = tqdm(total=len(paths), unit="image", desc=f"embedding ({engine.model}, {engine.device})")
+    bar = tqdm(total=len(paths), unit="image", desc=f"embedding ({engine.model}, {engine.device})",
+               disable=None)
     stats = precompute(engine, paths, batch=args.batch, progress=bar.update)
     bar.close()
     print(f"{stats['encoded']} encoded, {stats['cached']} already cached, {stats['failed']} unreadable; "
@@ -245,7 +246,7 @@ def cmd_label(args) -> int:
         return 0
     if args.all:
         store.mark_pending(ids)
-    bar = tqdm(total=len(ids), unit="obj", desc="labelling")
+    bar = tqdm(total=len(ids), unit="obj", desc="labelling", disable=None)
     try:
         summary = label_objects(store, ids, labeler, progress=lambda done, total: bar.update(done - bar.n))
     finally:
@@ -338,7 +339,7 @@ def cmd_propose(args) -> int:
     store = open_project(args.target)
     accepted_ids = []
     n_props = 0
-    for im in tqdm(store.images(), unit="image", desc="proposing"):
+    for im in tqdm(store.images(), unit="image", desc="proposing", disable=None):
         engine.set_image(load_image(store.image_path(im)))
         existing = [o.mask for o in store.objects(im.id, states=("accepted", "proposed"))]
         for p in propose(engine, settings, existing=existing):
@@ -418,7 +419,7 @@ def bench_interactive(args) -> int:
     engine = make_engine(args.engine, args.model, args.checkpoint, _bench_device(args.device))
     name = f"{engine.name} {getattr(engine, 'model', '')}".strip()
     out = Path(args.out or f"bench_out/{args.what}_{engine.name}_{Path(args.data).name}")
-    bar = tqdm(total=len(items), unit="image", desc=args.what)
+    bar = tqdm(total=len(items), unit="image", desc=args.what, disable=None)
     if args.what == "noc":
         res = run_noc(engine, items, args.max_clicks, box_first=args.box, progress=lambda _: bar.update())
         bar.close()

@@ -60,8 +60,9 @@ class LabelBenchResult:
 
 
 def bench_labels(data: str | Path, labeler: Labeler, limit: int | None = None, project: str | Path | None = None,
-                 out=sys.stdout) -> LabelBenchResult:
+                 out=None) -> LabelBenchResult:
     """Import the data set into a project, label every object, compare with the ground truth, print tables."""
+    out = out or sys.stdout
     data = Path(data)
     coco_files = sorted(data.glob("*.json"))
     if not coco_files or not (data / "images").is_dir():
