@@ -180,12 +180,23 @@ class ClickLabelWidget(QWidget):
     def download_weights(self) -> None:
         from clicklabel.weights import download
 
-        worker = create_worker(download, self.engine_box.value, _progress={"desc": "Downloading SAM weights"})
-        worker.returned.connect(lambda _: self._engine_ready_after_download())
-        worker.errored.connect(lambda exc: self.say(f"{exc}<br>Or choose the GrabCut engine (no weights) and press "
-                                                    "<b>Load engine</b>."))
+        def fetch(name):
+            try:
+                return download(name), None
+            except WeightsError as exc:  # a message for the status line, not a traceback in the console
+                return None, str(exc)
+
+        worker = create_worker(fetch, self.engine_box.value, _progress={"desc": "Downloading SAM weights"})
+        worker.returned.connect(self._downloaded)
         self.say("downloading SAM weights (see the progress bar) ...")
         worker.start()
+
+    def _downloaded(self, result) -> None:
+        _, error = result
+        if error:
+            self.say(f"{error}<br>Or choose the GrabCut engine (no weights) and press <b>Load engine</b>.")
+        else:
+            self._engine_ready_after_download()
 
     def _engine_ready_after_download(self) -> None:
         if self.load_engine() and self.store is not None and self.session is None:
