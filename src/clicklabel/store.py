@@ -355,6 +355,17 @@ class Store:
             params.extend(label_status)
         return self._objects(sql + " ORDER BY id", params)
 
+    def objects_by_id(self, ids) -> list[ObjectRecord]:
+        """Objects with these ids, in one query per 500 ids (callers that label or estimate whole runs)."""
+        ids = list(ids)
+        out: list[ObjectRecord] = []
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            out += self._objects(f"SELECT {_OBJECT_FIELDS} FROM objects WHERE id IN ({','.join('?' * len(chunk))})",
+                                 chunk)
+        order = {oid: n for n, oid in enumerate(ids)}
+        return sorted(out, key=lambda o: order[o.id])
+
     def count_objects(self, states=("accepted",)) -> int:
         q = f"SELECT COUNT(*) FROM objects WHERE state IN ({','.join('?' * len(states))})"
         return int(self.conn.execute(q, tuple(states)).fetchone()[0])

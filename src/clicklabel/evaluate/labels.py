@@ -90,7 +90,7 @@ def bench_labels(data: str | Path, labeler: Labeler, limit: int | None = None, p
     per_class: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     confusion: Counter = Counter()
     sp_ok = br_ok = 0
-    for ob in (store.object(i) for i in ids):
+    for ob in store.objects_by_id(ids):
         gt = by_path[store.image(ob.image_id).path.rsplit("/", 1)[-1]]
         pred = species_of(ob.label, ob.coarse) if ob.label_status == "done" else "failed"
         confusion[(gt["species"], pred)] += 1

@@ -45,7 +45,7 @@ def objects_to_label(store: Store, relabel_all: bool = False) -> list[int]:
 def iter_crops(store: Store, object_ids, labeler: Labeler, stop: threading.Event | None = None):
     """(object id, encoded crop) per object, loading each image once; images that cannot be read yield errors."""
     by_image = defaultdict(list)
-    for ob in (store.object(i) for i in object_ids):
+    for ob in store.objects_by_id(object_ids):
         by_image[ob.image_id].append(ob)
     for image_id, obs in by_image.items():
         if stop is not None and stop.is_set():
@@ -130,8 +130,7 @@ def estimate(store: Store, object_ids, labeler: Labeler) -> dict:
         text_tokens += len(json.dumps(c.vocabulary or [])) // 4 + 60
     per_image = {}
     prompt_tokens = 0
-    for oid in object_ids:
-        ob = store.object(oid)
+    for ob in store.objects_by_id(object_ids):
         x, y, w, h = ob.bbox
         long_side = max(w, h) * (1 + 2 * c.crop.margin)
         s = min(1.0, c.crop.max_side / max(long_side, 1))
