@@ -20,44 +20,8 @@ import numpy as np
 
 from .errors import StoreError
 from .masks import decode_rle, encode_rle, tight_bbox
-
-SCHEMA_VERSION = 1
-PROVENANCES = ("manual", "click", "box", "proposed", "imported")
-LABEL_STATUSES = ("pending", "done", "failed", "edited")
-UNDOABLE = ("accept", "delete", "relabel", "accept_proposal", "reject_proposal")
-
-_SCHEMA_V1 = """
-CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE images (
-    id INTEGER PRIMARY KEY, path TEXT NOT NULL UNIQUE, width INTEGER NOT NULL, height INTEGER NOT NULL,
-    hash TEXT, status TEXT NOT NULL DEFAULT 'todo', created REAL NOT NULL);
-CREATE TABLE categories (
-    id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, supercategory TEXT);
-CREATE TABLE objects (
-    id INTEGER PRIMARY KEY, image_id INTEGER NOT NULL REFERENCES images(id),
-    rle TEXT NOT NULL, bbox TEXT NOT NULL, area INTEGER NOT NULL, iscrowd INTEGER NOT NULL DEFAULT 0,
-    state TEXT NOT NULL DEFAULT 'accepted' CHECK (state IN ('accepted', 'proposed', 'rejected', 'deleted')),
-    category_id INTEGER REFERENCES categories(id), label TEXT, coarse TEXT,
-    label_status TEXT NOT NULL DEFAULT 'pending' CHECK (label_status IN ('pending', 'done', 'failed', 'edited')),
-    label_confidence REAL, label_error TEXT,
-    provenance TEXT NOT NULL CHECK (provenance IN ('manual', 'click', 'box', 'proposed', 'imported')),
-    clicks INTEGER, seconds REAL, score REAL, engine TEXT, model TEXT,
-    lmm_model TEXT, prompt_tokens INTEGER NOT NULL DEFAULT 0, completion_tokens INTEGER NOT NULL DEFAULT 0,
-    cost REAL NOT NULL DEFAULT 0, source_id INTEGER,
-    created REAL NOT NULL, updated REAL NOT NULL);
-CREATE INDEX objects_image ON objects(image_id, state);
-CREATE INDEX objects_label ON objects(label_status);
-CREATE TABLE label_history (
-    id INTEGER PRIMARY KEY, object_id INTEGER NOT NULL, label TEXT, coarse TEXT, confidence REAL,
-    status TEXT, source TEXT, t REAL NOT NULL);
-CREATE TABLE events (
-    id INTEGER PRIMARY KEY, t REAL NOT NULL, kind TEXT NOT NULL, image_id INTEGER, object_id INTEGER,
-    data TEXT, undone INTEGER NOT NULL DEFAULT 0);
-CREATE INDEX events_kind ON events(kind, undone);
-CREATE INDEX events_redo ON events(undone) WHERE undone = 1;
-"""
-# Migrations from version N-1 to N, applied in order; version 1 is the initial schema.
-MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1}
+from .store_history import History
+from .store_schema import MIGRATIONS, PROVENANCES, SCHEMA_VERSION, UNDOABLE
 
 _OBJECT_FIELDS = (
     "id, image_id, rle, bbox, area, iscrowd, state, category_id, label, coarse, label_status, label_confidence, "
@@ -110,7 +74,7 @@ class ObjectRecord:
         return decode_rle(self.rle)
 
 
-class Store:
+class Store(History):
     """A project: ``Store(path)`` creates or opens it; image paths are stored relative to ``root``."""
 
     def __init__(self, path: str | Path, root: str | Path | None = None):
@@ -495,64 +459,6 @@ class Store:
             raise StoreError(f"no object with id {object_id}")
         return dict(zip(("label", "coarse", "category_id", "label_status", "label_confidence"), r))
 
-    # -- undo / redo ----------------------------------------------------------------------------------------
-    def undo(self) -> dict | None:
-        """Undo the latest undoable action; returns {'kind', 'object_id', 'image_id'} or None if nothing to undo."""
-        with self.transaction():
-            q = f"SELECT id, kind, object_id, image_id, data FROM events WHERE undone=0 AND kind IN ({_kinds()}) " \
-                "ORDER BY id DESC LIMIT 1"
-            row = self.conn.execute(q, UNDOABLE).fetchone()
-            if row is None:
-                return None
-            eid, kind, oid, iid, data = row
-            self._apply(kind, oid, json.loads(data) if data else {}, undo=True)
-            self.conn.execute("UPDATE events SET undone=1 WHERE id=?", (eid,))
-            self.conn.execute("INSERT INTO events(t, kind, image_id, object_id, data) VALUES (?, 'undo', ?, ?, ?)",
-                              (time.time(), iid, oid, json.dumps({"event": eid, "kind": kind})))
-            return {"kind": kind, "object_id": oid, "image_id": iid}
-
-    def redo(self) -> dict | None:
-        """Redo the most recently undone action (if no new action came since)."""
-        with self.transaction():
-            q = f"SELECT id, kind, object_id, image_id, data FROM events WHERE undone=1 AND kind IN ({_kinds()}) " \
-                "ORDER BY id ASC LIMIT 1"
-            row = self.conn.execute(q, UNDOABLE).fetchone()
-            if row is None:
-                return None
-            eid, kind, oid, iid, data = row
-            self._apply(kind, oid, json.loads(data) if data else {}, undo=False)
-            self.conn.execute("UPDATE events SET undone=0 WHERE id=?", (eid,))
-            self.conn.execute("INSERT INTO events(t, kind, image_id, object_id, data) VALUES (?, 'redo', ?, ?, ?)",
-                              (time.time(), iid, oid, json.dumps({"event": eid, "kind": kind})))
-            return {"kind": kind, "object_id": oid, "image_id": iid}
-
-    def _apply(self, kind: str, oid: int, data: dict, undo: bool) -> None:
-        now = time.time()
-        if kind == "accept":
-            self.conn.execute("UPDATE objects SET state=?, updated=? WHERE id=?",
-                              ("deleted" if undo else "accepted", now, oid))
-        elif kind == "delete":
-            self.conn.execute("UPDATE objects SET state=?, updated=? WHERE id=?",
-                              (data["before"] if undo else "deleted", now, oid))
-        elif kind in ("accept_proposal", "reject_proposal"):
-            after = "accepted" if kind == "accept_proposal" else "rejected"
-            self.conn.execute("UPDATE objects SET state=?, updated=? WHERE id=?",
-                              ("proposed" if undo else after, now, oid))
-        elif kind == "relabel":
-            if undo:
-                b = data["before"]
-                self.conn.execute(
-                    "UPDATE objects SET label=?, coarse=?, category_id=?, label_status=?, label_confidence=?, "
-                    "updated=? WHERE id=?",
-                    (b["label"], b["coarse"], b["category_id"], b["label_status"], b["label_confidence"], now, oid),
-                )
-            else:
-                cid = self._category_id(data["label"], None)
-                self.conn.execute(
-                    "UPDATE objects SET label=?, category_id=?, label_status='edited', updated=? WHERE id=?",
-                    (data["label"], cid, now, oid),
-                )
-
     def events(self, kinds=None) -> list[dict]:
         """The event log (for reports), oldest first."""
         sql = "SELECT id, t, kind, image_id, object_id, data, undone FROM events"
@@ -570,10 +476,6 @@ class Store:
 
     def integrity_ok(self) -> bool:
         return self.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-
-
-def _kinds() -> str:
-    return ",".join("?" * len(UNDOABLE))
 
 
 class _Transaction:

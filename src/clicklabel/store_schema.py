@@ -1,0 +1,39 @@
+"""The project store's SQLite schema and its migrations (see ``store.py``)."""
+
+SCHEMA_VERSION = 1
+PROVENANCES = ("manual", "click", "box", "proposed", "imported")
+LABEL_STATUSES = ("pending", "done", "failed", "edited")
+UNDOABLE = ("accept", "delete", "relabel", "accept_proposal", "reject_proposal")
+
+_SCHEMA_V1 = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE images (
+    id INTEGER PRIMARY KEY, path TEXT NOT NULL UNIQUE, width INTEGER NOT NULL, height INTEGER NOT NULL,
+    hash TEXT, status TEXT NOT NULL DEFAULT 'todo', created REAL NOT NULL);
+CREATE TABLE categories (
+    id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, supercategory TEXT);
+CREATE TABLE objects (
+    id INTEGER PRIMARY KEY, image_id INTEGER NOT NULL REFERENCES images(id),
+    rle TEXT NOT NULL, bbox TEXT NOT NULL, area INTEGER NOT NULL, iscrowd INTEGER NOT NULL DEFAULT 0,
+    state TEXT NOT NULL DEFAULT 'accepted' CHECK (state IN ('accepted', 'proposed', 'rejected', 'deleted')),
+    category_id INTEGER REFERENCES categories(id), label TEXT, coarse TEXT,
+    label_status TEXT NOT NULL DEFAULT 'pending' CHECK (label_status IN ('pending', 'done', 'failed', 'edited')),
+    label_confidence REAL, label_error TEXT,
+    provenance TEXT NOT NULL CHECK (provenance IN ('manual', 'click', 'box', 'proposed', 'imported')),
+    clicks INTEGER, seconds REAL, score REAL, engine TEXT, model TEXT,
+    lmm_model TEXT, prompt_tokens INTEGER NOT NULL DEFAULT 0, completion_tokens INTEGER NOT NULL DEFAULT 0,
+    cost REAL NOT NULL DEFAULT 0, source_id INTEGER,
+    created REAL NOT NULL, updated REAL NOT NULL);
+CREATE INDEX objects_image ON objects(image_id, state);
+CREATE INDEX objects_label ON objects(label_status);
+CREATE TABLE label_history (
+    id INTEGER PRIMARY KEY, object_id INTEGER NOT NULL, label TEXT, coarse TEXT, confidence REAL,
+    status TEXT, source TEXT, t REAL NOT NULL);
+CREATE TABLE events (
+    id INTEGER PRIMARY KEY, t REAL NOT NULL, kind TEXT NOT NULL, image_id INTEGER, object_id INTEGER,
+    data TEXT, undone INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX events_kind ON events(kind, undone);
+CREATE INDEX events_redo ON events(undone) WHERE undone = 1;
+"""
+# Migrations from version N-1 to N, applied in order; version 1 is the initial schema.
+MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1}
