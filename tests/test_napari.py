@@ -189,3 +189,33 @@ def test_reader_writer_and_samples(tmp_path):
     assert ((back > 0) == (labels > 0)).all() and len(np.unique(back)) == 3
     assert get_coco_reader(str(tmp_path / "nope.txt")) is None
     assert len(sample_images()) == 4
+
+
+def test_labelling_progress_bar_and_stop(make_napari_viewer, qtbot, tiny_engine, folder, tmp_path):
+    viewer = make_napari_viewer()
+    with FakeLMM(latency=0.3, answer=lambda body, img: {"label": "cup", "category": "cup",
+                                                        "confidence": 0.9}) as slow:
+        factory = lambda: Labeler(LabelerConfig(base_url=slow.url, api_key="sk-test", concurrency=2),  # noqa: E731
+                                  LabelCache(tmp_path / "labels.sqlite"))
+        w = ClickLabelWidget(viewer, engine=tiny_engine, labeler=factory)
+        viewer.window.add_dock_widget(w, area="right")
+        w.open_folder(str(folder))
+        _wait_ready(qtbot, w)
+        assert w.progress.isHidden()  # the embedding's busy bar is gone once the image is ready
+        iid = w.session.current.id
+        ids = []
+        for i in range(30):
+            m = np.zeros((341, 512), bool)
+            m[i * 10 : i * 10 + 8, 20:100] = True
+            ids.append(w.store.accept(iid, m))
+        w.queue_labels(ids)
+        assert not w.progress.isHidden() and not w.stop_btn.native.isHidden() and w.progress.maximum() == 30
+        qtbot.waitUntil(lambda: w.progress.value() >= 2, timeout=20_000)  # progress arrives from the worker
+        w.stop_labelling()
+        qtbot.waitUntil(lambda: w._label_worker is None, timeout=20_000)
+        done = len(w.store.objects(label_status=["done"]))
+        pending = len(w.store.objects(label_status=["pending"]))
+        assert 2 <= done < 30 and done + pending == 30, (done, pending)
+        assert "labelling stopped" in w.status.text()
+        assert w.progress.isHidden() and w.stop_btn.native.isHidden()
+        assert len(slow.requests) < 30

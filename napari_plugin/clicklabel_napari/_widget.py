@@ -7,10 +7,10 @@ import threading
 from pathlib import Path
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FileEdit, LineEdit, PushButton, SpinBox
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_info, show_warning
-from qtpy.QtWidgets import QAbstractItemView, QLabel, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget
+from qtpy.QtCore import Signal
+from qtpy.QtWidgets import QTableWidgetItem, QWidget
 
 # Everything the workers use is imported here, in the main thread: imports running in several threads at once
 # can deadlock (module import locks against torch's and the GIL).
@@ -23,13 +23,7 @@ from clicklabel.segment.base import Prompt
 from clicklabel.store import Store
 
 from ._layers import LayerSet, object_text
-
-HELP = """<b>Keys</b><br>
-click: positive point &nbsp; right-click or Shift+click: negative point &nbsp; drag: box<br>
-Enter: accept &nbsp; Escape: clear &nbsp; M: next of SAM's masks<br>
-N / B: next / previous image &nbsp; D: image done &nbsp; L: label pending objects<br>
-Ctrl+Z / Ctrl+Shift+Z: undo / redo &nbsp; G: accept the drawn box or polygon (manual)"""
-
+from ._ui import build_ui
 
 _threads = {"busy": 0, "full": None}
 _threads_lock = threading.Lock()
@@ -56,6 +50,9 @@ def _leaving_a_core(fn, *args):
 class ClickLabelWidget(QWidget):
     """Click or box an object, see SAM's mask at once, accept, get the label, move on."""
 
+    # (done, total) from the labelling worker's thread; Qt queues it to the main thread.
+    label_progress = Signal(int, int)
+
     def __init__(self, napari_viewer, project: str | None = None, engine=None, labeler=None, auto_label: bool = True,
                  auto_download: bool = False):
         super().__init__()
@@ -72,71 +69,18 @@ class ClickLabelWidget(QWidget):
         self._busy = None
         self._label_queue: list[int] = []
         self._label_worker = None
+        self._label_stop: threading.Event | None = None
+        self._label_counts = (0, 0)
+        self._progress_owner: str | None = None
         self._embed_worker = None
-        self._build_ui()
+        build_ui(self)
+        self.label_progress.connect(self._on_label_progress)
         self._bind_keys()
         napari_viewer.mouse_drag_callbacks.append(self._on_mouse)
         if project:
             self.open_project(project)
 
     # -- UI -------------------------------------------------------------------------------------------------
-    def _build_ui(self) -> None:
-        self.engine_box = ComboBox(label="engine", choices=["vit_b", "vit_l", "vit_h", "grabcut"], value="vit_b")
-        self.device_box = ComboBox(label="device", choices=["auto", "cpu", "cuda", "mps"], value="auto")
-        self.checkpoint = FileEdit(label="checkpoint", mode="r", filter="*.pth", value="")
-        self.load_btn = PushButton(text="Load engine")
-        self.download_btn = PushButton(text="Download weights", visible=False)
-        self.folder = FileEdit(label="images", mode="d", value="")
-        self.open_btn = PushButton(text="Open folder")
-        self.prev_btn, self.next_btn = PushButton(text="< Previous (B)"), PushButton(text="Next (N) >")
-        self.done_btn = PushButton(text="Image done (D)")
-        self.accept_btn, self.clear_btn = PushButton(text="Accept (Enter)"), PushButton(text="Clear (Esc)")
-        self.cycle_btn, self.manual_btn = PushButton(text="Next mask (M)"), PushButton(text="Accept drawn shape (G)")
-        self.undo_btn, self.redo_btn = PushButton(text="Undo"), PushButton(text="Redo")
-        self.lmm_model = LineEdit(label="LMM model", value=os.environ.get("CLICKLABEL_LMM_MODEL", "gpt-4o-mini"))
-        self.vocab = LineEdit(label="vocabulary", value="")
-        self.template = LineEdit(label="prompt", value="")
-        self.concurrency = SpinBox(label="concurrency", value=8, min=1, max=64)
-        self.label_btn, self.retry_btn = PushButton(text="Label pending (L)"), PushButton(text="Retry failed")
-        self.delete_btn, self.jump_btn = PushButton(text="Delete selected"), PushButton(text="Go to selected")
-        settings = Container(widgets=[self.engine_box, self.device_box, self.checkpoint, self.load_btn,
-                                      self.download_btn, self.folder, self.open_btn])
-        nav = Container(widgets=[self.prev_btn, self.next_btn, self.done_btn], layout="horizontal", labels=False)
-        act = Container(widgets=[self.accept_btn, self.clear_btn, self.cycle_btn], layout="horizontal", labels=False)
-        act2 = Container(widgets=[self.manual_btn, self.undo_btn, self.redo_btn], layout="horizontal", labels=False)
-        lmm = Container(widgets=[self.lmm_model, self.vocab, self.template, self.concurrency])
-        lab = Container(widgets=[self.label_btn, self.retry_btn, self.delete_btn, self.jump_btn], layout="horizontal",
-                        labels=False)
-        self.status = QLabel("Open a folder of images.")
-        self.status.setWordWrap(True)
-        self.counter = QLabel("")
-        self.table = QTableWidget(0, 5)
-        self.table.setHorizontalHeaderLabels(["id", "label", "status", "conf.", "by"])
-        self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
-        self.table.itemChanged.connect(self._table_edited)
-        help_label = QLabel(HELP)
-        help_label.setWordWrap(True)
-        layout = QVBoxLayout(self)
-        for w in (settings.native, self.status, self.counter, nav.native, act.native, act2.native, lmm.native,
-                  lab.native, self.table, help_label):
-            layout.addWidget(w)
-        self.load_btn.changed.connect(self.load_engine)
-        self.download_btn.changed.connect(self.download_weights)
-        self.open_btn.changed.connect(lambda: self.open_folder(str(self.folder.value)))
-        self.prev_btn.changed.connect(lambda: self.go(-1))
-        self.next_btn.changed.connect(lambda: self.go(+1))
-        self.done_btn.changed.connect(self.image_done)
-        self.accept_btn.changed.connect(self.accept)
-        self.clear_btn.changed.connect(self.clear)
-        self.cycle_btn.changed.connect(self.cycle)
-        self.manual_btn.changed.connect(self.accept_manual)
-        self.undo_btn.changed.connect(self.undo)
-        self.redo_btn.changed.connect(self.redo)
-        self.label_btn.changed.connect(self.label_pending)
-        self.retry_btn.changed.connect(self.retry_failed)
-        self.delete_btn.changed.connect(self.delete_selected)
-        self.jump_btn.changed.connect(self.jump_to_selected)
-
     def _bind_keys(self) -> None:
         keys = {"Enter": self.accept, "Escape": self.clear, "m": self.cycle, "n": lambda: self.go(+1),
                 "b": lambda: self.go(-1), "d": self.image_done, "l": self.label_pending, "g": self.accept_manual,
@@ -249,11 +193,12 @@ class ClickLabelWidget(QWidget):
         self.layers.setup(image, Path(s.images[index].path).stem)
         self._busy = "embedding"
         self.say(f"computing the image embedding for {s.images[index].path} ...")
-        # Progress shows in the status line: napari's activity bars, added from several workers at once,
+        # Progress shows in the widget's own bar: napari's activity bars, added from several workers at once,
         # deadlocked the viewer in our tests (the main thread blocked inside the indicator's QMovie.start()).
+        self._show_progress(0, 0, "embedding")
         worker = create_worker(_leaving_a_core, s.embed, image)
         worker.returned.connect(lambda _: self._embedded(index, image))
-        worker.errored.connect(lambda exc: self.say(f"embedding failed: {exc}"))
+        worker.errored.connect(lambda exc: (self._hide_progress("embedding"), self.say(f"embedding failed: {exc}")))
         self._embed_worker = worker
         worker.start()
 
@@ -261,6 +206,7 @@ class ClickLabelWidget(QWidget):
         s = self.session
         s.show(index, image)
         self._busy = None
+        self._hide_progress("embedding")
         layers = self.layers
         layers.prompts.events.data.connect(self._layer_prompt_changed)
         layers.prompts.events.features.connect(self._layer_prompt_changed)
@@ -514,15 +460,57 @@ class ClickLabelWidget(QWidget):
         labeler = self._labeler()
         labeler.client  # noqa: B018 - the HTTP client (and its TLS context) is made here, in the main thread
         self.say(f"labelling {len(ids)} object(s) with {labeler.config.model} ...")
-        worker = create_worker(label_objects, self.store, ids, labeler)
+        self._label_stop = threading.Event()
+        self.stop_btn.visible = True
+        self._label_counts = (0, len(ids))
+        self._show_progress(0, len(ids), "labelling")
+        worker = create_worker(label_objects, self.store, ids, labeler, progress=self.label_progress.emit,
+                               stop=self._label_stop)
         worker.returned.connect(self._labelled)
         worker.errored.connect(self._label_error)
         self._label_worker = worker
         worker.start()
 
-    def _labelled(self, summary) -> None:
+    def stop_labelling(self) -> None:
+        """Stop sending crops; answers already received are stored, the rest stay pending (L sends them)."""
+        self._label_queue.clear()
+        if self._label_stop is not None:
+            self._label_stop.set()
+            self.say("stopping: waiting for the requests already sent ...")
+
+    def _on_label_progress(self, done: int, total: int) -> None:
+        if self._label_worker is not None:
+            self._label_counts = (done, total)
+            self._show_progress(done, total, "labelling")
+
+    def _label_finished(self) -> None:
         self._label_worker = None
+        self._label_stop = None
+        self.stop_btn.visible = False
+        self._hide_progress("labelling")
+
+    def _show_progress(self, done: int, total: int, what: str) -> None:
+        """The widget's bar: busy (total 0) while SAM encodes, done/total while labelling."""
+        self._progress_owner = what
+        self.progress.setRange(0, total)
+        self.progress.setValue(done)
+        self.progress.setFormat(f"{what} %v/%m" if total else what)
+        self.progress.setVisible(True)
+
+    def _hide_progress(self, what: str) -> None:
+        if self._progress_owner == what:
+            self.progress.setVisible(False)
+            self._progress_owner = None
+            if what == "embedding" and self._label_worker is not None:  # labelling still runs: show it again
+                self._show_progress(*self._label_counts, "labelling")
+
+    def _labelled(self, summary) -> None:
+        stopped = self._label_stop is not None and self._label_stop.is_set()
+        self._label_finished()
         self.refresh()
+        if stopped:
+            self.say(f"labelling stopped: {summary.labelled} labelled, the rest stay pending (L sends them)")
+            return
         if summary.failed:
             show_warning(f"{summary.failed} label(s) failed; 'Retry failed' sends them again")
         else:
@@ -530,7 +518,7 @@ class ClickLabelWidget(QWidget):
         self._start_labelling()
 
     def _label_error(self, exc) -> None:
-        self._label_worker = None
+        self._label_finished()
         self.say(f"labelling stopped: {exc}")
         self.refresh()
 
