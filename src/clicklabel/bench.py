@@ -39,6 +39,23 @@ def print_table(rows: list[list], header: list[str], out=None) -> None:
             print("|" + "|".join("-" * (w + 2) for w in widths) + "|", file=out)
 
 
+def device_name(device: str) -> str:
+    """The GPU's name, or the CPU and its thread count."""
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(device))
+    return f"cpu x{torch.get_num_threads()}"
+
+
+def synchronize(device: str) -> None:
+    """Wait for the device's queued work (timings on a GPU are otherwise launch times)."""
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
 def checkpoint_for(model: str, checkpoint: str | None, random_weights: bool, workdir: Path) -> tuple[str, bool]:
     """The checkpoint path to benchmark, writing a random one if asked."""
     from .weights import resolve_checkpoint, save_random_checkpoint
@@ -64,6 +81,18 @@ def _cached_load_ms(model: str, checkpoint: str, cache_dir: str, device: str, im
     return float(res.stdout.strip().splitlines()[-1])
 
 
+def _stock_set_image(stock, eng, img) -> None:
+    """``SamPredictor.set_image`` with segment_anything's own attention (the engine's SDPA switched off)."""
+    from .segment import fast_encoder
+
+    fast_encoder.disable(eng.sam)
+    try:
+        stock.set_image(img)
+    finally:
+        if eng.encoder.sdpa:
+            fast_encoder.enable(eng.sam)
+
+
 def bench_latency(
     model: str = "vit_b",
     checkpoint: str | None = None,
@@ -75,7 +104,6 @@ def bench_latency(
 ) -> dict:
     """Encoder and decoder latency, stock ``SamPredictor`` vs our engine, same weights, same image, same run."""
     out = out or sys.stdout
-    import torch
     from segment_anything import SamPredictor
 
     from .segment.base import Prompt
@@ -91,11 +119,13 @@ def bench_latency(
         stock = SamPredictor(eng.sam)
 
         def sync():
-            if eng.device.startswith("cuda"):
-                torch.cuda.synchronize()
+            synchronize(eng.device)
 
+        if eng.device.startswith("cuda"):  # warm-up: CUDA context, cuBLAS handles, kernels
+            _stock_set_image(stock, eng, img)
+            eng.encode(img)
         t = time.perf_counter()
-        stock.set_image(img)
+        _stock_set_image(stock, eng, img)
         sync()
         stock_enc = time.perf_counter() - t
         t = time.perf_counter()
@@ -136,7 +166,7 @@ def bench_latency(
         ["decoder, 1 point, p90", f"{percentile_ms(st, 90):.1f}", f"{percentile_ms(ours_best, 90):.1f}", ""],
         ["decoder, 1 point, p50 (all 3 masks at image size)", f"{s50:.1f}", f"{a50:.1f}", f"{s50 / a50:.2f}x"],
     ]
-    dev_name = torch.cuda.get_device_name(0) if eng.device.startswith("cuda") else f"cpu x{torch.get_num_threads()}"
+    dev_name = device_name(eng.device)
     print(
         f"clicklabel bench latency: model {model}, device {eng.device} ({dev_name}), image {w}x{h}, "
         f"{repeats} repeats" + (" - RANDOM WEIGHTS: timings only, masks mean nothing" if is_random else ""),
@@ -172,7 +202,6 @@ def bench_propose(
 ) -> dict:
     """Seconds per image of auto-propose, stock SamAutomaticMaskGenerator vs ours, encoder excluded for both."""
     out = out or sys.stdout
-    import torch
 
     from .segment.propose import ProposeSettings, propose, stock_with_embedding
     from .segment.sam import SamEngine
@@ -189,8 +218,7 @@ def bench_propose(
         eng.set_image(img)
 
         def sync():
-            if eng.device.startswith("cuda"):
-                torch.cuda.synchronize()
+            synchronize(eng.device)
 
         gen = stock_with_embedding(eng.sam, settings, eng.embedding)
         gen.generate(img) if eng.device.startswith("cuda") else None  # warm-up kernels on a GPU
@@ -209,7 +237,7 @@ def bench_propose(
     agree = min(_share_matched(a, b), _share_matched(b, a))
     s_med, o_med = float(np.median(st)), float(np.median(ours))
     h, w = img.shape[:2]
-    dev_name = torch.cuda.get_device_name(0) if eng.device.startswith("cuda") else f"cpu x{torch.get_num_threads()}"
+    dev_name = device_name(eng.device)
     print(f"clicklabel bench propose: model {model}, device {eng.device} ({dev_name}), image {w}x{h}, grid {grid} "
           f"({grid * grid} points), pred_iou_thresh {pit}, stability_thresh {stt}, encoder excluded"
           + (" - RANDOM WEIGHTS: timings only" if is_random else ""), file=out)

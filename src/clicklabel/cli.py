@@ -9,6 +9,7 @@ import os
 import sys
 from pathlib import Path
 
+from .cli_bench import add_bench_parser
 from .errors import ClickLabelError, PromptError
 
 EXIT_USER_ERROR = 2
@@ -167,12 +168,16 @@ def cmd_precompute(args) -> int:
 
     paths = image_paths(args.target)
     engine = SamEngine(args.model, args.checkpoint, device=args.device,
-                       fast=None if args.encoder == "auto" else args.encoder == "fast")
+                       fast=None if args.encoder == "auto" else args.encoder == "fast",
+                       precision=None if args.precision == "auto" else args.precision,
+                       compile=args.compile)
     bar = tqdm(total=len(paths), unit="image", desc=f"embedding ({engine.model}, {engine.device})",
                disable=None)
-    stats = precompute(engine, paths, batch=args.batch, progress=bar.update)
+    stats = precompute(engine, paths, batch=args.batch, workers=args.workers, progress=bar.update)
     bar.close()
-    print(f"{stats['encoded']} encoded, {stats['cached']} already cached, {stats['failed']} unreadable; "
+    rate = stats["encoded"] / stats["seconds"] if stats["seconds"] > 0 else 0.0
+    print(f"{stats['encoded']} encoded, {stats['cached']} already cached, {stats['failed']} unreadable "
+          f"in {stats['seconds']:.1f} s ({rate:.1f} images/s, encoder: {engine.encoder.describe()}); "
           f"cache: {engine.cache.folder}")
     for e in stats["errors"][:10]:
         print(f"skipped: {e}")
@@ -223,6 +228,8 @@ def cmd_label(args) -> int:
     from .label.prices import SOURCE, load_prices
 
     store = open_project(args.project)
+    from .label import read_vocabulary
+
     vocab = read_vocabulary(args.vocab, args.vocab_file)
     if vocab:
         store.set_meta("vocabulary", json.dumps(vocab))
@@ -263,18 +270,6 @@ def cmd_label(args) -> int:
     if summary.failed:
         print("run `clicklabel label` again to retry the failed ones")
     return 0 if not summary.failed else 1
-
-
-def read_vocabulary(vocab: str | None, vocab_file: str | None) -> list[str]:
-    """Labels from --vocab a,b,c or a file (one per line or comma separated)."""
-    text = vocab or ""
-    if vocab_file:
-        try:
-            text = Path(vocab_file).read_text()
-        except OSError as exc:
-            raise ClickLabelError(f"cannot read vocabulary file {vocab_file}: {exc.strerror}") from None
-    items = [v.strip() for line in text.splitlines() for v in line.split(",")]
-    return list(dict.fromkeys(v for v in items if v))
 
 
 def open_project(path: str):
@@ -377,72 +372,6 @@ def write_proposals_coco(props, image_path: Path, shape, out: Path) -> None:
     os.replace(tmp, out)
 
 
-def cmd_bench(args) -> int:
-    from . import bench
-
-    args.lmm_model = args.model or "gpt-4o-mini"
-    args.model = args.model or "vit_b"
-    if args.what == "latency":
-        bench.bench_latency(args.model, args.checkpoint, args.random_weights, _bench_device(args.device),
-                            args.repeats or 20)
-        return 0
-    if args.what == "propose":
-        bench.bench_propose(args.model, args.checkpoint, args.random_weights, _bench_device(args.device),
-                            args.grid, args.pred_iou_thresh, args.stability_thresh, repeats=args.repeats or 1)
-        return 0
-    if args.what in ("noc", "box-jitter"):
-        return bench_interactive(args)
-    if args.what == "labels":
-        from .evaluate.labels import bench_labels
-        from .label import CropSettings, LabelCache, Labeler, LabelerConfig
-
-        if not args.data:
-            raise ClickLabelError("bench labels needs --data DIR (e.g. ../shared/data/pets)")
-        cfg = LabelerConfig(model=args.lmm_model, vocabulary=read_vocabulary(args.vocab, None) or None,
-                            detail=args.detail, concurrency=args.concurrency, crop=CropSettings(mode=args.crop_mode))
-        bench_labels(args.data, Labeler(cfg, None if args.no_cache else LabelCache()), args.limit)
-        return 0
-    raise ClickLabelError(f"unknown benchmark {args.what!r}")
-
-
-def bench_interactive(args) -> int:
-    """``bench noc`` and ``bench box-jitter``: the simulated annotator on a data set."""
-    from tqdm import tqdm
-
-    from .bench import print_table
-    from .evaluate.noc import read_dataset, run_box_jitter, run_noc, write_jitter_outputs, write_noc_outputs
-    from .segment import make_engine
-
-    if not args.data:
-        raise ClickLabelError(f"bench {args.what} needs --data DIR (e.g. ../shared/data/grabcut)")
-    items = list(read_dataset(args.data, args.limit))
-    engine = make_engine(args.engine, args.model, args.checkpoint, _bench_device(args.device))
-    name = f"{engine.name} {getattr(engine, 'model', '')}".strip()
-    out = Path(args.out or f"bench_out/{args.what}_{engine.name}_{Path(args.data).name}")
-    bar = tqdm(total=len(items), unit="image", desc=args.what, disable=None)
-    if args.what == "noc":
-        res = run_noc(engine, items, args.max_clicks, box_first=args.box, progress=lambda _: bar.update())
-        bar.close()
-        summ = write_noc_outputs(res, out, f"{name} on {Path(args.data).name}")
-        print(f"{'box + clicks' if args.box else 'clicks'}, {name}, {summ['items']} objects, max {args.max_clicks}")
-        print_table([[f"{summ['NoC@85']:.2f}", f"{summ['NoC@90']:.2f}", f"{summ['mIoU@1']:.4f}",
-                      f"{summ['mIoU@3']:.4f}", f"{summ['mIoU@5']:.4f}", f"{100 * summ['fail@90']:.1f}%"]],
-                    ["NoC@85", "NoC@90", "mIoU@1", "mIoU@3", "mIoU@5", ">20 clicks for 90%"])
-    else:
-        res = run_box_jitter(engine, items)
-        bar.close()
-        print_table(write_jitter_outputs(res, out, f"{name} on {Path(args.data).name}"),
-                    ["jitter (share of box size)", "boxes", "mean IoU", "median IoU"])
-    print(f"outputs in {out}")
-    return 0
-
-
-def _bench_device(device: str) -> str:
-    from .segment.sam import resolve_device
-
-    return resolve_device(device)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="clicklabel", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -480,7 +409,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--encoder", default="auto", choices=["auto", "fast", "stock"],
-                   help="fast = SDPA (+bf16 on CUDA); auto = fast on CUDA only")
+                   help="fast = SDPA attention (+bf16 on CUDA); auto = fast on CUDA only")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                   help="auto = bf16 with the fast encoder on CUDA, else fp32")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the encoder (a minute or more once; pays off over hundreds of images)")
+    p.add_argument("--workers", type=int, help="CPU threads reading and resizing images (default: cores, max 16)")
     p.set_defaults(func=cmd_precompute)
 
     p = sub.add_parser("report", help="HTML comparison of manual and SAM selection in a project")
@@ -540,28 +474,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_propose)
 
-    p = sub.add_parser("bench", help="benchmarks against the stock baseline, measured in the same run")
-    p.add_argument("what", choices=["latency", "propose", "labels", "noc", "box-jitter"])
-    p.add_argument("--engine", default="sam", choices=["sam", "grabcut"], help="noc, box-jitter")
-    p.add_argument("--max-clicks", type=int, default=20, help="noc")
-    p.add_argument("--box", action="store_true", help="noc: the GT box first, then corrective clicks")
-    p.add_argument("--out", help="noc, box-jitter: output folder (CSV, PNG, JSON)")
-    p.add_argument("--grid", type=int, default=16, help="propose: points per side")
-    p.add_argument("--pred-iou-thresh", type=float, help="propose: default 0.88 (0 with random weights)")
-    p.add_argument("--stability-thresh", type=float, help="propose: default 0.95 (0 with random weights)")
-    p.add_argument("--model", default=None, help="SAM model (latency) or LMM (labels)")
-    p.add_argument("--data", help="labels: data set folder (COCO json + images/)")
-    p.add_argument("--limit", type=int, help="labels: at most this many objects")
-    p.add_argument("--vocab", help="labels: allowed labels, comma separated")
-    p.add_argument("--detail", default="low", choices=["low", "high", "auto"])
-    p.add_argument("--crop-mode", default="mask", choices=["mask", "box", "both"])
-    p.add_argument("--concurrency", type=int, default=8)
-    p.add_argument("--no-cache", action="store_true", help="labels: ask the model even for crops seen before")
-    p.add_argument("--checkpoint")
-    p.add_argument("--random-weights", action="store_true", help="random weights (timing only)")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--repeats", type=int, default=None, help="latency: 20, propose: 1")
-    p.set_defaults(func=cmd_bench)
+    add_bench_parser(sub)
     return parser
 
 

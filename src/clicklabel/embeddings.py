@@ -84,9 +84,11 @@ class EmbeddingCache:
                 return True
         return self.disk and self.path(key).is_file()
 
-    def put(self, key: str, emb: Embedding) -> None:
-        """Remember ``emb`` in memory and write it to disk atomically."""
-        self._remember(key, emb)
+    def put(self, key: str, emb: Embedding, memory: bool = True) -> None:
+        """Remember ``emb`` in memory (unless ``memory`` is False: bulk pre-computing) and write it to disk
+        atomically."""
+        if memory:
+            self._remember(key, emb)
         if not self.disk:
             return
         p = self.path(key)

@@ -1,15 +1,28 @@
-"""``clicklabel precompute``: embed every image of a folder or project into the embedding cache, in batches, with
-images decoded and resized by CPU threads ahead of the encoder; resumable (cached images are skipped)."""
+"""``clicklabel precompute``: embed every image of a folder or project into the embedding cache.
+
+Three stages run at once so the device never waits for the CPU:
+1. a pool of CPU threads reads, decodes, hashes and resizes images (PIL and hashlib release the GIL), a bounded
+   window ahead of the encoder, skipping images already in the cache;
+2. the calling thread sends batches to the encoder; on CUDA the next batch is queued before the previous
+   batch's features are fetched, so the GPU always has work;
+3. a few writer threads put the features (float16) into the cache, atomically.
+
+Resumable: cached images are skipped, so an interrupted run goes on where it stopped. Cache entries hold no
+paths or machine details: a cache filled on a GPU machine works on a laptop.
+"""
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+import os
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
-
+from .embeddings import Embedding
 from .errors import ClickLabelError
-from .images import image_hash, list_images, load_image
+from .images import list_images, load_image
 
 
 def image_paths(target: str | Path) -> list[Path]:
@@ -26,45 +39,127 @@ def image_paths(target: str | Path) -> list[Path]:
     raise ClickLabelError(f"not a folder or project: {target}")
 
 
-def precompute(engine, paths: list[Path], batch: int = 8, workers: int = 4, progress=None) -> dict:
-    """Embed ``paths`` not yet cached; returns counts. ``progress(n)`` is called with images done per step."""
+def bounded_map(pool: Executor, fn: Callable, items: Iterable, window: int) -> Iterator:
+    """``pool.map`` in order, but with at most ``window`` items submitted ahead (bounded memory)."""
+    it = iter(items)
+    queue: deque[Future] = deque(pool.submit(fn, x) for _, x in zip(range(window), it))
+    try:
+        while queue:
+            fut = queue.popleft()
+            for x in it:
+                queue.append(pool.submit(fn, x))
+                break
+            yield fut.result()
+    finally:
+        for f in queue:
+            f.cancel()
+
+
+def precompute(
+    engine,
+    paths: list[Path],
+    batch: int = 8,
+    workers: int | None = None,
+    writers: int = 4,
+    progress: Callable[[int], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
+) -> dict:
+    """Embed the images of ``paths`` that are not cached yet with ``engine`` (a SamEngine).
+
+    ``progress(n)`` is called with the number of images finished (encoded and written, found cached, or
+    unreadable); ``cancel()`` returning True stops after the batch in hand, keeping everything written.
+    Returns counts: encoded, cached, failed, errors (one line per failed image), cancelled, seconds."""
+    import time
+
+    import torch
+
+    if batch < 1:
+        raise ClickLabelError("--batch must be at least 1")
+    enc = engine.encoder
+    cuda = enc.device.startswith("cuda")
+    pad_to = batch if enc.compile_mode else None  # a compiled encoder keeps one batch shape
+    workers = workers or max(1, min(16, (os.cpu_count() or 2)))
+    stats: dict = {"encoded": 0, "cached": 0, "failed": 0, "errors": [], "cancelled": False}
+    tick = progress or (lambda n: None)
+    seen: set[str] = set()
+    lock = threading.Lock()
+    t0 = time.perf_counter()
+
     def prepare(p: Path):
         try:
             img = load_image(p)
         except ClickLabelError as exc:
-            return p, None, str(exc)
-        return p, img, None
+            return p, None, None, str(exc)
+        key = engine.embedding_key(img)
+        if engine.cache.contains(key):
+            return p, key, None, None
+        return p, key, enc.prepare(img), None
 
-    stats = {"encoded": 0, "cached": 0, "failed": 0, "errors": []}
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        pending: list[tuple[str, np.ndarray]] = []
-        for p, img, err in pool.map(prepare, paths):
-            if img is None:
-                stats["failed"] += 1
-                stats["errors"].append(f"{p}: {err}")
-                if progress:
-                    progress(1)
+    def count(what: str, error: str | None = None) -> None:
+        with lock:
+            stats[what] += 1
+            if error:
+                stats["errors"].append(error)
+            tick(1)
+
+    def write(p: Path, key: str, emb: Embedding) -> None:
+        try:
+            engine.cache.put(key, emb, memory=False)
+            error = None
+        except OSError as exc:
+            error = f"{p}: cannot write the cache entry: {exc}"
+        count("failed" if error else "encoded", error)
+
+    def launch(entries):
+        """Queue one batch on the device; returns what ``finish`` needs (asynchronous on CUDA)."""
+        feats = enc.run([e[2] for e in entries], pad_to).to(torch.float16)
+        if not cuda:
+            return entries, feats, None
+        host = torch.empty(feats.shape, dtype=feats.dtype, pin_memory=True)
+        host.copy_(feats, non_blocking=True)
+        done = torch.cuda.Event()
+        done.record()
+        return entries, host, done
+
+    def finish(item, out: ThreadPoolExecutor, pending: list) -> None:
+        entries, host, done = item
+        if done is not None:
+            done.synchronize()
+        arr = host.numpy()
+        for i, (p, key, prep) in enumerate(entries):
+            emb = Embedding(arr[i : i + 1], prep.original_size, prep.input_size)
+            pending.append(out.submit(write, p, key, emb))
+
+    inflight = None
+    written: list[Future] = []
+    with ThreadPoolExecutor(workers, thread_name_prefix="clicklabel-read") as pool, \
+            ThreadPoolExecutor(writers, thread_name_prefix="clicklabel-write") as out:
+        entries: list = []
+        for p, key, prep, err in bounded_map(pool, prepare, paths, window=max(2 * workers, 3 * batch)):
+            if err is not None:
+                count("failed", f"{p}: {err}")
                 continue
-            key = engine.cache.key(image_hash(img), engine.model_id)
-            if engine.cache.contains(key):
-                stats["cached"] += 1
-                if progress:
-                    progress(1)
+            if prep is None or key in seen:  # cached, or the same pixels earlier in this run
+                count("cached")
                 continue
-            pending.append((key, img))
-            if len(pending) >= batch:
-                _flush(engine, pending, stats, progress)
-        _flush(engine, pending, stats, progress)
+            seen.add(key)
+            entries.append((p, key, prep))
+            if len(entries) == batch:
+                launched = launch(entries)
+                if inflight is not None:
+                    finish(inflight, out, written)
+                inflight, entries = launched, []
+                if cancel is not None and cancel():
+                    stats["cancelled"] = True
+                    break
+        if entries and not stats["cancelled"]:
+            launched = launch(entries)
+            if inflight is not None:
+                finish(inflight, out, written)
+            inflight = launched
+        if inflight is not None:
+            finish(inflight, out, written)
+        for f in written:
+            f.result()
+    stats["seconds"] = time.perf_counter() - t0
     return stats
-
-
-def _flush(engine, pending, stats, progress) -> None:
-    if not pending:
-        return
-    embs = engine.encode_batch([img for _, img in pending])
-    for (key, _), emb in zip(pending, embs):
-        engine.cache.put(key, emb)
-    stats["encoded"] += len(pending)
-    if progress:
-        progress(len(pending))
-    pending.clear()

@@ -2,9 +2,9 @@
 
 from .client import LabelCache, Labeler, LabelerConfig, LabelResult
 from .crop import CropSettings, render_crop
-from .run import estimate, label_objects, objects_to_label
+from .run import estimate, label_objects, objects_to_label, read_vocabulary
 
 __all__ = [
     "CropSettings", "LabelCache", "LabelResult", "Labeler", "LabelerConfig", "estimate", "label_objects",
-    "objects_to_label", "render_crop",
+    "objects_to_label", "read_vocabulary", "render_crop",
 ]

@@ -8,6 +8,7 @@ import json
 import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..errors import ClickLabelError
 from ..images import load_image
@@ -149,3 +150,15 @@ def estimate(store: Store, object_ids, labeler: Labeler) -> dict:
         "cost_per_object": money / n if n else 0.0,
         "priced": price_for(c.model, labeler.prices) is not None,
     }
+
+
+def read_vocabulary(vocab: str | None, vocab_file: str | None) -> list[str]:
+    """Labels from --vocab a,b,c or a file (one per line or comma separated)."""
+    text = vocab or ""
+    if vocab_file:
+        try:
+            text = Path(vocab_file).read_text()
+        except OSError as exc:
+            raise ClickLabelError(f"cannot read vocabulary file {vocab_file}: {exc.strerror}") from None
+    items = [v.strip() for line in text.splitlines() for v in line.split(",")]
+    return list(dict.fromkeys(v for v in items if v))

@@ -1,13 +1,13 @@
 """The encoder's fast path: PyTorch's fused ``scaled_dot_product_attention`` in every attention block (SAM's
-decomposed relative-position bias becomes an additive mask), optional bf16 autocast, batches of images.
+decomposed relative-position bias becomes an additive mask). The other switches (bf16, torch.compile,
+batches) are in ``encoder.py``.
 
-Numerically the same arithmetic as stock in fp32 (tested on CPU); bf16 changes rounding only. Selected
-automatically on CUDA (``SamEngine(fast=None)``), off on CPU unless asked; ``disable`` restores stock.
+Numerically the same arithmetic as stock in fp32 (tested on CPU). Selected automatically on CUDA
+(``SamEngine(fast=None)``), off on CPU unless asked; ``disable`` restores stock.
 """
 
 from __future__ import annotations
 
-import contextlib
 import types
 
 import torch
@@ -15,22 +15,24 @@ import torch.nn.functional as F
 
 
 def _sdpa_forward(self, x: torch.Tensor) -> torch.Tensor:
+    """segment_anything's ``Attention.forward`` with one fused SDPA call. Tensors stay 4-D (batch, heads,
+    tokens, channels): with 3-D inputs PyTorch only has its unfused 'math' kernel, on CUDA as well."""
     from segment_anything.modeling.image_encoder import get_rel_pos
 
     b, h, w, _ = x.shape
-    qkv = self.qkv(x).reshape(b, h * w, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
-    q, k, v = qkv.reshape(3, b * self.num_heads, h * w, -1).unbind(0)
+    heads = self.num_heads
+    q, k, v = self.qkv(x).reshape(b, h * w, 3, heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
     mask = None
     if self.use_rel_pos:
         rh = get_rel_pos(h, h, self.rel_pos_h)
         rw = get_rel_pos(w, w, self.rel_pos_w)
-        r_q = q.reshape(b * self.num_heads, h, w, -1)
+        r_q = q.reshape(b * heads, h, w, -1)
         rel_h = torch.einsum("bhwc,hkc->bhwk", r_q, rh)
         rel_w = torch.einsum("bhwc,wkc->bhwk", r_q, rw)
-        mask = (rel_h[:, :, :, :, None] + rel_w[:, :, :, None, :]).reshape(b * self.num_heads, h * w, h * w)
+        mask = (rel_h[:, :, :, :, None] + rel_w[:, :, :, None, :]).reshape(b, heads, h * w, h * w)
         mask = mask.to(q.dtype)
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scale)
-    out = out.view(b, self.num_heads, h, w, -1).permute(0, 2, 3, 1, 4).reshape(b, h, w, -1)
+    out = out.permute(0, 2, 1, 3).reshape(b, h, w, -1)
     return self.proj(out)
 
 
@@ -46,8 +48,5 @@ def disable(sam) -> None:
         blk.attn.__dict__.pop("forward", None)
 
 
-def precision_context(device: str, precision: str):
-    """Autocast to bf16 when asked (CUDA, or CPU where bf16 runs), else nothing."""
-    if precision == "bf16":
-        return torch.autocast(device_type="cuda" if device.startswith("cuda") else "cpu", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+def is_enabled(sam) -> bool:
+    return "forward" in sam.image_encoder.blocks[0].attn.__dict__

@@ -14,6 +14,7 @@ from ..errors import ClickLabelError, PromptError
 from ..images import image_hash, to_rgb8
 from ..weights import REGISTRY, file_xxh128, load_sam
 from .base import MaskResult, Prompt
+from .encoder import ImageEncoder
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -58,6 +59,7 @@ class SamEngine:
         sam=None,
         fast: bool | None = None,
         precision: str | None = None,
+        compile: bool | str = False,
     ):
         from segment_anything.utils.transforms import ResizeLongestSide
 
@@ -76,12 +78,10 @@ class SamEngine:
         self.cache = cache if cache is not None else EmbeddingCache()
         self.decoder = FastMaskDecoder(self.sam)
         # The encoder fast path (SDPA, bf16) is on by default on CUDA only; fast=False restores stock.
+        # torch.compile is asked for (compile=True or a mode): it costs a minute or more the first time.
         self.fast = self.device.startswith("cuda") if fast is None else fast
         self.precision = precision or ("bf16" if self.device.startswith("cuda") and self.fast else "fp32")
-        if self.fast:
-            from . import fast_encoder
-
-            fast_encoder.enable(self.sam)
+        self.encoder = ImageEncoder(self.sam, self.device, sdpa=self.fast, precision=self.precision, compile=compile)
         self.embedding: Embedding | None = None
         self._features = None
         self._state = None
@@ -100,22 +100,7 @@ class SamEngine:
 
     def encode_batch(self, images: Sequence[np.ndarray]) -> list[Embedding]:
         """Encode several RGB uint8 images in one batch, exactly as ``SamPredictor.set_image`` prepares them."""
-        import torch
-
-        tensors, sizes = [], []
-        for img in images:
-            resized = self.transform.apply_image(img)
-            t = torch.as_tensor(resized, device=self.device).permute(2, 0, 1).contiguous()[None]
-            tensors.append(self.sam.preprocess(t))
-            sizes.append((tuple(img.shape[:2]), tuple(resized.shape[:2])))
-        from .fast_encoder import precision_context
-
-        with torch.inference_mode(), precision_context(self.device, self.precision):
-            feats = self.sam.image_encoder(torch.cat(tensors, dim=0))
-        out = []
-        for i, (osize, isize) in enumerate(sizes):
-            out.append(Embedding(feats[i : i + 1].float().cpu().numpy(), osize, isize))
-        return out
+        return self.encoder.encode(images)
 
     def get_embedding(self, image: np.ndarray) -> Embedding:
         """The embedding of ``image`` from the cache, computing and caching it on a miss. Thread-safe: a second

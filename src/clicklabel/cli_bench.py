@@ -1,0 +1,121 @@
+"""``clicklabel bench ...``: every benchmark measures its baseline in the same run and prints a table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .errors import ClickLabelError
+
+
+def cmd_bench(args) -> int:
+    from . import bench
+
+    args.lmm_model = args.model or "gpt-4o-mini"
+    args.model = args.model or "vit_b"
+    if args.what == "latency":
+        bench.bench_latency(args.model, args.checkpoint, args.random_weights, _bench_device(args.device),
+                            args.repeats or 20)
+        return 0
+    if args.what == "encoder":
+        from .bench_encoder import bench_encoder
+
+        bench_encoder(args.model, args.checkpoint, args.random_weights, _bench_device(args.device),
+                      _int_list(args.batch), args.repeats or 10, not args.no_compile, args.precompute_images,
+                      args.data, None if args.precision == "auto" else args.precision)
+        return 0
+    if args.what == "propose":
+        bench.bench_propose(args.model, args.checkpoint, args.random_weights, _bench_device(args.device),
+                            args.grid, args.pred_iou_thresh, args.stability_thresh, repeats=args.repeats or 1)
+        return 0
+    if args.what in ("noc", "box-jitter"):
+        return bench_interactive(args)
+    if args.what == "labels":
+        from .evaluate.labels import bench_labels
+        from .label import CropSettings, LabelCache, Labeler, LabelerConfig, read_vocabulary
+
+        if not args.data:
+            raise ClickLabelError("bench labels needs --data DIR (e.g. ../shared/data/pets)")
+        cfg = LabelerConfig(model=args.lmm_model, vocabulary=read_vocabulary(args.vocab, None) or None,
+                            detail=args.detail, concurrency=args.concurrency, crop=CropSettings(mode=args.crop_mode))
+        bench_labels(args.data, Labeler(cfg, None if args.no_cache else LabelCache()), args.limit)
+        return 0
+    raise ClickLabelError(f"unknown benchmark {args.what!r}")
+
+
+def bench_interactive(args) -> int:
+    """``bench noc`` and ``bench box-jitter``: the simulated annotator on a data set."""
+    from tqdm import tqdm
+
+    from .bench import print_table
+    from .evaluate.noc import read_dataset, run_box_jitter, run_noc, write_jitter_outputs, write_noc_outputs
+    from .segment import make_engine
+
+    if not args.data:
+        raise ClickLabelError(f"bench {args.what} needs --data DIR (e.g. ../shared/data/grabcut)")
+    items = list(read_dataset(args.data, args.limit))
+    engine = make_engine(args.engine, args.model, args.checkpoint, _bench_device(args.device))
+    name = f"{engine.name} {getattr(engine, 'model', '')}".strip()
+    out = Path(args.out or f"bench_out/{args.what}_{engine.name}_{Path(args.data).name}")
+    bar = tqdm(total=len(items), unit="image", desc=args.what, disable=None)
+    if args.what == "noc":
+        res = run_noc(engine, items, args.max_clicks, box_first=args.box, progress=lambda _: bar.update())
+        bar.close()
+        summ = write_noc_outputs(res, out, f"{name} on {Path(args.data).name}")
+        print(f"{'box + clicks' if args.box else 'clicks'}, {name}, {summ['items']} objects, max {args.max_clicks}")
+        print_table([[f"{summ['NoC@85']:.2f}", f"{summ['NoC@90']:.2f}", f"{summ['mIoU@1']:.4f}",
+                      f"{summ['mIoU@3']:.4f}", f"{summ['mIoU@5']:.4f}", f"{100 * summ['fail@90']:.1f}%"]],
+                    ["NoC@85", "NoC@90", "mIoU@1", "mIoU@3", "mIoU@5", ">20 clicks for 90%"])
+    else:
+        res = run_box_jitter(engine, items)
+        bar.close()
+        print_table(write_jitter_outputs(res, out, f"{name} on {Path(args.data).name}"),
+                    ["jitter (share of box size)", "boxes", "mean IoU", "median IoU"])
+    print(f"outputs in {out}")
+    return 0
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        vals = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise ClickLabelError(f"expected numbers separated by commas, got {text!r}") from None
+    if not vals or min(vals) < 1:
+        raise ClickLabelError(f"expected positive numbers separated by commas, got {text!r}")
+    return vals
+
+
+def _bench_device(device: str) -> str:
+    from .segment.sam import resolve_device
+
+    return resolve_device(device)
+
+
+def add_bench_parser(sub) -> None:
+    p = sub.add_parser("bench", help="benchmarks against the stock baseline, measured in the same run")
+    p.add_argument("what", choices=["latency", "encoder", "propose", "labels", "noc", "box-jitter"])
+    p.add_argument("--engine", default="sam", choices=["sam", "grabcut"], help="noc, box-jitter")
+    p.add_argument("--max-clicks", type=int, default=20, help="noc")
+    p.add_argument("--box", action="store_true", help="noc: the GT box first, then corrective clicks")
+    p.add_argument("--out", help="noc, box-jitter: output folder (CSV, PNG, JSON)")
+    p.add_argument("--grid", type=int, default=16, help="propose: points per side")
+    p.add_argument("--pred-iou-thresh", type=float, help="propose: default 0.88 (0 with random weights)")
+    p.add_argument("--stability-thresh", type=float, help="propose: default 0.95 (0 with random weights)")
+    p.add_argument("--model", default=None, help="SAM model (latency) or LMM (labels)")
+    p.add_argument("--data", help="labels, noc: data set folder; encoder: source images for --precompute-images")
+    p.add_argument("--limit", type=int, help="labels: at most this many objects")
+    p.add_argument("--vocab", help="labels: allowed labels, comma separated")
+    p.add_argument("--detail", default="low", choices=["low", "high", "auto"])
+    p.add_argument("--crop-mode", default="mask", choices=["mask", "box", "both"])
+    p.add_argument("--concurrency", type=int, default=8)
+    p.add_argument("--no-cache", action="store_true", help="labels: ask the model even for crops seen before")
+    p.add_argument("--checkpoint")
+    p.add_argument("--random-weights", action="store_true", help="random weights (timing only)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--repeats", type=int, default=None, help="latency: 20, encoder: 10, propose: 1")
+    p.add_argument("--batch", default="1,8", help="encoder: batch sizes, comma separated")
+    p.add_argument("--no-compile", action="store_true", help="encoder: leave out the torch.compile rows")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                   help="encoder: the reduced precision to try (auto: bf16 on CUDA, fp32 on a CPU)")
+    p.add_argument("--precompute-images", type=int, default=0,
+                   help="encoder: also time precompute of this many distinct JPEGs made from --data's images")
+    p.set_defaults(func=cmd_bench)

@@ -1,0 +1,175 @@
+"""The encoder's speed switches (batches, torch.compile), the precompute pipeline and the encoder benchmark."""
+
+import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import torch
+from segment_anything import SamPredictor
+
+from clicklabel.cli import main
+from clicklabel.embeddings import EmbeddingCache
+from clicklabel.errors import ClickLabelError
+from clicklabel.precompute import bounded_map, precompute
+from clicklabel.segment.encoder import ImageEncoder
+from clicklabel.segment.sam import SamEngine
+
+from conftest import SAMPLES, sample
+
+
+@pytest.fixture(scope="module")
+def stock_engine(tiny_checkpoint, tmp_path_factory):
+    return SamEngine("auto", tiny_checkpoint, device="cpu", fast=False,
+                     cache=EmbeddingCache(tmp_path_factory.mktemp("enc"), disk=False))
+
+
+def _stock_features(sam, img) -> np.ndarray:
+    pred = SamPredictor(sam)
+    pred.set_image(img)
+    return pred.features.numpy()
+
+
+def test_batch_of_different_sizes_equals_stock_set_image(stock_engine):
+    imgs = [sample("chelsea"), sample("rocket"), sample("coffee")[:, :200]]  # landscape, portrait, narrow
+    assert len({im.shape for im in imgs}) == 3
+    embs = stock_engine.encoder.encode(imgs)
+    for img, emb in zip(imgs, embs):
+        ref = _stock_features(stock_engine.sam, img)
+        np.testing.assert_allclose(emb.features, ref, atol=2e-5, rtol=0)
+        assert emb.original_size == img.shape[:2]
+        assert max(emb.input_size) == 1024
+
+
+def test_compiled_encoder_agrees_and_pads_last_batch_without_recompiling(stock_engine):
+    from torch._dynamo.utils import counters
+
+    enc = ImageEncoder(stock_engine.sam, "cpu", sdpa=True, precision="fp32", compile=True)
+    assert enc.describe() == "fp32 + SDPA + compile(default)"
+    imgs = [sample("chelsea"), sample("rocket"), sample("astronaut")]
+    prepared = [enc.prepare(im) for im in imgs]
+    full = enc.run(prepared[:2], pad_to=2)
+    compiled_frames = counters["stats"]["unique_graphs"]
+    short = enc.run(prepared[2:], pad_to=2)  # one image, padded to the compiled batch of 2
+    assert counters["stats"]["unique_graphs"] == compiled_frames, "a short last batch recompiled the encoder"
+    assert full.shape[0] == 2 and short.shape[0] == 1
+    for img, feats in zip(imgs, [full[0], full[1], short[0]]):
+        ref = _stock_features(stock_engine.sam, img)
+        assert np.abs(feats.numpy() - ref[0]).max() < 1e-4
+    stock_engine.encoder.activate()  # the shared model back to stock attention for the other tests
+
+
+def test_unknown_precision_is_a_clear_error(stock_engine):
+    with pytest.raises(ClickLabelError, match="unknown precision"):
+        ImageEncoder(stock_engine.sam, "cpu", precision="fp8")
+
+
+def test_bounded_map_keeps_order_and_window():
+    pulled = []
+
+    def items():
+        for i in range(50):
+            pulled.append(i)
+            yield i
+
+    with ThreadPoolExecutor(4) as pool:
+        gen = bounded_map(pool, lambda x: x * x, items(), window=5)
+        assert next(gen) == 0
+        assert len(pulled) <= 6  # the window, plus the one submitted after the first result
+        assert list(gen) == [i * i for i in range(1, 50)]
+
+
+def _folder(tmp_path, names):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i, n in enumerate(names):
+        (folder / f"{i:02d}_{n}.jpg").write_bytes((SAMPLES / f"{n}.jpg").read_bytes())
+    return sorted(folder.iterdir())
+
+
+def test_precompute_dedupes_cancels_resumes_and_counts_progress(tiny_checkpoint, tmp_path):
+    cache = EmbeddingCache(tmp_path / "cache")
+    eng = SamEngine("auto", tiny_checkpoint, device="cpu", fast=False, cache=cache)
+    paths = _folder(tmp_path, ["rocket", "coffee", "rocket", "astronaut", "chelsea"])  # one duplicate
+    done, calls = [], []
+    lock = threading.Lock()
+
+    def progress(n):
+        with lock:
+            done.append(n)
+
+    def cancel():
+        calls.append(1)
+        return True  # stop after the first batch
+
+    s1 = precompute(eng, paths, batch=2, workers=2, progress=progress, cancel=cancel)
+    assert s1["cancelled"] and s1["encoded"] == 2 and calls == [1]
+    s2 = precompute(eng, paths, batch=2, workers=2, progress=progress)
+    assert not s2["cancelled"]
+    assert s2["encoded"] == 2 and s2["cached"] == 3 and s2["failed"] == 0  # 2 cached + the duplicate
+    assert sum(done) == s1["encoded"] + s1["cached"] + len(paths)
+    # every entry on disk is the image's embedding (float16 on disk)
+    cache.clear_memory()
+    for name in ("rocket", "coffee", "astronaut", "chelsea"):
+        img = sample(name)
+        got = cache.get(eng.embedding_key(img))
+        assert got is not None, name
+        np.testing.assert_allclose(got.features, eng.encode(img).features, atol=2e-2, rtol=2e-2)
+        assert got.features.dtype == np.float32
+
+
+def test_precompute_reports_unwritable_cache(tiny_checkpoint, tmp_path):
+    blocker = tmp_path / "cache"
+    blocker.write_text("a file where the cache folder should be")
+    eng = SamEngine("auto", tiny_checkpoint, device="cpu", fast=False, cache=EmbeddingCache(blocker))
+    stats = precompute(eng, _folder(tmp_path, ["coffee"]), batch=1, workers=1)
+    assert stats["encoded"] == 0 and stats["failed"] == 1
+    assert "cannot write the cache entry" in stats["errors"][0]
+
+
+def test_bench_encoder_table_and_precompute_row(tiny_checkpoint, capsys):
+    args = ["bench", "encoder", "--model", "auto", "--checkpoint", str(tiny_checkpoint), "--device", "cpu",
+            "--batch", "1,2", "--repeats", "1", "--no-compile", "--precompute-images", "4", "--precision", "bf16"]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    rows = [r for r in text.splitlines() if r.startswith("| ") and "technique" not in r]
+    names = [r.split("|")[1].strip() for r in rows]
+    assert names == ["stock SamPredictor.set_image (fp32)", "fp32 (stock attention)", "bf16", "bf16 + SDPA",
+                     "bf16", "bf16 + SDPA"]
+    assert [r.split("|")[2].strip() for r in rows] == ["1", "1", "1", "1", "2", "2"]
+    for r in rows:
+        ms, per_s = float(r.split("|")[3]), float(r.split("|")[4])
+        assert ms > 0 and per_s == pytest.approx(int(r.split("|")[2]) * 1000 / ms, rel=0.01)
+    m = re.search(r"precompute: (\d+) of 4 JPEGs encoded .* batch 2: ([\d.]+)% of that encoder's rate", text)
+    assert m and m.group(1) == "4" and float(m.group(2)) > 0
+
+
+def test_bench_techniques_per_precision():
+    from clicklabel.bench_encoder import techniques
+
+    assert [n for n, _ in techniques("fp32")] == ["fp32 (stock attention)", "fp32 + SDPA", "fp32 + SDPA + compile"]
+    assert [n for n, _ in techniques("bf16")][1:] == ["bf16", "bf16 + SDPA", "bf16 + SDPA + compile"]
+
+
+def test_bench_batch_list_is_checked(capsys):
+    assert main(["bench", "encoder", "--batch", "1,x", "--random-weights"]) == 2
+    assert "expected numbers separated by commas" in capsys.readouterr().err
+
+
+def test_cli_precompute_compile_flag_reaches_engine(tiny_checkpoint, tmp_path, monkeypatch):
+    seen = {}
+    import clicklabel.precompute as pre
+
+    def fake_precompute(engine, paths, **kw):
+        seen["mode"] = engine.encoder.compile_mode
+        seen["precision"] = engine.precision
+        return {"encoded": 0, "cached": 0, "failed": 0, "errors": [], "cancelled": False, "seconds": 0.0}
+
+    monkeypatch.setattr(pre, "precompute", fake_precompute)
+    folder = tmp_path / "f"
+    folder.mkdir()
+    assert main(["precompute", str(folder), "--model", "auto", "--checkpoint", str(tiny_checkpoint),
+                 "--device", "cpu", "--compile", "--precision", "bf16"]) == 0
+    assert seen == {"mode": "default", "precision": "bf16"}
+    assert torch.is_grad_enabled()
