@@ -56,6 +56,8 @@ def main(out: Path) -> None:
         wait(lambda: widget._label_worker is None and widget.store.objects()[0].label_status == "done")
         widget.add_point(400, 250, True)  # a second object in progress: its preview and the prompt point
         wait(lambda: False, 1.0)
+        viewer.reset_view()  # fit the image to the canvas as it is once the dock widget took its width
+        wait(lambda: False, 0.3)
         viewer.screenshot(str(out), canvas_only=False)
         print(f"wrote {out}: {widget.object_texts()}")
         viewer.close()

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_info, show_warning
-from qtpy.QtCore import Signal
+from qtpy.QtCore import Qt, Signal
 from qtpy.QtWidgets import QTableWidgetItem, QWidget
 
 # Everything the workers use is imported here, in the main thread: imports running in several threads at once
@@ -389,7 +389,7 @@ class ClickLabelWidget(QWidget):
             for c, v in enumerate([str(ob.id), ob.label or "", ob.label_status, conf, ob.provenance]):
                 item = QTableWidgetItem(v)
                 if c != 1:
-                    item.setFlags(item.flags() & ~0x2)  # read-only except the label
+                    item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEditable)  # read-only except the label
                 self.table.setItem(r, c, item)
         self.table.blockSignals(False)
 
