@@ -219,3 +219,54 @@ def test_labelling_progress_bar_and_stop(make_napari_viewer, qtbot, tiny_engine,
         assert "labelling stopped" in w.status.text()
         assert w.progress.isHidden() and w.stop_btn.native.isHidden()
         assert len(slow.requests) < 30
+
+
+def test_objects_layer_decodes_each_mask_once(make_napari_viewer):
+    from clicklabel.masks import encode_rle, tight_bbox
+    from clicklabel_napari._layers import LayerSet
+
+    class Ob:  # the fields show_objects reads, with a count of mask decodes
+        decodes = 0
+
+        def __init__(self, oid, mask):
+            self.id, self.rle, self.bbox = oid, encode_rle(mask), tight_bbox(mask)
+            self.label, self.label_status, self.label_confidence = "x", "done", 0.9
+            self._m = mask
+
+        @property
+        def mask(self):
+            Ob.decodes += 1
+            return self._m
+
+    rng = np.random.default_rng(0)
+    obs = []
+    for i in range(1, 61):
+        m = np.zeros((300, 400), bool)
+        r, c = rng.integers(0, 250), rng.integers(0, 350)
+        m[r : r + rng.integers(3, 50), c : c + rng.integers(3, 50)] = True
+        m[r, c + 2 :] = False
+        obs.append(Ob(i, m))
+    layers = LayerSet(make_napari_viewer())
+    layers.setup(np.zeros((300, 400, 3), np.uint8), "blank")
+    layers.show_objects(obs, (300, 400))
+    expected = np.zeros((300, 400), np.int32)
+    for ob in obs:
+        expected[ob._m] = ob.id
+    assert np.array_equal(layers.objects.data, expected)
+    assert Ob.decodes == 60
+    layers.show_objects(obs[:-1], (300, 400))  # the next redraw (one object deleted) decodes nothing
+    assert Ob.decodes == 60
+    expected[obs[-1]._m] = 0
+    for ob in obs[:-1]:  # later objects are drawn over earlier ones, as before
+        expected[ob._m] = ob.id
+    assert np.array_equal(layers.objects.data, expected)
+    # boxes: one per object, in order, with each object's text and status colour, also after a label change
+    obs[3].label_status, obs[3].label = "failed", None
+    layers.show_objects(obs[:-1], (300, 400))
+    boxes = layers.boxes
+    assert len(boxes.data) == 59
+    assert np.allclose(boxes.data[5][0], [obs[5].bbox[1], obs[5].bbox[0]])  # (row, col) of the top-left corner
+    assert list(boxes.features["text"])[3] == "#4 label failed"
+    assert np.allclose(boxes.edge_color[3], [1, 0, 0, 1]) and np.allclose(boxes.edge_color[4], [0, 1, 0, 1])
+    layers.show_objects(obs, (300, 400))  # one object back: added, the others kept
+    assert len(boxes.data) == 60 and list(boxes.features["text"])[59] == "#60 x 0.90"

@@ -35,6 +35,10 @@ class LayerSet:
     def __init__(self, viewer):
         self.viewer = viewer
         self.image = None
+        # object id -> (its RLE counts, (row, col) of its box, the mask inside its box): a mask is decoded once,
+        # not at every redraw (a redraw follows each accept, label and undo).
+        self._crops: dict[int, tuple] = {}
+        self._drawn: list[tuple] = []  # (object id, box) of the rectangles on the boxes layer, in order
 
     def _get(self, name):
         return self.viewer.layers[name] if name in self.viewer.layers else None
@@ -42,6 +46,8 @@ class LayerSet:
     def setup(self, image: np.ndarray, name: str) -> None:
         """Show a new image and (re)create empty prompt, preview and object layers of its size."""
         h, w = image.shape[:2]
+        self._crops.clear()
+        self._drawn = []
         for n in (PROMPTS, BOX, PREVIEW, OBJECTS, BOXES, MANUAL):
             if n in self.viewer.layers:
                 self.viewer.layers.remove(n)
@@ -94,18 +100,44 @@ class LayerSet:
         layer.data = (result.mask.astype(np.uint8) if result is not None else np.zeros_like(layer.data))
 
     def show_objects(self, objects, shape) -> None:
-        """Draw every accepted object: its mask (label value = object id), its tight box and its label text."""
+        """Draw every accepted object: its mask (label value = object id), its tight box and its label text.
+        Only what changed is rebuilt: masks are decoded once, and boxes already drawn stay (napari rebuilds a
+        rectangle's meshes when it is added, the slow part with hundreds of objects)."""
         labels = np.zeros(shape, np.int32)
-        rects, texts, colours = [], [], []
+        drawn, texts, colours = [], [], []
         for ob in objects:
-            labels[ob.mask] = ob.id
-            rects.append(rect(*ob.bbox))
+            crop = self._crop(ob)
+            if crop is not None:
+                (r, c), m = crop
+                labels[r : r + m.shape[0], c : c + m.shape[1]][m] = ob.id
+            drawn.append((ob.id, tuple(ob.bbox)))
             texts.append(object_text(ob))
             colours.append(STATUS_COLOURS.get(ob.label_status, "white"))
         self.objects.data = labels
         boxes = self.boxes
-        boxes.data = []
-        if rects:
-            boxes.add_rectangles(rects, edge_color=colours)
+        if drawn[: len(self._drawn)] != self._drawn or len(boxes.data) != len(self._drawn) or not drawn:
+            boxes.data = []
+            self._drawn = []
+        new = drawn[len(self._drawn) :]
+        if new:
+            boxes.add_rectangles([rect(*b) for _, b in new], edge_color=colours[len(self._drawn) :])
+        self._drawn = drawn
+        if drawn:
+            boxes.edge_color = colours
             boxes.features = {"text": np.array(texts, dtype=object)}
             boxes.text.refresh(boxes.features)
+
+    def _crop(self, ob):
+        """((row, col), mask inside the object's tight box), decoded once per object and mask."""
+        counts = ob.rle["counts"]
+        hit = self._crops.get(ob.id)
+        if hit is None or hit[0] != counts:
+            mask = ob.mask
+            rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+            if len(rows) == 0:
+                hit = (counts, None)
+            else:
+                r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+                hit = (counts, ((int(r0), int(c0)), mask[r0:r1, c0:c1].copy()))
+            self._crops[ob.id] = hit
+        return hit[1]

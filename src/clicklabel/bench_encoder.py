@@ -131,15 +131,23 @@ def bench_encoder(
         tmpdir = Path(tmp)
         ck, is_random = checkpoint_for(model, checkpoint, random_weights, tmpdir)
         eng = SamEngine(model, ck, device=device, cache=EmbeddingCache(tmpdir / "cache"), fast=False)
-        stock = time_stock_predictor(eng.sam, eng.device, sample_image(), repeats)
-        results.append(("stock SamPredictor.set_image (fp32)", stock))
+        def measured(name: str, r: dict) -> None:
+            """Keep a row and print it at once: a run cut short (a time limit) still shows what it measured."""
+            results.append((name, r))
+            print(f"measured: {name}, batch {r['batch']}: {r['img_per_s']:.3g} images/s "
+                  f"({r['s_per_batch'] * 1000:.1f} ms per batch, first pass {r['first_s']:.1f} s)", file=out,
+                  flush=True)
+
+        measured("stock SamPredictor.set_image (fp32)", time_stock_predictor(eng.sam, eng.device, sample_image(),
+                                                                             repeats))
+        stock = results[0][1]
         encoders = {}
         for name, switches in rows_to_run:
             encoders[name] = enc = ImageEncoder(eng.sam, eng.device, **switches)
-            results.append((name, time_encoder(enc, 1, repeats)))
+            measured(name, time_encoder(enc, 1, repeats))
         for name, _ in rows_to_run[-2:]:  # batching on top of the two fastest configurations
             for b in big:
-                results.append((name, time_encoder(encoders[name], b, repeats)))
+                measured(name, time_encoder(encoders[name], b, repeats))
         pre = None
         if precompute_images > 0:
             best_name = rows_to_run[-1][0]
