@@ -30,6 +30,26 @@ def test_segment_writes_mask_and_json(capsys, tmp_path, tiny_checkpoint):
     assert set(info) >= {"bbox", "area", "score"}
 
 
+def test_segment_fast_encoder_gives_the_same_mask(capsys, tmp_path, tiny_checkpoint):
+    masks = []
+    for enc in ("stock", "fast"):
+        out = tmp_path / f"{enc}.png"
+        code, _, _ = run(capsys, "segment", SAMPLES / "chelsea.jpg", "--point", "200,150", "--model", "auto",
+                         "--checkpoint", tiny_checkpoint, "--device", "cpu", "--encoder", enc, "--out", out)
+        assert code == 0
+        masks.append(np.array(Image.open(out)) > 0)
+    inter, union = (masks[0] & masks[1]).sum(), (masks[0] | masks[1]).sum()
+    assert union == 0 or inter / union >= 0.999
+
+
+def test_make_engine_rejects_unknown_encoder():
+    from clicklabel.errors import ClickLabelError
+    from clicklabel.segment import make_engine
+
+    with pytest.raises(ClickLabelError, match="unknown encoder"):
+        make_engine("grabcut", encoder="turbo")
+
+
 def test_segment_grabcut(capsys, tmp_path):
     code, stdout, _ = run(capsys, "segment", SAMPLES / "coffee.jpg", "--box", "60,40,460,300", "--engine", "grabcut")
     assert code == 0 and json.loads(stdout)["area"] > 1000

@@ -161,7 +161,7 @@ def test_ui_never_blocked_by_embedding_or_labelling(make_napari_viewer, qtbot, t
     assert len(store.objects(label_status=["done"])) == 40
 
 
-def test_missing_weights_say_what_to_do(make_napari_viewer, monkeypatch, tmp_path):
+def test_missing_weights_say_what_to_do(make_napari_viewer, monkeypatch, tmp_path, tiny_checkpoint):
     monkeypatch.setenv("CLICKLABEL_WEIGHTS", str(tmp_path / "none"))
     viewer = make_napari_viewer()
     w = ClickLabelWidget(viewer)
@@ -171,6 +171,9 @@ def test_missing_weights_say_what_to_do(make_napari_viewer, monkeypatch, tmp_pat
     assert not w.download_btn.native.isHidden()
     w.engine_box.value = "grabcut"
     assert w.load_engine() is True and w.engine.name == "grabcut"
+    w.engine_box.value, w.encoder_box.value, w.device_box.value = "vit_b", "fast", "cpu"
+    w.checkpoint.value = str(tiny_checkpoint)
+    assert w.load_engine() is True and w.engine.fast and w.engine.encoder.sdpa and w.engine.precision == "fp32"
 
 
 def test_reader_writer_and_samples(tmp_path):

@@ -7,6 +7,8 @@ import os
 from magicgui.widgets import ComboBox, Container, FileEdit, LineEdit, PushButton, SpinBox
 from qtpy.QtWidgets import QAbstractItemView, QLabel, QProgressBar, QTableWidget, QVBoxLayout
 
+from clicklabel.segment import ENCODER_CHOICES, ENCODER_HELP
+
 HELP = """<b>Keys</b><br>
 click: positive point &nbsp; right-click or Shift+click: negative point &nbsp; drag: box<br>
 Enter: accept &nbsp; Escape: clear &nbsp; M: next of SAM's masks<br>
@@ -18,6 +20,7 @@ def build_ui(w) -> None:
     """Create ``w``'s controls as attributes, lay them out and connect them to ``w``'s methods."""
     w.engine_box = ComboBox(label="engine", choices=["vit_b", "vit_l", "vit_h", "grabcut"], value="vit_b")
     w.device_box = ComboBox(label="device", choices=["auto", "cpu", "cuda", "mps"], value="auto")
+    w.encoder_box = ComboBox(label="encoder", choices=list(ENCODER_CHOICES), value="auto", tooltip=ENCODER_HELP)
     w.checkpoint = FileEdit(label="checkpoint", mode="r", filter="*.pth", value="")
     w.load_btn = PushButton(text="Load engine")
     w.download_btn = PushButton(text="Download weights", visible=False)
@@ -34,7 +37,7 @@ def build_ui(w) -> None:
     w.concurrency = SpinBox(label="concurrency", value=8, min=1, max=64)
     w.label_btn, w.retry_btn = PushButton(text="Label pending (L)"), PushButton(text="Retry failed")
     w.delete_btn, w.jump_btn = PushButton(text="Delete selected"), PushButton(text="Go to selected")
-    settings = Container(widgets=[w.engine_box, w.device_box, w.checkpoint, w.load_btn,
+    settings = Container(widgets=[w.engine_box, w.device_box, w.encoder_box, w.checkpoint, w.load_btn,
                                   w.download_btn, w.folder, w.open_btn])
     nav = Container(widgets=[w.prev_btn, w.next_btn, w.done_btn], layout="horizontal", labels=False)
     act = Container(widgets=[w.accept_btn, w.clear_btn, w.cycle_btn], layout="horizontal", labels=False)

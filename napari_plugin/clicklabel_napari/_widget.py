@@ -103,7 +103,8 @@ class ClickLabelWidget(QWidget):
                 self.engine = make_engine("grabcut")
             else:
                 self.engine = make_engine("sam", model="auto" if ck else name, checkpoint=ck,
-                                          device=self.device_box.value, download=False)
+                                          device=self.device_box.value, download=False,
+                                          encoder=self.encoder_box.value)
         except WeightsError as exc:
             self.download_btn.visible = True
             self.say(f"{exc}<br>Press <b>Download weights</b>, or choose the GrabCut engine (no weights).")

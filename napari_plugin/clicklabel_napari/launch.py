@@ -46,7 +46,7 @@ def project_for(paths: list[str], project: str | None):
 
 
 def main(paths: list[str], project: str | None = None, engine: str = "vit_b", checkpoint: str | None = None,
-         device: str = "auto") -> int:
+         device: str = "auto", encoder: str = "auto") -> int:
     import napari
 
     import clicklabel_napari  # noqa: F401  (before any OpenGL context: see its __init__)
@@ -60,6 +60,7 @@ def main(paths: list[str], project: str | None = None, engine: str = "vit_b", ch
     widget = ClickLabelWidget(viewer, auto_download=True)
     widget.engine_box.value = engine
     widget.device_box.value = device
+    widget.encoder_box.value = encoder
     if checkpoint:
         widget.checkpoint.value = checkpoint
     viewer.window.add_dock_widget(widget, name="clicklabel", area="right")

@@ -17,6 +17,7 @@ from .embeddings import EmbeddingCache
 from .errors import ClickLabelError
 from .images import IMAGE_SUFFIXES, load_image
 
+
 def techniques(low: str = "bf16") -> list[tuple[str, dict]]:
     """(name, ImageEncoder switches) in the order of the table; each adds one technique to the one before.
     ``low`` is the reduced precision to try: bf16 on a GPU; fp32 on a CPU without bf16 units (there bf16 is

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .cli_bench import add_bench_parser
 from .errors import ClickLabelError, PromptError
+from .segment import ENCODER_CHOICES, ENCODER_HELP
 
 EXIT_USER_ERROR = 2
 SAMPLES = Path(__file__).parent / "data" / "samples"
@@ -56,6 +57,7 @@ def add_engine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="vit_b", help="vit_b, vit_l, vit_h, or auto (with --checkpoint)")
     p.add_argument("--checkpoint", help="your own checkpoint file (no hash check)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    p.add_argument("--encoder", default="auto", choices=ENCODER_CHOICES, help=ENCODER_HELP)
 
 
 def cmd_segment(args) -> int:
@@ -67,7 +69,7 @@ def cmd_segment(args) -> int:
     box = parse_box(args.box) if args.box else None
     prompt = Prompt.make([(x, y) for x, y, _ in pts], [lab for _, _, lab in pts], box)
     prompt.validate(image.shape)  # before loading any model: bad prompts fail fast
-    engine = make_engine(args.engine, args.model, args.checkpoint, args.device)
+    engine = make_engine(args.engine, args.model, args.checkpoint, args.device, encoder=args.encoder)
     engine.set_image(image)
     result = engine.predict(prompt, multimask=False)[0]
     if args.out:
@@ -102,7 +104,7 @@ def cmd_demo(args) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     try:
-        engine = make_engine(args.engine, args.model, args.checkpoint, args.device)
+        engine = make_engine(args.engine, args.model, args.checkpoint, args.device, encoder=args.encoder)
     except WeightsError as exc:
         print(f"clicklabel: {exc}", file=sys.stderr)
         print("clicklabel: using the GrabCut engine instead (no weights needed)", file=sys.stderr)
@@ -157,7 +159,7 @@ def cmd_gui(args) -> int:
         missing = exc.name
         raise ClickLabelError(f"the GUI needs napari and Qt ({missing} is missing): pip install 'clicklabel[gui]'") \
             from None
-    return launch.main(args.images, args.project, args.engine_choice, args.checkpoint, args.device)
+    return launch.main(args.images, args.project, args.engine_choice, args.checkpoint, args.device, args.encoder)
 
 
 def cmd_precompute(args) -> int:
@@ -400,6 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engine", dest="engine_choice", default="vit_b", choices=["vit_b", "vit_l", "vit_h", "grabcut"])
     p.add_argument("--checkpoint")
     p.add_argument("--device", default="auto")
+    p.add_argument("--encoder", default="auto", choices=ENCODER_CHOICES, help=ENCODER_HELP)
     p.set_defaults(func=cmd_gui)
 
     p = sub.add_parser("precompute", help="fill the embedding cache for a folder or project (resumable)")
@@ -408,8 +411,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint")
     p.add_argument("--device", default="auto")
     p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--encoder", default="auto", choices=["auto", "fast", "stock"],
-                   help="fast = SDPA attention (+bf16 on CUDA); auto = fast on CUDA only")
+    p.add_argument("--encoder", default="auto", choices=ENCODER_CHOICES, help=ENCODER_HELP)
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
                    help="auto = bf16 with the fast encoder on CUDA, else fp32")
     p.add_argument("--compile", action="store_true",

@@ -8,7 +8,10 @@ from ..embeddings import EmbeddingCache
 from ..errors import ClickLabelError
 from .base import Engine, MaskResult, Prompt
 
-__all__ = ["Engine", "MaskResult", "Prompt", "make_engine"]
+__all__ = ["ENCODER_CHOICES", "Engine", "MaskResult", "Prompt", "make_engine"]
+
+ENCODER_CHOICES = ("auto", "fast", "stock")
+ENCODER_HELP = "fast = PyTorch's fused attention, same results (+ bf16 on CUDA); auto = fast on CUDA only"
 
 
 def make_engine(
@@ -18,12 +21,17 @@ def make_engine(
     device: str = "auto",
     cache: EmbeddingCache | None = None,
     download: bool = True,
+    encoder: str = "auto",
 ) -> Engine:
-    """Build an engine by name: 'sam' (model vit_b / vit_l / vit_h / auto) or 'grabcut'."""
+    """Build an engine by name: 'sam' (model vit_b / vit_l / vit_h / auto) or 'grabcut'. ``encoder``: 'fast'
+    (SDPA attention; + bf16 on CUDA), 'stock', or 'auto' (fast on CUDA only)."""
+    if encoder not in ENCODER_CHOICES:
+        raise ClickLabelError(f"unknown encoder {encoder!r}; use {', '.join(ENCODER_CHOICES)}")
     if engine == "sam":
         from .sam import SamEngine
 
-        return SamEngine(model=model, checkpoint=checkpoint, device=device, cache=cache, download=download)
+        return SamEngine(model=model, checkpoint=checkpoint, device=device, cache=cache, download=download,
+                         fast=None if encoder == "auto" else encoder == "fast")
     if engine == "grabcut":
         from .grabcut import GrabCutEngine
 
