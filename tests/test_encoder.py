@@ -173,3 +173,18 @@ def test_cli_precompute_compile_flag_reaches_engine(tiny_checkpoint, tmp_path, m
                  "--device", "cpu", "--compile", "--precision", "bf16"]) == 0
     assert seen == {"mode": "default", "precision": "bf16"}
     assert torch.is_grad_enabled()
+
+
+def test_cache_filled_by_precompute_works_after_copying_elsewhere(tiny_checkpoint, tmp_path):
+    """Compute on one machine, annotate on another: the cache folder is self-contained (no paths inside)."""
+    import shutil
+
+    eng = SamEngine("auto", tiny_checkpoint, device="cpu", fast=True, cache=EmbeddingCache(tmp_path / "gpu_box"))
+    paths = _folder(tmp_path, ["rocket", "coffee"])
+    assert precompute(eng, paths, batch=2, workers=2)["encoded"] == 2
+    shutil.copytree(tmp_path / "gpu_box", tmp_path / "laptop")
+    shutil.rmtree(tmp_path / "gpu_box")
+    shutil.rmtree(tmp_path / "imgs")
+    laptop = SamEngine("auto", tiny_checkpoint, device="cpu", fast=False, cache=EmbeddingCache(tmp_path / "laptop"))
+    laptop.set_image(sample("coffee"))
+    assert laptop.last_from_cache
