@@ -103,3 +103,17 @@ def test_weights_list_and_verify(capsys, monkeypatch, tmp_path):
     (tmp_path / "sam_vit_b_01ec64.pth").write_bytes(b"short")
     code, out, _ = run(capsys, "weights", "verify")
     assert code == 1 and "wrong size" in out
+
+
+def test_gui_cache_option_reaches_the_engines(monkeypatch, tmp_path):
+    pytest.importorskip("napari")
+    import os
+
+    import clicklabel_napari.launch as launch
+
+    seen = {}
+    monkeypatch.setenv("CLICKLABEL_CACHE", os.environ.get("CLICKLABEL_CACHE", ""))  # restored after the test
+    monkeypatch.setattr(launch, "main", lambda *a: seen.update(args=a, cache=os.environ["CLICKLABEL_CACHE"]) or 0)
+    assert main(["gui", str(tmp_path), "--cache", str(tmp_path / "c"), "--encoder", "fast"]) == 0
+    assert seen["cache"] == str((tmp_path / "c").resolve())
+    assert seen["args"][-1] == "fast"

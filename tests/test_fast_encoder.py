@@ -48,3 +48,7 @@ def test_precompute_cli_fills_cache_and_resumes(tiny_checkpoint, tmp_path, monke
     eng = SamEngine("auto", tiny_checkpoint, device="cpu", cache=EmbeddingCache(tmp_path / "cache"))
     eng.set_image(sample("rocket"))
     assert eng.last_from_cache
+    # --cache: a folder of the user's choice instead of $CLICKLABEL_CACHE
+    assert main(args + ["--cache", str(tmp_path / "chosen")]) == 0
+    assert "3 encoded" in capsys.readouterr().out
+    assert len(list((tmp_path / "chosen").rglob("*.npz"))) == 3

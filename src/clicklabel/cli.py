@@ -159,6 +159,8 @@ def cmd_gui(args) -> int:
         missing = exc.name
         raise ClickLabelError(f"the GUI needs napari and Qt ({missing} is missing): pip install 'clicklabel[gui]'") \
             from None
+    if args.cache:  # every engine the GUI makes reads its cache folder from here
+        os.environ["CLICKLABEL_CACHE"] = str(Path(args.cache).resolve())
     return launch.main(args.images, args.project, args.engine_choice, args.checkpoint, args.device, args.encoder)
 
 
@@ -169,7 +171,10 @@ def cmd_precompute(args) -> int:
     from .segment.sam import SamEngine
 
     paths = image_paths(args.target)
+    from .embeddings import EmbeddingCache
+
     engine = SamEngine(args.model, args.checkpoint, device=args.device,
+                       cache=EmbeddingCache(args.cache) if args.cache else None,
                        fast=None if args.encoder == "auto" else args.encoder == "fast",
                        precision=None if args.precision == "auto" else args.precision,
                        compile=args.compile)
@@ -403,6 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint")
     p.add_argument("--device", default="auto")
     p.add_argument("--encoder", default="auto", choices=ENCODER_CHOICES, help=ENCODER_HELP)
+    p.add_argument("--cache", help="embedding cache folder (e.g. one filled by precompute on another machine)")
     p.set_defaults(func=cmd_gui)
 
     p = sub.add_parser("precompute", help="fill the embedding cache for a folder or project (resumable)")
@@ -417,6 +423,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the encoder (a minute or more once; pays off over hundreds of images)")
     p.add_argument("--workers", type=int, help="CPU threads reading and resizing images (default: cores, max 16)")
+    p.add_argument("--cache", help="embedding cache folder (default $CLICKLABEL_CACHE or the user cache folder); "
+                                   "copy it to another machine and pass it to `clicklabel gui --cache`")
     p.set_defaults(func=cmd_precompute)
 
     p = sub.add_parser("report", help="HTML comparison of manual and SAM selection in a project")
