@@ -81,18 +81,6 @@ def _cached_load_ms(model: str, checkpoint: str, cache_dir: str, device: str, im
     return float(res.stdout.strip().splitlines()[-1])
 
 
-def _stock_set_image(stock, eng, img) -> None:
-    """``SamPredictor.set_image`` with segment_anything's own attention (the engine's SDPA switched off)."""
-    from .segment import fast_encoder
-
-    fast_encoder.disable(eng.sam)
-    try:
-        stock.set_image(img)
-    finally:
-        if eng.encoder.sdpa:
-            fast_encoder.enable(eng.sam)
-
-
 def bench_latency(
     model: str = "vit_b",
     checkpoint: str | None = None,
@@ -107,6 +95,7 @@ def bench_latency(
     from segment_anything import SamPredictor
 
     from .segment.base import Prompt
+    from .segment.fast_encoder import stock_attention
     from .segment.sam import SamEngine
 
     img = sample_image() if image is None else image
@@ -118,19 +107,18 @@ def bench_latency(
         eng = SamEngine(model, ck, device=device, cache=EmbeddingCache(cache_dir))
         stock = SamPredictor(eng.sam)
 
-        def sync():
-            synchronize(eng.device)
-
         if eng.device.startswith("cuda"):  # warm-up: CUDA context, cuBLAS handles, kernels
-            _stock_set_image(stock, eng, img)
+            with stock_attention(eng.sam):
+                stock.set_image(img)
             eng.encode(img)
         t = time.perf_counter()
-        _stock_set_image(stock, eng, img)
-        sync()
+        with stock_attention(eng.sam):
+            stock.set_image(img)
+        synchronize(eng.device)
         stock_enc = time.perf_counter() - t
         t = time.perf_counter()
         eng.set_image(img)
-        sync()
+        synchronize(eng.device)
         our_enc = time.perf_counter() - t
         np.save(tmpdir / "img.npy", img)
         cached_ms = _cached_load_ms(model, ck, cache_dir, device, str(tmpdir / "img.npy"))
@@ -144,16 +132,16 @@ def bench_latency(
         for _ in range(repeats):
             t = time.perf_counter()
             m, s, _ = stock.predict(pt, np.array([1]), multimask_output=True)
-            sync()
+            synchronize(eng.device)
             st.append(time.perf_counter() - t)
             t = time.perf_counter()
             res = eng.predict(prompt, multimask=True)
-            sync()
+            synchronize(eng.device)
             ours_best.append(time.perf_counter() - t)
             t = time.perf_counter()
             res = eng.predict(prompt, multimask=True)
             [r.mask for r in res]
-            sync()
+            synchronize(eng.device)
             ours_all.append(time.perf_counter() - t)
             ious.append(mask_iou(m[int(np.argmax(s))], res[0].mask))
 
@@ -217,9 +205,6 @@ def bench_propose(
         eng = SamEngine(model, ck, device=device, cache=EmbeddingCache(Path(tmp) / "cache"))
         eng.set_image(img)
 
-        def sync():
-            synchronize(eng.device)
-
         gen = stock_with_embedding(eng.sam, settings, eng.embedding)
         gen.generate(img) if eng.device.startswith("cuda") else None  # warm-up kernels on a GPU
         propose(eng, settings) if eng.device.startswith("cuda") else None
@@ -227,11 +212,11 @@ def bench_propose(
         for _ in range(repeats):
             t = time.perf_counter()
             ref = gen.generate(img)
-            sync()
+            synchronize(eng.device)
             st.append(time.perf_counter() - t)
             t = time.perf_counter()
             props = propose(eng, settings)
-            sync()
+            synchronize(eng.device)
             ours.append(time.perf_counter() - t)
     a, b = [p.mask for p in props], [r["segmentation"] for r in ref]
     agree = min(_share_matched(a, b), _share_matched(b, a))

@@ -30,44 +30,40 @@ def techniques(low: str = "bf16") -> list[tuple[str, dict]]:
     return rows
 
 
-def time_encoder(encoder, batch: int, repeats: int, warmup: int | None = None) -> dict:
-    """Seconds per forward pass of the encoder alone (input already normalised on the device), median of
-    ``repeats`` after ``warmup`` passes; the first pass's time is reported too (it holds any compilation)."""
-    import torch
-
-    warmup = (2 if repeats >= 3 else 1) if warmup is None else warmup
-    size = encoder.size
-    gen = torch.Generator(device="cpu").manual_seed(0)
-    x = torch.randn((batch, 3, size, size), generator=gen).to(encoder.device)
-    times = []
-    with torch.inference_mode():
-        for _ in range(warmup + repeats):
-            synchronize(encoder.device)
-            t = time.perf_counter()
-            encoder.forward(x)
-            synchronize(encoder.device)
-            times.append(time.perf_counter() - t)
-    sec = float(np.median(times[warmup:]))
-    return {"batch": batch, "s_per_batch": sec, "img_per_s": batch / sec, "first_s": times[0]}
-
-
-def time_stock_predictor(sam, device: str, image: np.ndarray, repeats: int, warmup: int = 1) -> dict:
-    """Images per second of ``SamPredictor.set_image`` (fp32, segment_anything's own attention), one at a time."""
-    from segment_anything import SamPredictor
-
-    from .segment import fast_encoder
-
-    fast_encoder.disable(sam)
-    pred = SamPredictor(sam)
+def _timed(step, device: str, batch: int, repeats: int, warmup: int) -> dict:
+    """Run ``step()`` ``warmup + repeats`` times with the device synchronised around each; the median of the
+    timed passes per batch, and the first pass (it holds any compilation)."""
     times = []
     for _ in range(warmup + repeats):
         synchronize(device)
         t = time.perf_counter()
-        pred.set_image(image)
+        step()
         synchronize(device)
         times.append(time.perf_counter() - t)
     sec = float(np.median(times[warmup:]))
-    return {"batch": 1, "s_per_batch": sec, "img_per_s": 1 / sec, "first_s": times[0]}
+    return {"batch": batch, "s_per_batch": sec, "img_per_s": batch / sec, "first_s": times[0]}
+
+
+def time_encoder(encoder, batch: int, repeats: int, warmup: int | None = None) -> dict:
+    """The encoder alone (input already normalised on the device)."""
+    import torch
+
+    warmup = (2 if repeats >= 3 else 1) if warmup is None else warmup
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    x = torch.randn((batch, 3, encoder.size, encoder.size), generator=gen).to(encoder.device)
+    with torch.inference_mode():
+        return _timed(lambda: encoder.forward(x), encoder.device, batch, repeats, warmup)
+
+
+def time_stock_predictor(sam, device: str, image: np.ndarray, repeats: int, warmup: int = 1) -> dict:
+    """``SamPredictor.set_image`` (fp32, segment_anything's own attention), one image at a time, resize included."""
+    from segment_anything import SamPredictor
+
+    from .segment.fast_encoder import stock_attention
+
+    pred = SamPredictor(sam)
+    with stock_attention(sam):
+        return _timed(lambda: pred.set_image(image), device, 1, repeats, warmup)
 
 
 def make_jpeg_folder(folder: Path, n: int, sources: list[Path], workers: int = 8) -> list[Path]:

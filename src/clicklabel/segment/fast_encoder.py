@@ -8,6 +8,7 @@ Numerically the same arithmetic as stock in fp32 (tested on CPU). Selected autom
 
 from __future__ import annotations
 
+import contextlib
 import types
 
 import torch
@@ -50,3 +51,15 @@ def disable(sam) -> None:
 
 def is_enabled(sam) -> bool:
     return "forward" in sam.image_encoder.blocks[0].attn.__dict__
+
+
+@contextlib.contextmanager
+def stock_attention(sam):
+    """segment_anything's own attention inside the block (stock baselines), the model's state restored after."""
+    was = is_enabled(sam)
+    disable(sam)
+    try:
+        yield
+    finally:
+        if was:
+            enable(sam)

@@ -61,8 +61,6 @@ class SamEngine:
         precision: str | None = None,
         compile: bool | str = False,
     ):
-        from segment_anything.utils.transforms import ResizeLongestSide
-
         from .decoder import FastMaskDecoder
 
         self.device = resolve_device(device)
@@ -74,20 +72,28 @@ class SamEngine:
         self.model = model
         self.model_id = f"{model}-{fingerprint}"
         self.sam = sam.to(self.device).eval()
-        self.transform = ResizeLongestSide(self.sam.image_encoder.img_size)
         self.cache = cache if cache is not None else EmbeddingCache()
         self.decoder = FastMaskDecoder(self.sam)
         # The encoder fast path (SDPA, bf16) is on by default on CUDA only; fast=False restores stock.
         # torch.compile is asked for (compile=True or a mode): it costs a minute or more the first time.
-        self.fast = self.device.startswith("cuda") if fast is None else fast
-        self.precision = precision or ("bf16" if self.device.startswith("cuda") and self.fast else "fp32")
-        self.encoder = ImageEncoder(self.sam, self.device, sdpa=self.fast, precision=self.precision, compile=compile)
+        sdpa = self.device.startswith("cuda") if fast is None else fast
+        precision = precision or ("bf16" if self.device.startswith("cuda") and sdpa else "fp32")
+        self.encoder = ImageEncoder(self.sam, self.device, sdpa=sdpa, precision=precision, compile=compile)
+        self.transform = self.encoder.transform  # the prompts' coordinates follow the encoder's resize
         self.embedding: Embedding | None = None
         self._features = None
         self._state = None
         self.last_from_cache = False
         self._inflight: dict[str, threading.Lock] = {}
         self._inflight_guard = threading.Lock()
+
+    @property
+    def fast(self) -> bool:
+        return self.encoder.sdpa
+
+    @property
+    def precision(self) -> str:
+        return self.encoder.precision
 
     # -- images -------------------------------------------------------------------------------------------
     def embedding_key(self, image: np.ndarray) -> str:
