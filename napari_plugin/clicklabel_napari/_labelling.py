@@ -54,12 +54,12 @@ class LabellingMixin:
         self._label_stop = threading.Event()
         self.stop_btn.visible = True
         self._label_counts = (0, len(ids))
-        self._show_progress(0, len(ids), "labelling")
         worker = create_worker(label_objects, self.store, ids, labeler, progress=self.label_progress.emit,
                                stop=self._label_stop)
         worker.returned.connect(self._labelled)
         worker.errored.connect(self._label_error)
         self._label_worker = worker
+        self._update_progress()
         worker.start()
 
     def stop_labelling(self) -> None:
@@ -72,13 +72,13 @@ class LabellingMixin:
     def _on_label_progress(self, done: int, total: int) -> None:
         if self._label_worker is not None:
             self._label_counts = (done, total)
-            self._show_progress(done, total, "labelling")
+            self._update_progress()
 
     def _label_finished(self) -> None:
         self._label_worker = None
         self._label_stop = None
         self.stop_btn.visible = False
-        self._hide_progress("labelling")
+        self._update_progress()
 
     def _labelled(self, summary) -> None:
         stopped = self._label_stop is not None and self._label_stop.is_set()

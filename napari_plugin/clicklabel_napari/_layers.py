@@ -29,6 +29,19 @@ def object_text(ob) -> str:
     return f"#{ob.id} {ob.label}{conf}"
 
 
+class _Layer:
+    """``layer_set.<name>``: the viewer's layer of that name, or None once the user removed it."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __get__(self, owner, cls=None):
+        if owner is None:
+            return self
+        layers = owner.viewer.layers
+        return layers[self.name] if self.name in layers else None
+
+
 class LayerSet:
     """Creates the widget's layers on first use and keeps them in the viewer."""
 
@@ -39,9 +52,6 @@ class LayerSet:
         # not at every redraw (a redraw follows each accept, label and undo).
         self._crops: dict[int, tuple] = {}
         self._drawn: list[tuple] = []  # (object id, box) of the rectangles on the boxes layer, in order
-
-    def _get(self, name):
-        return self.viewer.layers[name] if name in self.viewer.layers else None
 
     def setup(self, image: np.ndarray, name: str) -> None:
         """Show a new image and (re)create empty prompt, preview and object layers of its size."""
@@ -69,29 +79,12 @@ class LayerSet:
         self.viewer.layers.selection.active = self.image
         self.viewer.reset_view()
 
-    @property
-    def prompts(self):
-        return self._get(PROMPTS)
-
-    @property
-    def box(self):
-        return self._get(BOX)
-
-    @property
-    def preview(self):
-        return self._get(PREVIEW)
-
-    @property
-    def objects(self):
-        return self._get(OBJECTS)
-
-    @property
-    def boxes(self):
-        return self._get(BOXES)
-
-    @property
-    def manual(self):
-        return self._get(MANUAL)
+    prompts = _Layer(PROMPTS)
+    box = _Layer(BOX)
+    preview = _Layer(PREVIEW)
+    objects = _Layer(OBJECTS)
+    boxes = _Layer(BOXES)
+    manual = _Layer(MANUAL)
 
     def show_preview(self, result) -> None:
         layer = self.preview

@@ -70,7 +70,6 @@ class ClickLabelWidget(LabellingMixin, QWidget):
         self._label_worker = None
         self._label_stop: threading.Event | None = None
         self._label_counts = (0, 0)
-        self._progress_owner: str | None = None
         self._embed_worker = None
         build_ui(self)
         self.label_progress.connect(self._on_label_progress)
@@ -195,10 +194,10 @@ class ClickLabelWidget(LabellingMixin, QWidget):
         self.say(f"computing the image embedding for {s.images[index].path} ...")
         # Progress shows in the widget's own bar: napari's activity bars, added from several workers at once,
         # deadlocked the viewer in our tests (the main thread blocked inside the indicator's QMovie.start()).
-        self._show_progress(0, 0, "embedding")
+        self._update_progress()
         worker = create_worker(_leaving_a_core, s.embed, image)
         worker.returned.connect(lambda _: self._embedded(index, image))
-        worker.errored.connect(lambda exc: (self._hide_progress("embedding"), self.say(f"embedding failed: {exc}")))
+        worker.errored.connect(lambda exc: self._embedding_failed(exc))
         self._embed_worker = worker
         worker.start()
 
@@ -206,7 +205,7 @@ class ClickLabelWidget(LabellingMixin, QWidget):
         s = self.session
         s.show(index, image)
         self._busy = None
-        self._hide_progress("embedding")
+        self._update_progress()
         layers = self.layers
         layers.prompts.events.data.connect(self._layer_prompt_changed)
         layers.prompts.events.features.connect(self._layer_prompt_changed)
@@ -218,6 +217,11 @@ class ClickLabelWidget(LabellingMixin, QWidget):
             pre = create_worker(_leaving_a_core, lambda: self.engine.get_embedding(s.load(nxt)))
             pre.errored.connect(lambda exc: None)  # the next image says so itself when opened
             pre.start()
+
+    def _embedding_failed(self, exc) -> None:
+        self._busy = None
+        self._update_progress()
+        self.say(f"embedding failed: {exc}")
 
     def image_done(self) -> None:
         if self.session and self.session.current:
@@ -422,20 +426,18 @@ class ClickLabelWidget(LabellingMixin, QWidget):
             self.viewer.camera.center = (y + h / 2, x + w / 2)
             self.viewer.camera.zoom = max(0.1, 0.5 * min(self.viewer.canvas.size) / max(w, h, 1))
 
-    def _show_progress(self, done: int, total: int, what: str) -> None:
-        """The widget's bar: busy (total 0) while SAM encodes, done/total while labelling."""
-        self._progress_owner = what
-        self.progress.setRange(0, total)
-        self.progress.setValue(done)
-        self.progress.setFormat(f"{what} %v/%m" if total else what)
-        self.progress.setVisible(True)
-
-    def _hide_progress(self, what: str) -> None:
-        if self._progress_owner == what:
-            self.progress.setVisible(False)
-            self._progress_owner = None
-            if what == "embedding" and self._label_worker is not None:  # labelling still runs: show it again
-                self._show_progress(*self._label_counts, "labelling")
+    def _update_progress(self) -> None:
+        """The widget's bar, from the state: busy while SAM encodes, done/total while labelling, else hidden."""
+        bar = self.progress
+        if self._busy == "embedding":
+            bar.setRange(0, 0)
+            bar.setFormat("embedding")
+        elif self._label_worker is not None:
+            done, total = self._label_counts
+            bar.setRange(0, total)
+            bar.setValue(done)
+            bar.setFormat("labelling %v/%m")
+        bar.setVisible(self._busy == "embedding" or self._label_worker is not None)
 
     def object_texts(self) -> list[str]:
         """What the boxes say now (for tests and screenshots)."""
