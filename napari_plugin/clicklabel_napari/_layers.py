@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from clicklabel.masks import tight_bbox
+
 PROMPTS = "clicklabel prompts"
 BOX = "clicklabel box prompt"
 PREVIEW = "clicklabel preview"
@@ -126,11 +128,11 @@ class LayerSet:
         hit = self._crops.get(ob.id)
         if hit is None or hit[0] != counts:
             mask = ob.mask
-            rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-            if len(rows) == 0:
+            box = tight_bbox(mask)  # the mask's own box (an imported object's stored box may be looser)
+            if box is None:
                 hit = (counts, None)
             else:
-                r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-                hit = (counts, ((int(r0), int(c0)), mask[r0:r1, c0:c1].copy()))
+                x, y, w, h = box
+                hit = (counts, ((y, x), mask[y : y + h, x : x + w].copy()))
             self._crops[ob.id] = hit
         return hit[1]
