@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from segment_anything import SamPredictor
 
-from clicklabel.bench import sample_image
+from clicklabel.bench.harness import sample_image
 from clicklabel.embeddings import EmbeddingCache
 from clicklabel.masks import mask_iou
 from clicklabel.segment import Prompt

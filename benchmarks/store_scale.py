@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from clicklabel.bench import print_table
-from clicklabel.store import Store
+from clicklabel.bench.harness import print_table
+from clicklabel.project import Store
 
 
 def random_masks(rng, k, h=480, w=640):
@@ -54,7 +54,7 @@ def main() -> None:
     store.close()
     code = (
         "import resource, sys, time\n"
-        "from clicklabel.store import Store\nfrom clicklabel.coco import export_coco\n"
+        "from clicklabel.project import Store\nfrom clicklabel.coco import export_coco\n"
         "t = time.perf_counter()\n"
         f"rep = export_coco(Store({str(work / 'scale.clicklabel')!r}), {str(work / 'scale.json')!r})\n"
         "dt = time.perf_counter() - t\n"

@@ -53,7 +53,7 @@ def main(out: Path) -> None:
         wait(lambda: widget.session is not None and widget.session.image is not None and widget._busy is None)
         widget.layers.box.data = [np.array([[5, 60], [5, 420], [298, 420], [298, 60]])]
         widget.accept()
-        wait(lambda: widget._label_worker is None and widget.store.objects()[0].label_status == "done")
+        wait(lambda: widget._label_worker is None and widget.session.store.objects()[0].label_status == "done")
         widget.add_point(400, 250, True)  # a second object in progress: its preview and the prompt point
         wait(lambda: False, 1.0)
         viewer.reset_view()  # fit the image to the canvas as it is once the dock widget took its width

@@ -30,16 +30,21 @@ def test_segment_writes_mask_and_json(capsys, tmp_path, tiny_checkpoint):
     assert set(info) >= {"bbox", "area", "score"}
 
 
-def test_segment_fast_encoder_gives_the_same_mask(capsys, tmp_path, tiny_checkpoint):
+def test_segment_fast_encoder_gives_the_same_mask(capsys, tmp_path, tiny_checkpoint, monkeypatch):
+    """Two real encodings (each run has an empty cache of its own), compared on a non-empty mask."""
     masks = []
     for enc in ("stock", "fast"):
+        monkeypatch.setenv("CLICKLABEL_CACHE", str(tmp_path / f"cache_{enc}"))
         out = tmp_path / f"{enc}.png"
-        code, _, _ = run(capsys, "segment", SAMPLES / "chelsea.jpg", "--point", "200,150", "--model", "auto",
-                         "--checkpoint", tiny_checkpoint, "--device", "cpu", "--encoder", enc, "--out", out)
+        code, stdout, _ = run(capsys, "segment", SAMPLES / "chelsea.jpg", "--box", "100,50,350,280", "--model",
+                              "auto", "--checkpoint", tiny_checkpoint, "--device", "cpu", "--encoder", enc, "--out", out)
         assert code == 0
+        info = json.loads(stdout)
+        assert info["embedding_cached"] is False and not info["empty"]
         masks.append(np.array(Image.open(out)) > 0)
+    assert masks[0].sum() > 100
     inter, union = (masks[0] & masks[1]).sum(), (masks[0] | masks[1]).sum()
-    assert union == 0 or inter / union >= 0.999
+    assert inter / union >= 0.999
 
 
 def test_make_engine_rejects_unknown_encoder():
@@ -105,15 +110,27 @@ def test_weights_list_and_verify(capsys, monkeypatch, tmp_path):
     assert code == 1 and "wrong size" in out
 
 
-def test_gui_cache_option_reaches_the_engines(monkeypatch, tmp_path):
-    pytest.importorskip("napari")
-    import os
+def test_gui_is_a_command_of_its_own_program(monkeypatch, tmp_path):
+    """`clicklabel gui ...` runs the plugin's clicklabel-gui program with the same arguments (the core never
+    imports the plugin)."""
+    import subprocess
 
-    import clicklabel_napari.launch as launch
+    from clicklabel.cli import gui
 
     seen = {}
-    monkeypatch.setenv("CLICKLABEL_CACHE", os.environ.get("CLICKLABEL_CACHE", ""))  # restored after the test
-    monkeypatch.setattr(launch, "main", lambda *a: seen.update(args=a, cache=os.environ["CLICKLABEL_CACHE"]) or 0)
-    assert main(["gui", str(tmp_path), "--cache", str(tmp_path / "c"), "--encoder", "fast"]) == 0
-    assert seen["cache"] == str((tmp_path / "c").resolve())
-    assert seen["args"][-1] == "fast"
+    monkeypatch.setattr(gui, "gui_program", lambda: "/bin/clicklabel-gui")
+    monkeypatch.setattr(subprocess, "call", lambda argv: seen.update(argv=argv) or 7)
+    assert main(["gui", str(tmp_path), "--cache", str(tmp_path / "c"), "--encoder", "fast"]) == 7
+    assert seen["argv"] == ["/bin/clicklabel-gui", str(tmp_path), "--cache", str(tmp_path / "c"), "--encoder", "fast"]
+
+
+def test_gui_program_reads_every_engine_option():
+    pytest.importorskip("napari")
+    from clicklabel_napari.launch import build_parser, engine_choice
+
+    args = build_parser().parse_args(["imgs", "--engine", "grabcut", "--cache", "c", "--encoder", "fast"])
+    assert (args.images, args.cache, args.encoder, engine_choice(args.engine, args.model)) == (
+        ["imgs"], "c", "fast", "grabcut")
+    args = build_parser().parse_args(["--model", "vit_h"])
+    assert engine_choice(args.engine, args.model) == "vit_h"
+    assert engine_choice("vit_l", "vit_b") == "vit_l"  # the 0.1 spelling, --engine vit_l

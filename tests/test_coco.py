@@ -12,7 +12,7 @@ from clicklabel.cli import main
 from clicklabel.coco import export_coco, import_coco, mask_to_polygons
 from clicklabel.errors import CocoError
 from clicklabel.masks import decode_rle, mask_iou
-from clicklabel.store import Store
+from clicklabel.project import Store
 
 from conftest import needs_shared
 

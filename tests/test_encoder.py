@@ -12,7 +12,7 @@ from segment_anything import SamPredictor
 from clicklabel.cli import main
 from clicklabel.embeddings import EmbeddingCache
 from clicklabel.errors import ClickLabelError
-from clicklabel.precompute import bounded_map, precompute
+from clicklabel.segment.precompute import bounded_map, precompute
 from clicklabel.segment.encoder import ImageEncoder
 from clicklabel.segment.sam import SamEngine
 
@@ -146,7 +146,7 @@ def test_bench_encoder_table_and_precompute_row(tiny_checkpoint, capsys):
 
 
 def test_bench_techniques_per_precision():
-    from clicklabel.bench_encoder import techniques
+    from clicklabel.bench.encoder import techniques
 
     assert [n for n, _ in techniques("fp32")] == ["fp32 (stock attention)", "fp32 + SDPA", "fp32 + SDPA + compile"]
     assert [n for n, _ in techniques("bf16")][1:] == ["bf16", "bf16 + SDPA", "bf16 + SDPA + compile"]
@@ -159,7 +159,7 @@ def test_bench_batch_list_is_checked(capsys):
 
 def test_cli_precompute_compile_flag_reaches_engine(tiny_checkpoint, tmp_path, monkeypatch):
     seen = {}
-    import clicklabel.precompute as pre
+    import clicklabel.segment.precompute as pre
 
     def fake_precompute(engine, paths, **kw):
         seen["mode"] = engine.encoder.compile_mode

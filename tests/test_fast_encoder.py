@@ -45,7 +45,7 @@ def test_precompute_cli_fills_cache_and_resumes(tiny_checkpoint, tmp_path, monke
     assert "3 encoded, 0 already cached, 1 unreadable" in capsys.readouterr().out
     assert main(args) == 0
     assert "0 encoded, 3 already cached" in capsys.readouterr().out
-    eng = SamEngine("auto", tiny_checkpoint, device="cpu", cache=EmbeddingCache(tmp_path / "cache"))
+    eng = SamEngine("auto", tiny_checkpoint, device="cpu", cache=EmbeddingCache.at_root(tmp_path / "cache"))
     eng.set_image(sample("rocket"))
     assert eng.last_from_cache
     # --cache: a folder of the user's choice instead of $CLICKLABEL_CACHE

@@ -11,7 +11,7 @@ from clicklabel.label import CropSettings, LabelCache, Labeler, LabelerConfig, l
 from clicklabel.label.crop import encode_image
 from clicklabel.label.prices import DEFAULT_PRICES, cost
 from clicklabel.label.prompt import parse_answer
-from clicklabel.store import Store
+from clicklabel.project import Store
 
 from lmm_server import FakeLMM
 
@@ -35,7 +35,7 @@ def project(tmp_path):
 
 
 def _labeler(server, tmp_path, **kw):
-    cfg = LabelerConfig(model="gpt-4o-mini", base_url=server.url, api_key=KEY, timeout=kw.pop("timeout", 10),
+    cfg = LabelerConfig(lmm="gpt-4o-mini", base_url=server.url, api_key=KEY, timeout=kw.pop("timeout", 10),
                         **kw)
     return Labeler(cfg, LabelCache(tmp_path / "labels.sqlite"))
 

@@ -9,7 +9,7 @@ import pytest
 pytest.importorskip("napari")
 import clicklabel_napari  # noqa: E402,F401  (keeps Triton out before any OpenGL context exists)
 from clicklabel.label import LabelCache, Labeler, LabelerConfig  # noqa: E402
-from clicklabel.store import Store  # noqa: E402
+from clicklabel.project import Store  # noqa: E402
 from clicklabel_napari._widget import ClickLabelWidget  # noqa: E402
 
 from conftest import SAMPLES  # noqa: E402
@@ -61,7 +61,7 @@ def test_click_accept_label_undo_redo_relabel_switch(make_napari_viewer, qtbot, 
     w = _widget(viewer, tiny_engine, lmm, tmp_path)
     w.open_folder(str(folder))
     _wait_ready(qtbot, w)
-    store: Store = w.store
+    store: Store = w.session.store
     assert [im.path for im in store.images()] == ["coffee.jpg", "rocket.jpg"]
     h, w_ = w.session.image.shape[:2]
 
@@ -210,14 +210,14 @@ def test_labelling_progress_bar_and_stop(make_napari_viewer, qtbot, tiny_engine,
         for i in range(30):
             m = np.zeros((341, 512), bool)
             m[i * 10 : i * 10 + 8, 20:100] = True
-            ids.append(w.store.accept(iid, m))
+            ids.append(w.session.store.accept(iid, m))
         w.queue_labels(ids)
         assert not w.progress.isHidden() and not w.stop_btn.native.isHidden() and w.progress.maximum() == 30
         qtbot.waitUntil(lambda: w.progress.value() >= 2, timeout=20_000)  # progress arrives from the worker
         w.stop_labelling()
         qtbot.waitUntil(lambda: w._label_worker is None, timeout=20_000)
-        done = len(w.store.objects(label_status=["done"]))
-        pending = len(w.store.objects(label_status=["pending"]))
+        done = len(w.session.store.objects(label_status=["done"]))
+        pending = len(w.session.store.objects(label_status=["pending"]))
         assert 2 <= done < 30 and done + pending == 30, (done, pending)
         assert "labelling stopped" in w.status.text()
         assert w.progress.isHidden() and w.stop_btn.native.isHidden()

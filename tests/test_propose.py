@@ -9,7 +9,7 @@ from pycocotools.coco import COCO
 from clicklabel.cli import main
 from clicklabel.masks import mask_iou, tight_bbox
 from clicklabel.segment.propose import ProposeSettings, grid_points, propose, stock_with_embedding
-from clicklabel.store import Store
+from clicklabel.project import Store
 
 from conftest import SAMPLES, sample
 

@@ -5,7 +5,7 @@ import pytest
 
 from clicklabel.cli import main
 from clicklabel.masks import box_iou, mask_iou
-from clicklabel.store import Store
+from clicklabel.project import Store
 
 
 def _box(y0, x0, y1, x1, shape=(60, 80)):

@@ -9,7 +9,8 @@ import pytest
 
 from clicklabel.errors import StoreError
 from clicklabel.masks import tight_bbox
-from clicklabel.store import SCHEMA_VERSION, Store
+from clicklabel.project import Store
+from clicklabel.project.schema import SCHEMA_VERSION
 
 
 def _mask(h=40, w=50, y=5, x=7, s=10):
@@ -46,7 +47,7 @@ def test_labels_history_and_usage(store, tmp_path):
     assert store.object(oid).label_status == "failed"
     store.set_label(oid, "Siamese cat", "cat", 0.9, "m", 100, 10, 0.001)
     ob = store.object(oid)
-    assert (ob.label, ob.coarse, ob.label_status, ob.prompt_tokens) == ("Siamese cat", "cat", "done", 110)
+    assert (ob.label, ob.supercategory, ob.label_status, ob.prompt_tokens) == ("Siamese cat", "cat", "done", 110)
     store.relabel(oid, "Birman cat")
     assert store.object(oid).label_status == "edited"
     assert [h[0] for h in store.label_history(oid)] == ["Siamese cat", "Birman cat"]
@@ -109,7 +110,7 @@ def test_reopen_and_schema_version(tmp_path):
 
 _WRITER = """
 import sys, numpy as np
-from clicklabel.store import Store
+from clicklabel.project import Store
 s = Store(sys.argv[1])
 iid = s.add_image("img.png", 64, 48)
 m = np.zeros((48, 64), bool)

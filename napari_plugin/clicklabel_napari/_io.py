@@ -6,8 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from clicklabel.coco import coco_layers, labels_to_coco
+from clicklabel.coco import labels_to_coco
 from clicklabel.images import list_images, load_image
+
+from ._layers import rect
 
 
 def _samples_dir() -> Path:
@@ -39,10 +41,23 @@ def get_coco_reader(path):
 
 def read_coco(path):
     """Layers of the first image in a COCO file: the image (if found), its instances, their boxes and names."""
-    out = []
-    for kind, data, meta in coco_layers(path):
-        out.append((data, meta, kind))
-    return out
+    from clicklabel.coco import image_instances
+
+    image_path, (h, w), instances = image_instances(path)
+    stem = Path(path).stem
+    labels = np.zeros((h, w), np.int32)
+    for n, inst in enumerate(instances):
+        labels[inst.mask] = n + 1
+    layers = []
+    if image_path is not None:
+        layers.append((load_image(image_path), {"name": image_path.stem}, "image"))
+    layers.append((labels, {"name": f"{stem} instances"}, "labels"))
+    if instances:
+        rects = [rect(*inst.bbox) for inst in instances]
+        layers.append((rects, {"name": f"{stem} boxes", "shape_type": "rectangle", "edge_color": "yellow",
+                               "face_color": "transparent", "features": {"label": [i.category for i in instances]},
+                               "text": {"string": "{label}", "anchor": "upper_left", "color": "yellow"}}, "shapes"))
+    return layers
 
 
 def write_coco(path: str, data: np.ndarray, meta: dict) -> list[str]:

@@ -10,18 +10,33 @@ from napari.utils.notifications import show_info, show_warning
 
 
 class LabellingMixin:
-    """Part of ``ClickLabelWidget``: uses its store, status line, progress bar, stop button, LMM settings and
-    its ``label_progress`` signal."""
+    """Part of ``ClickLabelWidget``: uses its session, status line, progress bar, stop button, LMM settings and
+    its ``label_progress`` signal. The settings are the project's (``clicklabel label`` uses the same ones)."""
+
+    def _load_settings(self) -> None:
+        """Show the project's labelling settings in the fields."""
+        st = self.session.label_settings
+        self.lmm_model.value = st.lmm
+        self.vocab.value = ", ".join(st.vocabulary)
+        self.template.value = st.template or ""
+        self.concurrency.value = st.concurrency
+
+    def _settings_from_fields(self):
+        """The fields as the project's settings (saved, so the CLI and the next session see them)."""
+        vocab = [v.strip() for v in self.vocab.value.split(",") if v.strip()]
+        st = self.session.label_settings.updated(lmm=self.lmm_model.value.strip() or None, vocabulary=vocab,
+                                                 concurrency=int(self.concurrency.value))
+        st.template = self.template.value or None
+        self.session.save_label_settings(st)
+        return st
 
     def _labeler(self):
-        from clicklabel.label import CropSettings, LabelCache, Labeler, LabelerConfig
+        from clicklabel.label import LabelCache, Labeler
 
+        settings = self._settings_from_fields()
         if self.labeler_factory is not None:
             return self.labeler_factory()
-        vocab = [v.strip() for v in self.vocab.value.split(",") if v.strip()] or None
-        cfg = LabelerConfig(model=self.lmm_model.value, vocabulary=vocab, template=self.template.value or None,
-                            concurrency=int(self.concurrency.value), crop=CropSettings())
-        return Labeler(cfg, LabelCache())
+        return Labeler(settings.labeler_config(), LabelCache())
 
     def queue_labels(self, ids) -> None:
         """Label objects in the background; the boxes show 'labelling...' until each answer arrives."""
@@ -29,18 +44,14 @@ class LabellingMixin:
         self._start_labelling()
 
     def label_pending(self) -> None:
-        if self.store is not None:
-            from clicklabel.label import objects_to_label
-
-            self.queue_labels([i for i in objects_to_label(self.store) if i not in self._label_queue])
+        if self.session is not None:
+            self.queue_labels([i for i in self.session.to_label() if i not in self._label_queue])
 
     def retry_failed(self) -> None:
-        if self.store is not None:
-            self.queue_labels([o.id for o in self.store.objects(label_status=["failed"])])
+        if self.session is not None:
+            self.queue_labels(self.session.to_label(failed_only=True))
 
     def _start_labelling(self) -> None:
-        from clicklabel.label import label_objects
-
         if self._label_worker is not None or not self._label_queue:
             return
         if self.labeler_factory is None and not os.environ.get("OPENAI_API_KEY"):
@@ -50,11 +61,11 @@ class LabellingMixin:
         ids, self._label_queue = list(dict.fromkeys(self._label_queue)), []
         labeler = self._labeler()
         labeler.client  # noqa: B018 - the HTTP client (and its TLS context) is made here, in the main thread
-        self.say(f"labelling {len(ids)} object(s) with {labeler.config.model} ...")
+        self.say(f"labelling {len(ids)} object(s) with {labeler.config.lmm} ...")
         self._label_stop = threading.Event()
         self.stop_btn.visible = True
         self._label_counts = (0, len(ids))
-        worker = create_worker(label_objects, self.store, ids, labeler, progress=self.label_progress.emit,
+        worker = create_worker(self.session.label, ids, labeler, progress=self.label_progress.emit,
                                stop=self._label_stop)
         worker.returned.connect(self._labelled)
         worker.errored.connect(self._label_error)

@@ -18,7 +18,6 @@ from clicklabel.errors import ClickLabelError, WeightsError
 from clicklabel.label import run as _label_run  # noqa: F401
 from clicklabel.segment import sam as _sam  # noqa: F401
 from clicklabel.segment.base import Prompt
-from clicklabel.store import Store
 
 from ._labelling import LabellingMixin
 from ._layers import LayerSet, object_text
@@ -58,12 +57,11 @@ class ClickLabelWidget(LabellingMixin, QWidget):
         self.setMaximumWidth(480)
         self.viewer = napari_viewer
         self.layers = LayerSet(napari_viewer)
-        self.engine = engine
+        self._engine = engine  # the engine for the next session opened (the session holds it from then on)
         self.labeler_factory = labeler  # callable -> Labeler, for tests and custom setups
         self.auto_label = auto_label
         self.auto_download = auto_download
         self.session: AnnotationSession | None = None
-        self.store: Store | None = None
         self._syncing = False
         self._busy = None
         self._label_queue: list[int] = []
@@ -71,6 +69,7 @@ class ClickLabelWidget(LabellingMixin, QWidget):
         self._label_stop: threading.Event | None = None
         self._label_counts = (0, 0)
         self._embed_worker = None
+        self._waiting = None  # what to open once an engine is loaded (weights downloading, or a choice to make)
         build_ui(self)
         self.label_progress.connect(self._on_label_progress)
         self._bind_keys()
@@ -89,6 +88,11 @@ class ClickLabelWidget(LabellingMixin, QWidget):
     def say(self, text: str) -> None:
         self.status.setText(text)
 
+    @property
+    def engine(self):
+        """The engine in use: the session's, or the one loaded for the next session."""
+        return self.session.engine if self.session is not None else self._engine
+
     # -- engine ---------------------------------------------------------------------------------------------
     def load_engine(self) -> bool:
         """Build the engine from the settings; missing weights show what to do, not a traceback."""
@@ -98,11 +102,10 @@ class ClickLabelWidget(LabellingMixin, QWidget):
         ck = str(self.checkpoint.value) if str(self.checkpoint.value) not in ("", ".") else None
         try:
             if name == "grabcut":
-                self.engine = make_engine("grabcut")
+                engine = make_engine("grabcut")
             else:
-                self.engine = make_engine("sam", model="auto" if ck else name, checkpoint=ck,
-                                          device=self.device_box.value, download=False,
-                                          encoder=self.encoder_box.value)
+                engine = make_engine("sam", model="auto" if ck else name, checkpoint=ck,
+                                     device=self.device_box.value, download=False, encoder=self.encoder_box.value)
         except WeightsError as exc:
             self.download_btn.visible = True
             self.say(f"{exc}<br>Press <b>Download weights</b>, or choose the GrabCut engine (no weights).")
@@ -114,10 +117,11 @@ class ClickLabelWidget(LabellingMixin, QWidget):
             self.say(str(exc))
             return False
         self.download_btn.visible = False
+        self._engine = engine
         if self.session is not None:
-            self.session.engine = self.engine
-            self.show_image(self.session.index)
-        self.say(f"engine: {self.engine.name} {getattr(self.engine, 'model', '')}")
+            self.session.set_engine(engine)
+            self.show_image(max(0, self.session.index))
+        self.say(f"engine: {engine.name} {engine.model}")
         return True
 
     def download_weights(self) -> None:
@@ -142,38 +146,29 @@ class ClickLabelWidget(LabellingMixin, QWidget):
             self._engine_ready_after_download()
 
     def _engine_ready_after_download(self) -> None:
-        if self.load_engine() and self.store is not None and self.session is None:
-            self._attach(self.store)
+        if self.load_engine() and self._waiting is not None and self.session is None:
+            self.open_project(self._waiting)
 
     # -- images ---------------------------------------------------------------------------------------------
     def open_folder(self, folder: str) -> None:
         """A folder becomes a project (``project.clicklabel`` inside it) holding its images."""
-        from clicklabel.images import list_images
+        self.open_project(folder)
 
+    def open_project(self, target, project: str | None = None) -> None:
+        """Open a project, a folder (made a project), or image files (``target`` a list) into a new session."""
+        items = list(target) if isinstance(target, (list, tuple)) else [target]
+        self._waiting = items
+        if self._engine is None and not self.load_engine():
+            return  # the status line says why; the download or "Load engine" opens it afterwards
         try:
-            paths = list_images(folder)
-            if not paths:
-                raise ClickLabelError(f"no images in {folder}")
-            store = Store(Path(folder) / "project.clicklabel", root=folder)
-            for p in paths:
-                store.add_image_file(p)
+            session = AnnotationSession.open(items, self._engine, project)
         except ClickLabelError as exc:
             self.say(str(exc))
             return
-        self._attach(store)
-
-    def open_project(self, project: str) -> None:
-        p = Path(project)
-        if p.is_dir() and not (p / "project.clicklabel").exists():
-            return self.open_folder(str(p))
-        self._attach(Store(p))
-
-    def _attach(self, store: Store) -> None:
-        self.store = store
-        if self.engine is None and not self.load_engine():
-            return
-        self.session = AnnotationSession(store, self.engine)
-        if not self.session.images:
+        self._waiting = None
+        self.session = session
+        self._load_settings()
+        if not session.images:
             self.say("the project has no images")
             return
         self.show_image(0)
@@ -212,9 +207,8 @@ class ClickLabelWidget(LabellingMixin, QWidget):
         layers.box.events.data.connect(self._layer_prompt_changed)
         self.refresh()
         self.say(f"{s.images[index].path}: click an object")
-        nxt = index + 1
-        if nxt < len(s.images) and hasattr(self.engine, "get_embedding"):
-            pre = create_worker(_leaving_a_core, lambda: self.engine.get_embedding(s.load(nxt)))
+        if index + 1 < len(s.images):
+            pre = create_worker(_leaving_a_core, s.prefetch, index + 1)
             pre.errored.connect(lambda exc: None)  # the next image says so itself when opened
             pre.start()
 
@@ -398,16 +392,17 @@ class ClickLabelWidget(LabellingMixin, QWidget):
         self.table.blockSignals(False)
 
     def _table_edited(self, item) -> None:
-        if item.column() != 1 or self.store is None:
+        if item.column() != 1 or self.session is None:
             return
         oid = int(self.table.item(item.row(), 0).text())
-        text = item.text().strip()
-        if text:
-            self.store.relabel(oid, text)
-            self.refresh()
+        if item.text().strip():
+            self.relabel(oid, item.text())
 
     def relabel(self, object_id: int, label: str) -> None:
-        self.store.relabel(object_id, label)
+        try:
+            self.session.relabel(object_id, label)
+        except ClickLabelError as exc:
+            self.say(str(exc))
         self.refresh()
 
     def selected_ids(self) -> list[int]:
@@ -416,13 +411,13 @@ class ClickLabelWidget(LabellingMixin, QWidget):
 
     def delete_selected(self) -> None:
         for oid in self.selected_ids():
-            self.store.delete(oid)
+            self.session.delete(oid)
         self.refresh()
 
     def jump_to_selected(self) -> None:
         ids = self.selected_ids()
         if ids:
-            x, y, w, h = self.store.object(ids[0]).bbox
+            x, y, w, h = self.session.object(ids[0]).bbox
             self.viewer.camera.center = (y + h / 2, x + w / 2)
             self.viewer.camera.zoom = max(0.1, 0.5 * min(self.viewer.canvas.size) / max(w, h, 1))
 

@@ -1,10 +1,15 @@
-"""``clicklabel gui``: open napari with the clicklabel widget docked on a folder, some images, or the samples."""
+"""``clicklabel gui`` (the ``clicklabel-gui`` program): napari with the clicklabel widget docked on a folder, some
+images, a project, or the bundled samples."""
 
 from __future__ import annotations
 
+import argparse
+import os
 import shutil
+import sys
 from pathlib import Path
 
+from clicklabel.cli.common import EXIT_USER_ERROR, add_engine_args
 from clicklabel.errors import ClickLabelError
 
 
@@ -23,50 +28,58 @@ def sample_folder() -> Path:
     return dst
 
 
-def project_for(paths: list[str], project: str | None):
-    """The project to open: ``project`` (created if needed) holding ``paths``; a folder alone becomes one."""
-    from clicklabel.images import list_images
-    from clicklabel.store import Store
-
-    files: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            files.extend(list_images(p))
-        elif p.is_file():
-            files.append(p)
-        else:
-            raise ClickLabelError(f"not found: {p}")
-    if not files:
-        raise ClickLabelError("no images to open")
-    root = files[0].parent
-    store = Store(Path(project) if project else root / "project.clicklabel", root=None if project else root)
-    for f in files:
-        store.add_image_file(f.resolve())
-    return store
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="clicklabel gui", description="Annotate in napari: click, accept, label.")
+    p.add_argument("images", nargs="*", help="a folder, image files or a project (none: the bundled samples)")
+    p.add_argument("--project", help="project file to open or create for the images")
+    add_engine_args(p)
+    p.add_argument("--cache", help="cache folder (e.g. one filled by `clicklabel precompute --cache` elsewhere)")
+    return p
 
 
-def main(paths: list[str], project: str | None = None, engine: str = "vit_b", checkpoint: str | None = None,
-         device: str = "auto", encoder: str = "auto") -> int:
-    import napari
+def engine_choice(engine: str, model: str) -> str:
+    """The widget's engine setting for --engine/--model: a model name, or grabcut."""
+    if engine == "grabcut":
+        return "grabcut"
+    return model if engine == "sam" else engine
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        import napari
+    except ImportError as exc:
+        print(f"clicklabel: error: the GUI needs napari and Qt ({exc.name} is missing): "
+              "pip install 'clicklabel[gui]'", file=sys.stderr)
+        return EXIT_USER_ERROR
+    if args.cache:  # every engine the GUI makes reads its cache folder from here
+        os.environ["CLICKLABEL_CACHE"] = str(Path(args.cache).resolve())
 
     import clicklabel_napari  # noqa: F401  (before any OpenGL context: see its __init__)
 
     from ._widget import ClickLabelWidget
 
-    if not paths and not project:
-        paths = [str(sample_folder())]
-    store = project_for(paths, project) if paths else None
+    items = args.images or ([] if args.project else [str(sample_folder())])
     viewer = napari.Viewer(title="clicklabel")
     widget = ClickLabelWidget(viewer, auto_download=True)
-    widget.engine_box.value = engine
-    widget.device_box.value = device
-    widget.encoder_box.value = encoder
-    if checkpoint:
-        widget.checkpoint.value = checkpoint
+    choice = engine_choice(args.engine, args.model)
+    if choice not in widget.engine_box.choices:
+        print(f"clicklabel: error: unknown engine {choice!r}; use one of {', '.join(widget.engine_box.choices)}",
+              file=sys.stderr)
+        return EXIT_USER_ERROR
+    widget.engine_box.value = choice
+    widget.device_box.value = args.device
+    widget.encoder_box.value = args.encoder
+    if args.checkpoint:
+        widget.checkpoint.value = args.checkpoint
     viewer.window.add_dock_widget(widget, name="clicklabel", area="right")
-    if store is not None:
-        widget._attach(store)
-    elif project:
-        widget.open_project(project)
+    try:
+        widget.open_project(items or [args.project], project=args.project if items else None)
+    except ClickLabelError as exc:
+        widget.say(str(exc))
     napari.run()
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

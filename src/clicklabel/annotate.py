@@ -1,8 +1,14 @@
-"""The annotation session: the state and actions behind the napari widget, with no Qt in it.
+"""The annotation session: the state and actions behind the napari widget (or any other client), with no Qt in it.
 
 One object at a time: prompts (points, a box) give a preview mask from the engine; ``accept`` writes it to the
 store in one transaction with its provenance, clicks and seconds from first prompt to accept. Manual boxes and
-polygons are accepted the same way (provenance ``manual``). Undo / redo go through the store.
+polygons are accepted the same way (provenance ``manual``). Proposals of the whole image come from the engine's
+``propose`` and are decided one by one or above a score. Relabel, delete, undo and redo go through the store; the
+next image's embedding is pre-computed through the engine. A client holds the session only: never the store or
+the engine beside it.
+
+Threads: ``embed``, ``prefetch``, ``propose`` and ``label`` take seconds and are meant for a worker thread; the
+rest is fast (milliseconds) and belongs to the caller's thread.
 """
 
 from __future__ import annotations
@@ -14,8 +20,20 @@ import numpy as np
 
 from .errors import ClickLabelError, PromptError
 from .images import load_image
+from .project import (
+    ImageRecord,
+    LabelSettings,
+    ObjectRecord,
+    ProposeReport,
+    Store,
+    load_label_settings,
+    open_images,
+    pending_proposals,
+    propose_current,
+    save_label_settings,
+)
+from .project import accept_above as _accept_above
 from .segment.base import MaskResult, Prompt
-from .store import ImageRecord, Store
 
 
 @dataclass
@@ -43,6 +61,22 @@ class AnnotationSession:
         self.image: np.ndarray | None = None
         self.state = PromptState()
 
+    @classmethod
+    def open(cls, items, engine, project=None) -> AnnotationSession:
+        """A session on a project holding ``items`` (a folder, image files, or a project): see
+        ``project.open_images`` (an existing project is opened as it is when ``items`` is just that project)."""
+        from .project import is_project, open_project
+
+        items = [items] if isinstance(items, (str, bytes)) or not hasattr(items, "__iter__") else list(items)
+        if project is None and len(items) == 1 and is_project(items[0]):
+            return cls(open_project(items[0]), engine)
+        return cls(open_images(items, project), engine)
+
+    def set_engine(self, engine) -> None:
+        """Use another engine from now on (the prompt in progress is dropped; call ``embed`` again)."""
+        self.engine = engine
+        self.state = PromptState()
+
     # -- images ---------------------------------------------------------------------------------------------
     @property
     def current(self) -> ImageRecord | None:
@@ -57,6 +91,11 @@ class AnnotationSession:
     def embed(self, image: np.ndarray) -> None:
         """Compute or fetch the image's embedding (seconds on a CPU the first time): run it off the UI thread."""
         self.engine.set_image(image)
+
+    def prefetch(self, index: int) -> None:
+        """Compute and cache the embedding of image ``index`` ahead of time (a worker thread; no state changes)."""
+        if 0 <= index < len(self.images):
+            self.engine.prefetch(self.load(index))
 
     def show(self, index: int, image: np.ndarray) -> None:
         """Make image ``index`` current (after ``embed``)."""
@@ -155,8 +194,42 @@ class AnnotationSession:
         self.state = PromptState()
         return oid
 
-    def objects(self):
+    # -- proposals ------------------------------------------------------------------------------------------
+    def propose(self, settings=None, accept_above: float | None = None, progress=None, stop=None) -> ProposeReport:
+        """SAM proposes every object of the current image on its cached embedding (a worker thread); proposals
+        are stored for review (objects already accepted or proposed are not offered again)."""
+        if self.current is None or self.image is None:
+            raise PromptError("open an image first")
+        return propose_current(self.store, self.engine, self.current.id, settings, accept_above, progress, stop)
+
+    def proposals(self) -> list[ObjectRecord]:
+        """The current image's proposals waiting for a decision, largest first."""
+        return pending_proposals(self.store, self.current.id) if self.current else []
+
+    def decide(self, object_id: int, accept: bool) -> None:
+        """Accept or reject one proposal (undoable; rejections are kept for the comparison report)."""
+        self.store.decide_proposal(object_id, accept)
+
+    def accept_above(self, score: float) -> list[int]:
+        """Accept every waiting proposal of the current image scoring at least ``score``; returns their ids."""
+        return _accept_above(self.store, self.current.id, score) if self.current else []
+
+    # -- objects --------------------------------------------------------------------------------------------
+    def objects(self) -> list[ObjectRecord]:
         return self.store.objects(self.current.id) if self.current else []
+
+    def object(self, object_id: int) -> ObjectRecord:
+        return self.store.object(object_id)
+
+    def relabel(self, object_id: int, label: str) -> None:
+        """A person's label (undoable; the model's stays in the history)."""
+        label = label.strip()
+        if not label:
+            raise ClickLabelError("a label cannot be empty")
+        self.store.relabel(object_id, label)
+
+    def delete(self, object_id: int) -> None:
+        self.store.delete(object_id)
 
     def undo(self):
         self.state = PromptState()
@@ -165,6 +238,29 @@ class AnnotationSession:
     def redo(self):
         self.state = PromptState()
         return self.store.redo()
+
+    # -- labels ---------------------------------------------------------------------------------------------
+    @property
+    def label_settings(self) -> LabelSettings:
+        """The project's labelling settings (model, vocabulary, prompt, ...), shared with ``clicklabel label``."""
+        return load_label_settings(self.store)
+
+    def save_label_settings(self, settings: LabelSettings) -> None:
+        save_label_settings(self.store, settings)
+
+    def to_label(self, failed_only: bool = False) -> list[int]:
+        """Objects waiting for a label (pending or failed; only failed ones with ``failed_only``)."""
+        from .label import objects_to_label
+
+        if failed_only:
+            return [o.id for o in self.store.objects(label_status=["failed"])]
+        return objects_to_label(self.store)
+
+    def label(self, object_ids, labeler, progress=None, stop=None):
+        """Label objects with ``labeler`` (a worker thread); each answer is stored as it arrives."""
+        from .label import label_objects
+
+        return label_objects(self.store, list(object_ids), labeler, progress=progress, stop=stop)
 
 
 def polygon_mask(vertices_xy: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

@@ -1,5 +1,7 @@
-"""COCO instance annotations: export a project (RLE by default, exact polygons on request) and import any COCO
-file into a project (RLE compressed / uncompressed, polygons, crowd regions), reporting every bad annotation."""
+"""Every COCO read and write: export a project (RLE by default, exact polygons on request), the proposals of one
+image, a label image; import any COCO file into a project (RLE compressed / uncompressed, polygons, crowd regions),
+reporting every bad annotation; and the readers that viewers and the NoC benchmark use. One reader
+(``read_coco_file``) and one safe image lookup (``find_image``) serve them all; every file is written atomically."""
 
 from __future__ import annotations
 
@@ -12,91 +14,12 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from .errors import CocoError
-from .masks import decode_rle, encode_rle, tight_bbox
-from .store import Store
+from .files import atomic_write
+from .masks import decode_rle, encode_rle, mask_to_polygons, tight_bbox
+from .project import Store
 
 EXTRA_KEY = "clicklabel"  # our per-object fields, ignored by COCO readers
 UNLABELLED = "unlabelled"
-
-
-# -- polygons --------------------------------------------------------------------------------------------------
-def _boundary_loops(mask: np.ndarray) -> list[list[tuple[int, int]]]:
-    """Closed loops of pixel-corner vertices along the mask's boundary (foreground on the left).
-
-    Polygons through pixel corners with only horizontal and vertical edges rasterise back to exactly the same
-    pixels, unlike contours through pixel centres.
-    """
-    m = np.pad(np.asarray(mask, dtype=bool), 1)
-    edges: dict[tuple[int, int], list[tuple[int, int]]] = {}
-
-    def add(a, b):
-        edges.setdefault(a, []).append(b)
-
-    ys, xs = np.nonzero(m[1:-1, 1:-1])
-    for y, x in zip(ys.tolist(), xs.tolist()):
-        py, px = y + 1, x + 1
-        if not m[py - 1, px]:
-            add((x + 1, y), (x, y))  # top edge, right to left
-        if not m[py + 1, px]:
-            add((x, y + 1), (x + 1, y + 1))  # bottom edge, left to right
-        if not m[py, px - 1]:
-            add((x, y), (x, y + 1))  # left edge, downwards
-        if not m[py, px + 1]:
-            add((x + 1, y + 1), (x + 1, y))  # right edge, upwards
-    loops = []
-    while edges:
-        start = next(iter(edges))
-        loop = [start]
-        cur = start
-        prev_dir = None
-        while True:
-            outs = edges[cur]
-            if len(outs) > 1 and prev_dir is not None:  # a pixel-corner touch: keep turning the same way
-                outs.sort(key=lambda n: _turn(prev_dir, (n[0] - cur[0], n[1] - cur[1])))
-            nxt = outs.pop(0)
-            if not outs:
-                del edges[cur]
-            prev_dir = (nxt[0] - cur[0], nxt[1] - cur[1])
-            cur = nxt
-            if cur == start:
-                break
-            loop.append(cur)
-        loops.append(_simplify(loop))
-    return loops
-
-
-def _turn(d_in, d_out) -> int:
-    cross = d_in[0] * d_out[1] - d_in[1] * d_out[0]
-    return 0 if cross < 0 else (1 if cross == 0 else 2)
-
-
-def _simplify(loop: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Drop vertices in the middle of straight runs."""
-    out = []
-    n = len(loop)
-    for i in range(n):
-        a, b, c = loop[i - 1], loop[i], loop[(i + 1) % n]
-        if (b[0] - a[0]) * (c[1] - b[1]) - (b[1] - a[1]) * (c[0] - b[0]) != 0:
-            out.append(b)
-    return out or loop
-
-
-def _signed_area(loop) -> float:
-    return 0.5 * sum(x0 * y1 - x1 * y0 for (x0, y0), (x1, y1) in zip(loop, loop[1:] + loop[:1]))
-
-
-def mask_to_polygons(mask: np.ndarray) -> list[list[float]] | None:
-    """COCO polygons that rasterise back to exactly ``mask``, or None if polygons cannot (holes, odd touches)."""
-    loops = _boundary_loops(mask)
-    outer = [lp for lp in loops if _signed_area(lp) < 0]  # image y points down: outer loops come out negative
-    if len(outer) != len(loops) or not loops:
-        return None  # a hole: COCO polygons are unioned by readers, so holes would be filled
-    polys = [[float(v) for xy in lp for v in xy] for lp in outer]
-    if any(len(p) < 6 for p in polys):
-        return None
-    h, w = mask.shape
-    back = mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(polys, h, w))).astype(bool)
-    return polys if np.array_equal(back, np.asarray(mask, dtype=bool)) else None
 
 
 # -- export ---------------------------------------------------------------------------------------------------
@@ -151,7 +74,7 @@ def export_coco(
         extra = {
             "object_id": ob.id,
             "label": ob.label,
-            "coarse": ob.coarse,
+            "supercategory": ob.supercategory,
             "label_status": ob.label_status,
             "label_confidence": ob.label_confidence,
             "provenance": ob.provenance,
@@ -184,13 +107,33 @@ def export_coco(
         "annotations": anns,
         "categories": cats,
     }
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.part")
-    with open(tmp, "w") as f:
-        json.dump(doc, f, separators=(",", ":"))
-    os.replace(tmp, out)
+    write_json(out, doc)
     return rep
+
+
+def write_json(path: str | Path, doc: dict) -> None:
+    """A COCO document as compact JSON, atomically (strict JSON: a NaN anywhere is an error, not bare ``NaN``)."""
+    try:
+        text = json.dumps(doc, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        raise CocoError(f"not written: {path} would hold a NaN or infinite number") from None
+    with atomic_write(path, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+def write_proposals(props, image_path: Path, shape, out: str | Path) -> None:
+    """Proposals of one image as a COCO file: category 'object', a score per annotation."""
+    doc = {
+        "images": [{"id": 1, "file_name": Path(image_path).name, "height": int(shape[0]), "width": int(shape[1])}],
+        "categories": [{"id": 1, "name": "object", "supercategory": "object"}],
+        "annotations": [
+            {"id": i + 1, "image_id": 1, "category_id": 1, "segmentation": encode_rle(p.mask), "area": p.area,
+             "bbox": list(p.bbox), "iscrowd": 0, "score": round(p.predicted_iou, 5),
+             EXTRA_KEY: {"stability": round(p.stability, 5), "point": list(p.point)}}
+            for i, p in enumerate(props)
+        ],
+    }
+    write_json(out, doc)
 
 
 # -- import ---------------------------------------------------------------------------------------------------
@@ -211,6 +154,35 @@ def _safe_image_path(images_dir: Path, file_name: str) -> Path | None:
     except ValueError:
         return None
     return p
+
+
+def find_image(folders, file_name: str) -> Path | None:
+    """The image ``file_name`` names, looked for inside each folder in turn (then by its base name alone, since
+    exports often keep a sub-folder that copies drop); never a path outside the folders. None if not found."""
+    for folder in map(Path, folders):
+        for name in (str(file_name), Path(str(file_name)).name):
+            p = _safe_image_path(folder, name)
+            if p is not None and p.is_file():
+                return p
+    return None
+
+
+def read_coco_file(path: str | Path) -> dict:
+    """A COCO file's document, with its top-level structure checked (one-line CocoError otherwise)."""
+    try:
+        doc = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise CocoError(f"COCO file not found: {path}") from None
+    except json.JSONDecodeError as exc:
+        raise CocoError(f"{path} is not valid JSON ({exc})") from None
+    if not isinstance(doc, dict):
+        raise CocoError(f"{path} is not a COCO file (its top level is not an object)")
+    for key in ("images", "annotations"):
+        if not isinstance(doc.get(key), list):
+            raise CocoError(f"{path}: missing or malformed top-level key {key!r}")
+    if not isinstance(doc.get("categories", []), list):
+        raise CocoError(f"{path}: malformed top-level key 'categories'")
+    return doc
 
 
 def _segmentation_to_rle(seg, h: int, w: int, ann_id) -> dict:
@@ -246,15 +218,9 @@ def import_coco(
 ) -> ImportReport:
     """Import a COCO instances file into ``store``. Bad annotations are reported by id and skipped; with
     ``strict``, any problem raises CocoError and nothing is imported."""
-    try:
-        doc = json.loads(Path(coco_json).read_text())
-    except FileNotFoundError:
-        raise CocoError(f"COCO file not found: {coco_json}") from None
-    except json.JSONDecodeError as exc:
-        raise CocoError(f"{coco_json} is not valid JSON ({exc})") from None
-    for key in ("images", "annotations", "categories"):
-        if not isinstance(doc.get(key), list):
-            raise CocoError(f"{coco_json}: missing or malformed top-level key {key!r}")
+    doc = read_coco_file(coco_json)
+    if not isinstance(doc.get("categories"), list):
+        raise CocoError(f"{coco_json}: missing or malformed top-level key 'categories'")
     images_dir = Path(images_dir)
     rep = ImportReport()
     with store.transaction():
@@ -271,13 +237,11 @@ def import_coco(
             if missing:
                 rep.problems.append(f"image {iid}: missing key {missing[0]!r}")
                 continue
-            path = _safe_image_path(images_dir, str(im["file_name"]))
-            if path is None:
+            if _safe_image_path(images_dir, str(im["file_name"])) is None:
                 rep.problems.append(f"image {iid}: file_name {im['file_name']!r} points outside {images_dir}; refused")
                 continue
-            if not path.is_file():  # exports often keep a sub-folder (JPEGImages/...) that copies drop
-                path = _safe_image_path(images_dir, Path(str(im["file_name"])).name)
-            if path is None or not path.is_file():
+            path = find_image([images_dir], im["file_name"])
+            if path is None:
                 rep.problems.append(f"image {iid}: file {im['file_name']!r} not found in {images_dir}")
                 continue
             image_ids[iid] = (store.add_image(path, im["width"], im["height"]), int(im["height"]), int(im["width"]))
@@ -304,8 +268,9 @@ def import_coco(
                 if not (isinstance(bbox, list) and len(bbox) == 4):
                     bbox = tight_bbox(decode_rle(rle)) or (0, 0, 0, 0)
                 store.accept(
-                    sid, rle=rle, provenance="imported", label=name, coarse=sup, iscrowd=int(ann.get("iscrowd", 0)),
-                    bbox=tuple(bbox), source_id=aid if isinstance(aid, int) else None, event="import",
+                    sid, rle=rle, provenance="imported", label=name, supercategory=sup,
+                    iscrowd=int(ann.get("iscrowd", 0)), bbox=tuple(bbox),
+                    source_id=aid if isinstance(aid, int) else None, event="import",
                 )
                 rep.annotations += 1
             except CocoError as exc:
@@ -316,7 +281,7 @@ def import_coco(
     return rep
 
 
-# -- layers for viewers (the napari reader and writer call these) ------------------------------------------------
+# -- readers and writers for viewers and benchmarks --------------------------------------------------------------
 def labels_to_coco(labels: np.ndarray, out: str | Path, file_name: str = "image.png", category: str = "object") -> int:
     """Write an instance label image (0 = background, one value per object) as a COCO file; returns the count."""
     labels = np.asarray(labels)
@@ -331,49 +296,67 @@ def labels_to_coco(labels: np.ndarray, out: str | Path, file_name: str = "image.
                      EXTRA_KEY: {"label_value": int(value)}})
     doc = {"images": [{"id": 1, "file_name": file_name, "width": w, "height": h}],
            "categories": [{"id": 1, "name": category, "supercategory": category}], "annotations": anns}
-    out = Path(out)
-    tmp = out.with_name(f".{out.name}.part")
-    tmp.write_text(json.dumps(doc))
-    os.replace(tmp, out)
+    write_json(out, doc)
     return len(anns)
 
 
-def coco_layers(path: str | Path, image_index: int = 0) -> list[tuple[str, object, dict]]:
-    """(kind, data, metadata) for a viewer: one image of a COCO file (if found beside the file or in images/),
-    its instances as a label image, and its boxes as rectangles named by category."""
-    from .images import load_image
+@dataclass
+class Instance:
+    """One annotation of a COCO file as a mask, with its box and category name."""
 
-    path = Path(path)
-    doc = json.loads(path.read_text())
-    if not doc.get("images"):
-        raise CocoError(f"{path} has no images")
-    im = doc["images"][image_index]
-    h, w = int(im["height"]), int(im["width"])
-    names = {c["id"]: c["name"] for c in doc.get("categories", [])}
-    labels = np.zeros((h, w), np.int32)
-    rects, texts = [], []
-    anns = [a for a in doc.get("annotations", []) if a.get("image_id") == im["id"]]
-    for n, a in enumerate(anns):
-        try:
-            rle = _segmentation_to_rle(a["segmentation"], h, w, a.get("id"))
-        except (CocoError, KeyError):
+    annotation_id: object
+    mask: np.ndarray
+    bbox: tuple[float, float, float, float]
+    category: str
+    iscrowd: bool
+
+
+def _instances(doc: dict, im: dict, h: int, w: int) -> list[Instance]:
+    names = {c.get("id"): c.get("name", "?") for c in doc.get("categories", []) if isinstance(c, dict)}
+    out = []
+    for a in doc["annotations"]:
+        if not isinstance(a, dict) or a.get("image_id") != im.get("id"):
             continue
-        labels[decode_rle(rle)] = n + 1
-        x, y, bw, bh = a.get("bbox") or tight_bbox(decode_rle(rle))
-        rects.append(np.array([[y, x], [y, x + bw], [y + bh, x + bw], [y + bh, x]]))
-        texts.append(names.get(a.get("category_id"), "?"))
-    layers: list[tuple[str, object, dict]] = []
-    for folder in (path.parent, path.parent / "images"):
-        candidate = _safe_image_path(folder, str(im["file_name"]))
-        if candidate is not None and not candidate.is_file():
-            candidate = _safe_image_path(folder, Path(str(im["file_name"])).name)
-        if candidate is not None and candidate.is_file():
-            layers.append(("image", load_image(candidate), {"name": candidate.stem}))
-            break
-    layers.append(("labels", labels, {"name": f"{path.stem} instances"}))
-    if rects:
-        layers.append(("shapes", rects, {"name": f"{path.stem} boxes", "shape_type": "rectangle",
-                                         "edge_color": "yellow", "face_color": "transparent",
-                                         "features": {"label": texts},
-                                         "text": {"string": "{label}", "anchor": "upper_left", "color": "yellow"}}))
-    return layers
+        try:
+            mask = decode_rle(_segmentation_to_rle(a["segmentation"], h, w, a.get("id")))
+        except (CocoError, KeyError, TypeError, ValueError):
+            continue
+        box = tight_bbox(mask)
+        bbox = a.get("bbox") if isinstance(a.get("bbox"), list) and len(a["bbox"]) == 4 else box or (0, 0, 0, 0)
+        out.append(Instance(a.get("id"), mask, tuple(float(v) for v in bbox), names.get(a.get("category_id"), "?"),
+                            bool(a.get("iscrowd"))))
+    return out
+
+
+def _size(path: Path, im) -> tuple[int, int]:
+    try:
+        return int(im["height"]), int(im["width"])
+    except (KeyError, TypeError, ValueError):
+        raise CocoError(f"{path}: image {im.get('id') if isinstance(im, dict) else im!r} has no usable size") from None
+
+
+def image_instances(path: str | Path, image_index: int = 0) -> tuple[Path | None, tuple[int, int], list[Instance]]:
+    """One image of a COCO file: its file (beside the COCO file or in images/, None if not found), its (H, W) and
+    its readable annotations (bad ones are left out)."""
+    path = Path(path)
+    doc = read_coco_file(path)
+    if not 0 <= image_index < len(doc["images"]):
+        raise CocoError(f"{path} has no image {image_index + 1}")
+    im = doc["images"][image_index]
+    h, w = _size(path, im)
+    return find_image([path.parent, path.parent / "images"], im.get("file_name", "")), (h, w), _instances(doc, im, h, w)
+
+
+def iter_instances(path: str | Path):
+    """(image file, Instance) for every readable annotation of a COCO file whose image is found beside the file
+    or in images/ (the NoC benchmark's reader)."""
+    path = Path(path)
+    doc = read_coco_file(path)
+    for im in doc["images"]:
+        image = find_image([path.parent, path.parent / "images"], im.get("file_name", "")) \
+            if isinstance(im, dict) else None
+        if image is None:
+            continue
+        h, w = _size(path, im)
+        for inst in _instances(doc, im, h, w):
+            yield image, inst

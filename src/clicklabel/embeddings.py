@@ -9,7 +9,6 @@ a GPU machine works on a laptop.
 
 from __future__ import annotations
 
-import os
 import threading
 import zipfile
 from collections import OrderedDict
@@ -17,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from .files import atomic_write, cache_path
 
 FORMAT_VERSION = 1
 
@@ -31,13 +32,8 @@ class Embedding:
 
 
 def cache_dir() -> Path:
-    """$CLICKLABEL_CACHE, else the platform's user cache folder."""
-    env = os.environ.get("CLICKLABEL_CACHE")
-    if env:
-        return Path(env).expanduser()
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("clicklabel")) / "embeddings"
+    """The embedding cache: ``embeddings/`` under the cache root (``files.cache_root``)."""
+    return cache_path("embeddings")
 
 
 class EmbeddingCache:
@@ -49,6 +45,11 @@ class EmbeddingCache:
         self.disk = disk
         self._mem: OrderedDict[str, Embedding] = OrderedDict()
         self._lock = threading.Lock()
+
+    @classmethod
+    def at_root(cls, root: str | Path, **options) -> EmbeddingCache:
+        """The embedding cache of the cache root ``root`` (its ``embeddings/`` folder)."""
+        return cls(Path(root) / "embeddings", **options)
 
     @staticmethod
     def key(image_key: str, model_id: str) -> str:
@@ -91,17 +92,13 @@ class EmbeddingCache:
             self._remember(key, emb)
         if not self.disk:
             return
-        p = self.path(key)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_name(f"{p.name}.{os.getpid()}.{threading.get_ident()}.part")
-        with open(tmp, "wb") as f:
+        with atomic_write(self.path(key)) as f:
             np.savez(
                 f,
                 features=emb.features.astype(np.float16),
                 original_size=np.asarray(emb.original_size, dtype=np.int64),
                 input_size=np.asarray(emb.input_size, dtype=np.int64),
             )
-        os.replace(tmp, p)
 
     def _remember(self, key: str, emb: Embedding) -> None:
         with self._lock:

@@ -1,4 +1,4 @@
-"""Mask helpers shared by every module: tight boxes, RLE (through pycocotools), IoU."""
+"""Mask helpers shared by every module: tight boxes, RLE (through pycocotools), IoU, exact polygons."""
 
 from __future__ import annotations
 
@@ -74,3 +74,83 @@ def box_iou(a, b) -> float:
     inter = ix * iy
     union = aw * ah + bw * bh - inter
     return float(inter / union) if union > 0 else 0.0
+
+
+# -- polygons (COCO) --------------------------------------------------------------------------------------------------
+def _boundary_loops(mask: np.ndarray) -> list[list[tuple[int, int]]]:
+    """Closed loops of pixel-corner vertices along the mask's boundary (foreground on the left).
+
+    Polygons through pixel corners with only horizontal and vertical edges rasterise back to exactly the same
+    pixels, unlike contours through pixel centres.
+    """
+    m = np.pad(np.asarray(mask, dtype=bool), 1)
+    edges: dict[tuple[int, int], list[tuple[int, int]]] = {}
+
+    def add(a, b):
+        edges.setdefault(a, []).append(b)
+
+    ys, xs = np.nonzero(m[1:-1, 1:-1])
+    for y, x in zip(ys.tolist(), xs.tolist()):
+        py, px = y + 1, x + 1
+        if not m[py - 1, px]:
+            add((x + 1, y), (x, y))  # top edge, right to left
+        if not m[py + 1, px]:
+            add((x, y + 1), (x + 1, y + 1))  # bottom edge, left to right
+        if not m[py, px - 1]:
+            add((x, y), (x, y + 1))  # left edge, downwards
+        if not m[py, px + 1]:
+            add((x + 1, y + 1), (x + 1, y))  # right edge, upwards
+    loops = []
+    while edges:
+        start = next(iter(edges))
+        loop = [start]
+        cur = start
+        prev_dir = None
+        while True:
+            outs = edges[cur]
+            if len(outs) > 1 and prev_dir is not None:  # a pixel-corner touch: keep turning the same way
+                outs.sort(key=lambda n: _turn(prev_dir, (n[0] - cur[0], n[1] - cur[1])))
+            nxt = outs.pop(0)
+            if not outs:
+                del edges[cur]
+            prev_dir = (nxt[0] - cur[0], nxt[1] - cur[1])
+            cur = nxt
+            if cur == start:
+                break
+            loop.append(cur)
+        loops.append(_simplify(loop))
+    return loops
+
+
+def _turn(d_in, d_out) -> int:
+    cross = d_in[0] * d_out[1] - d_in[1] * d_out[0]
+    return 0 if cross < 0 else (1 if cross == 0 else 2)
+
+
+def _simplify(loop: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Drop vertices in the middle of straight runs."""
+    out = []
+    n = len(loop)
+    for i in range(n):
+        a, b, c = loop[i - 1], loop[i], loop[(i + 1) % n]
+        if (b[0] - a[0]) * (c[1] - b[1]) - (b[1] - a[1]) * (c[0] - b[0]) != 0:
+            out.append(b)
+    return out or loop
+
+
+def _signed_area(loop) -> float:
+    return 0.5 * sum(x0 * y1 - x1 * y0 for (x0, y0), (x1, y1) in zip(loop, loop[1:] + loop[:1]))
+
+
+def mask_to_polygons(mask: np.ndarray) -> list[list[float]] | None:
+    """COCO polygons that rasterise back to exactly ``mask``, or None if polygons cannot (holes, odd touches)."""
+    loops = _boundary_loops(mask)
+    outer = [lp for lp in loops if _signed_area(lp) < 0]  # image y points down: outer loops come out negative
+    if len(outer) != len(loops) or not loops:
+        return None  # a hole: COCO polygons are unioned by readers, so holes would be filled
+    polys = [[float(v) for xy in lp for v in xy] for lp in outer]
+    if any(len(p) < 6 for p in polys):
+        return None
+    h, w = mask.shape
+    back = mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(polys, h, w))).astype(bool)
+    return polys if np.array_equal(back, np.asarray(mask, dtype=bool)) else None

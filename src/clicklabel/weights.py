@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import WeightsError
+from .files import atomic_write
 
 
 @dataclass(frozen=True)
@@ -237,8 +238,6 @@ def save_random_checkpoint(path: str | Path, arch: str | tuple = "vit_b", seed: 
     torch.manual_seed(seed)
     sam = build_sam(arch_t)
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(p.name + ".part")
-    torch.save(sam.state_dict(), tmp)
-    os.replace(tmp, p)
+    with atomic_write(p) as f:
+        torch.save(sam.state_dict(), f)
     return p

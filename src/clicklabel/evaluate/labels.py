@@ -15,11 +15,11 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..bench import print_table
+from ..bench.harness import print_table
 from ..coco import import_coco
 from ..errors import ClickLabelError
 from ..label import Labeler, label_objects
-from ..store import Store
+from ..project import Store
 
 
 def normalise(text: str | None) -> str:
@@ -27,9 +27,9 @@ def normalise(text: str | None) -> str:
     return " ".join(re.findall(r"[a-z0-9]+", (text or "").lower().replace("_", " ")))
 
 
-def species_of(label: str | None, category: str | None, classes=("cat", "dog")) -> str:
+def species_of(label: str | None, supercategory: str | None, classes=("cat", "dog")) -> str:
     """The coarse class named by an answer, or 'other'."""
-    words = set(normalise(f"{label} {category}").split())
+    words = set(normalise(f"{label} {supercategory}").split())
     found = [c for c in classes if c in words or f"{c}s" in words]
     if len(found) == 1:
         return found[0]
@@ -92,7 +92,7 @@ def bench_labels(data: str | Path, labeler: Labeler, limit: int | None = None, p
     sp_ok = br_ok = 0
     for ob in store.objects_by_id(ids):
         gt = by_path[store.image(ob.image_id).path.rsplit("/", 1)[-1]]
-        pred = species_of(ob.label, ob.coarse) if ob.label_status == "done" else "failed"
+        pred = species_of(ob.label, ob.supercategory) if ob.label_status == "done" else "failed"
         confusion[(gt["species"], pred)] += 1
         sp_ok += pred == gt["species"]
         hit = ob.label_status == "done" and breed_matches(gt["breed"], ob.label)
@@ -111,7 +111,7 @@ def bench_labels(data: str | Path, labeler: Labeler, limit: int | None = None, p
 def _print(r: LabelBenchResult, labeler: Labeler, out) -> None:
     n = r.n or 1
     c = labeler.config
-    print(f"clicklabel bench labels: model {c.model}, detail {c.detail}, crop {c.crop.mode}, "
+    print(f"clicklabel bench labels: model {c.lmm}, detail {c.detail}, crop {c.crop.mode}, "
           f"concurrency {c.concurrency}, {r.n} objects ({len(r.skipped)} annotations skipped)", file=out)
     print_table(
         [[r.n, f"{100 * r.species_accuracy:.2f}%", f"{100 * r.breed_accuracy:.2f}%",

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ClickLabelError
+from ..files import atomic_write, ensure_folder, save_figure, write_text
 from ..images import IMAGE_SUFFIXES, load_image
 from ..masks import tight_bbox
 from ..segment.base import Prompt
@@ -65,23 +66,14 @@ def read_dataset(data: str | Path, limit: int | None = None) -> Iterator[Item]:
 
 
 def _read_coco(path: Path, limit: int | None) -> Iterator[Item]:
-    from pycocotools.coco import COCO
+    from ..coco import iter_instances
 
-    coco = COCO(str(path))
     n = 0
-    for ann in coco.dataset["annotations"]:
-        if ann.get("iscrowd"):
+    for image, inst in iter_instances(path):
+        if inst.iscrowd:
             continue
-        im = coco.imgs[ann["image_id"]]
-        for folder in (path.parent, path.parent / "images"):
-            p = folder / im["file_name"]
-            if not p.exists():
-                p = folder / Path(im["file_name"]).name
-            if p.exists():
-                yield Item(f"{Path(im['file_name']).stem}_{ann['id']}", lambda p=p: load_image(p),
-                           coco.annToMask(ann).astype(bool))
-                n += 1
-                break
+        yield Item(f"{image.stem}_{inst.annotation_id}", lambda p=image: load_image(p), inst.mask)
+        n += 1
         if limit and n >= limit:
             return
 
@@ -187,9 +179,8 @@ def run_noc(engine, items, max_clicks: int = 20, box_first: bool = False, progre
 
 def write_noc_outputs(res: NocResult, out: str | Path, title: str) -> dict:
     """Per-image CSV, mIoU-vs-clicks PNG and a JSON summary in folder ``out``."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / "per_image.csv", "w", newline="") as f:
+    out = ensure_folder(out)
+    with atomic_write(out / "per_image.csv", "w", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["image", "NoC@85", "NoC@90"] + [f"IoU@{k + 1}" for k in range(res.max_clicks)])
         for name, ious in res.per_item.items():
@@ -198,7 +189,7 @@ def write_noc_outputs(res: NocResult, out: str | Path, title: str) -> dict:
     curve = [res.miou(k) for k in range(1, res.max_clicks + 1)]
     _line_plot(list(range(1, res.max_clicks + 1)), curve, "clicks", "mean IoU", title, out / "miou_vs_clicks.png")
     summary = res.summary()
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_text(out / "summary.json", json.dumps(summary, indent=2))
     return summary
 
 
@@ -234,12 +225,11 @@ def run_box_jitter(engine, items, levels=(0.0, 0.05, 0.1, 0.2, 0.3), trials: int
 
 
 def write_jitter_outputs(res: dict[float, list[float]], out: str | Path, title: str) -> list[list]:
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = ensure_folder(out)
     rows = [[f"{lv:.2f}", len(v), f"{np.mean(v):.4f}", f"{np.median(v):.4f}"] for lv, v in res.items()]
     _line_plot([lv * 100 for lv in res], [np.mean(v) for v in res.values()], "box jitter (% of box size)",
                "mean mask IoU", title, out / "box_jitter.png")
-    (out / "box_jitter.json").write_text(json.dumps({str(k): v for k, v in res.items()}))
+    write_text(out / "box_jitter.json", json.dumps({str(k): v for k, v in res.items()}))
     return rows
 
 
@@ -258,5 +248,5 @@ def _line_plot(x, y, xlabel: str, ylabel: str, title: str, path: Path) -> None:
     ax.grid(alpha=0.3)
     ax.set_title(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path)
     plt.close(fig)

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..files import ensure_folder, save_figure, write_text
 from ..masks import box_iou, mask_iou
-from ..store import Store
+from ..project import Store
 
 SAM_KINDS = ("click", "box", "proposed")
 
@@ -77,8 +78,7 @@ def write_report(store: Store, out: str | Path) -> dict:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = ensure_folder(out)
     nums = compute(store)
     rows = nums["by_provenance"]
     fig, ax = plt.subplots(figsize=(6, 3.5))
@@ -87,14 +87,14 @@ def write_report(store: Store, out: str | Path) -> dict:
     ax.set_ylabel("seconds per object")
     ax.set_title("time per object by selection")
     fig.tight_layout()
-    fig.savefig(out / "seconds_per_object.png", dpi=100)
+    save_figure(fig, out / "seconds_per_object.png")
     plt.close(fig)
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.hist([p["mask_iou"] for p in nums["pairs"]], bins=10, range=(0, 1), color="#55a868")
     ax.set_xlabel("mask IoU, manual vs SAM selection of the same object")
     ax.set_ylabel("objects")
     fig.tight_layout()
-    fig.savefig(out / "manual_vs_sam_iou.png", dpi=100)
+    save_figure(fig, out / "manual_vs_sam_iou.png")
     plt.close(fig)
     cols = ["objects", "seconds_per_object", "median_seconds", "clicks_per_object", "labelled", "human_edits",
             "edit_rate", "tokens_per_object", "cost_per_object"]
@@ -119,6 +119,6 @@ table{{border-collapse:collapse}}</style></head><body>
 <h2>Model use</h2><p>{nums['usage']['prompt_tokens']:,} prompt + {nums['usage']['completion_tokens']:,} completion
 tokens, ${nums['usage']['cost']:.4f}</p>
 <script type="application/json" id="numbers">{json.dumps(nums)}</script></body></html>"""
-    (out / "index.html").write_text(doc)
-    (out / "numbers.json").write_text(json.dumps(nums, indent=2))
+    write_text(out / "index.html", doc)
+    write_text(out / "numbers.json", json.dumps(nums, indent=2))
     return nums

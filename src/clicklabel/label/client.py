@@ -16,6 +16,7 @@ from pathlib import Path
 import openai  # imported here, not lazily: imports from worker threads can deadlock against other threads' imports
 
 from ..errors import LabelError
+from ..files import cache_path
 from .crop import CropSettings, data_url
 from .prices import Price, cost, load_prices
 from .prompt import SYSTEM_PROMPT, Answer, answer_schema, parse_answer, user_text
@@ -25,7 +26,7 @@ FORMATS = ("json_schema", "json_object", "text")
 
 @dataclass
 class LabelerConfig:
-    model: str = "gpt-4o-mini"
+    lmm: str = "gpt-4o-mini"  # the multimodal model's name on the server
     vocabulary: list[str] | None = None
     template: str | None = None
     detail: str = "low"
@@ -62,9 +63,7 @@ class LabelCache:
 
     def __init__(self, path: str | Path | None = None):
         if path is None:
-            from ..embeddings import cache_dir
-
-            path = cache_dir().parent / "labels.sqlite"
+            path = cache_path("labels") / "answers.sqlite"
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
@@ -75,7 +74,10 @@ class LabelCache:
     def get(self, key: str) -> Answer | None:
         with self._lock:
             row = self.conn.execute("SELECT answer FROM answers WHERE key=?", (key,)).fetchone()
-        return Answer(**json.loads(row[0])) if row else None
+        if row is None:
+            return None
+        d = json.loads(row[0])
+        return Answer(d["label"], d.get("supercategory"), d.get("confidence"))
 
     def put(self, key: str, answer: Answer) -> None:
         with self._lock:
@@ -111,7 +113,7 @@ class Labeler:
     def cache_key(self, crop: bytes) -> str:
         c = self.config
         h = hashlib.sha256(crop)
-        h.update(json.dumps([c.model, SYSTEM_PROMPT, user_text(c.template, c.vocabulary), c.vocabulary, c.detail,
+        h.update(json.dumps([c.lmm, SYSTEM_PROMPT, user_text(c.template, c.vocabulary), c.vocabulary, c.detail,
                              self.config.crop.fmt]).encode())
         return h.hexdigest()
 
@@ -146,7 +148,7 @@ class Labeler:
                 return LabelResult(hit, cached=True)
         while True:
             fmt = self.format
-            kwargs = {"model": self.config.model, "messages": self.messages(crop), "max_tokens": 200}
+            kwargs = {"model": self.config.lmm, "messages": self.messages(crop), "max_tokens": 200}
             rf = self._format_arg()
             if rf is not None:
                 kwargs["response_format"] = rf
@@ -173,7 +175,7 @@ class Labeler:
         usage = getattr(resp, "usage", None)
         pt = int(getattr(usage, "prompt_tokens", 0) or 0)
         ct = int(getattr(usage, "completion_tokens", 0) or 0)
-        money = cost(self.config.model, pt, ct, self.prices)
+        money = cost(self.config.lmm, pt, ct, self.prices)
         choices = getattr(resp, "choices", None) or []
         if not choices:
             return LabelResult(None, "the server's answer has no choices", pt, ct, money)

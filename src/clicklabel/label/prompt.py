@@ -12,16 +12,16 @@ from ..errors import LabelError
 SYSTEM_PROMPT = (
     "You label objects for an image-annotation tool. The image shows one object: the part in full colour, "
     "the rest is dimmed or greyed. Name that object. Answer with JSON only: "
-    '{"label": fine-grained name, "category": coarse class, "confidence": number from 0 to 1}. '
-    'Be as specific as the image allows, for example "Siamese cat" with category "cat".'
+    '{"label": fine-grained name, "supercategory": coarse class, "confidence": number from 0 to 1}. '
+    'Be as specific as the image allows, for example "Siamese cat" with supercategory "cat".'
 )
 USER_PROMPT = "What is the highlighted object?"
 
 
 @dataclass
 class Answer:
-    label: str
-    category: str | None
+    label: str  # the fine-grained name: COCO's category name
+    supercategory: str | None  # the coarse class: COCO's supercategory
     confidence: float | None
 
 
@@ -34,10 +34,10 @@ def answer_schema(vocabulary: list[str] | None = None) -> dict:
         "type": "object",
         "properties": {
             "label": label,
-            "category": {"type": "string", "description": "coarse class, e.g. cat, dog, car"},
+            "supercategory": {"type": "string", "description": "coarse class, e.g. cat, dog, car"},
             "confidence": {"type": "number", "description": "0 to 1"},
         },
-        "required": ["label", "category", "confidence"],
+        "required": ["label", "supercategory", "confidence"],
         "additionalProperties": False,
     }
 
@@ -70,7 +70,7 @@ def parse_answer(text: str | None, vocabulary: list[str] | None = None) -> Answe
             data = None
     if isinstance(data, dict) and isinstance(data.get("label"), str) and data["label"].strip():
         label = data["label"].strip()
-        cat = data.get("category")
+        cat = data.get("supercategory", data.get("category"))  # servers without the schema may use either
         conf = data.get("confidence")
         try:
             conf = None if conf is None else min(1.0, max(0.0, float(conf)))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..errors import ClickLabelError
 from ..images import load_image
-from ..store import Store
+from ..project import Store
 from .client import Labeler, LabelResult
 from .crop import encode_image, render_crop
 from .prices import cost, image_tokens, price_for
@@ -71,13 +71,13 @@ def label_objects(store: Store, object_ids, labeler: Labeler, progress=None, sto
     summary = RunSummary()
     total = len(object_ids)
     base = labeler.config.base_url or "default"
-    meta_key = FORMAT_META.format(model=labeler.config.model, base=base)
+    meta_key = FORMAT_META.format(model=labeler.config.lmm, base=base)
     remembered = store.get_meta(meta_key)
     if remembered:
         labeler.format = remembered
 
     def on_result(oid: int, res: LabelResult) -> None:
-        record(store, oid, res, labeler.config.model, summary)
+        record(store, oid, res, labeler.config.lmm, summary)
         if progress is not None:
             progress(summary.done, total)
 
@@ -112,7 +112,7 @@ def record(store: Store, oid: int, res: LabelResult, model: str, summary: RunSum
     summary.cost += res.cost
     if res.ok:
         a = res.answer
-        store.set_label(oid, a.label, a.category, a.confidence, model, res.prompt_tokens, res.completion_tokens,
+        store.set_label(oid, a.label, a.supercategory, a.confidence, model, res.prompt_tokens, res.completion_tokens,
                         res.cost)
         summary.labelled += 1
         summary.cached += res.cached
@@ -137,18 +137,18 @@ def estimate(store: Store, object_ids, labeler: Labeler) -> dict:
         s = min(1.0, c.crop.max_side / max(long_side, 1))
         key = (round(w * s), round(h * s))
         if key not in per_image:
-            per_image[key] = image_tokens(c.model, max(1, key[0]), max(1, key[1]), c.detail, labeler.prices)
+            per_image[key] = image_tokens(c.lmm, max(1, key[0]), max(1, key[1]), c.detail, labeler.prices)
         prompt_tokens += text_tokens + per_image[key]
     n = len(object_ids)
     completion = n * TYPICAL_COMPLETION_TOKENS
-    money = cost(c.model, prompt_tokens, completion, labeler.prices)
+    money = cost(c.lmm, prompt_tokens, completion, labeler.prices)
     return {
         "requests": n,
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion,
         "cost": money,
         "cost_per_object": money / n if n else 0.0,
-        "priced": price_for(c.model, labeler.prices) is not None,
+        "priced": price_for(c.lmm, labeler.prices) is not None,
     }
 
 

@@ -23,10 +23,14 @@ def make_engine(
     download: bool = True,
     encoder: str = "auto",
 ) -> Engine:
-    """Build an engine by name: 'sam' (model vit_b / vit_l / vit_h / auto) or 'grabcut'. ``encoder``: 'fast'
-    (SDPA attention; + bf16 on CUDA), 'stock', or 'auto' (fast on CUDA only)."""
+    """Build an engine by name: 'sam' (model vit_b / vit_l / vit_h / auto), 'grabcut', or a model name alone.
+    ``encoder``: 'fast' (SDPA attention; + bf16 on CUDA), 'stock', or 'auto' (fast on CUDA only)."""
     if encoder not in ENCODER_CHOICES:
         raise ClickLabelError(f"unknown encoder {encoder!r}; use {', '.join(ENCODER_CHOICES)}")
+    from ..weights import REGISTRY
+
+    if engine in REGISTRY:  # a model name alone: its family's engine
+        engine, model = "sam", engine
     if engine == "sam":
         from .sam import SamEngine
 
@@ -36,4 +40,4 @@ def make_engine(
         from .grabcut import GrabCutEngine
 
         return GrabCutEngine()
-    raise ClickLabelError(f"unknown engine {engine!r}; use sam or grabcut")
+    raise ClickLabelError(f"unknown engine {engine!r}; use sam, grabcut or a model name ({', '.join(REGISTRY)})")

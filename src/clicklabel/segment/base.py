@@ -108,11 +108,16 @@ class MaskResult:
 class Engine(Protocol):
     """What every segmentation engine offers."""
 
-    name: str
-    model_id: str
+    name: str  # the family: 'sam', 'grabcut', ...
+    model: str  # the model within the family ('vit_b', ...)
+    model_id: str  # model + weights fingerprint: the embedding cache's key
+    last_from_cache: bool  # whether the last ``set_image`` found its embedding cached
 
     def set_image(self, image: np.ndarray) -> None:
         """Make ``image`` (any kind ``images.to_rgb8`` accepts) the current image."""
+
+    def prefetch(self, image: np.ndarray) -> None:
+        """Compute and cache ``image``'s embedding without making it current (the next image, in a worker)."""
 
     def predict(
         self, prompt: Prompt, multimask: bool = False, previous: MaskResult | None = None
@@ -121,3 +126,7 @@ class Engine(Protocol):
 
     def predict_boxes(self, boxes: Sequence[Sequence[float]]) -> list[MaskResult]:
         """One mask per box, in the boxes' order."""
+
+    def propose(self, settings, existing: list[np.ndarray] | None = None, progress=None, stop=None) -> list:
+        """Every object in the current image as ``propose.Proposal``s, best first (engines that cannot propose
+        raise ClickLabelError)."""

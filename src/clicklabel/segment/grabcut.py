@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..errors import PromptError
+from ..errors import ClickLabelError, PromptError
 from ..images import image_hash, to_rgb8
 from .base import MaskResult, Prompt
 
@@ -28,6 +28,12 @@ class GrabCutEngine:
 
     def set_image(self, image: np.ndarray) -> None:
         self.image = to_rgb8(image)
+
+    def prefetch(self, image: np.ndarray) -> None:
+        """Nothing to compute ahead: GrabCut works on the pixels."""
+
+    def propose(self, settings, existing=None, progress=None, stop=None) -> list:
+        raise ClickLabelError("GrabCut cannot propose objects; load a SAM model to use auto-propose")
 
     def embedding_key(self, image: np.ndarray) -> str:
         return image_hash(image)

@@ -134,6 +134,16 @@ class SamEngine:
         """Make ``image`` current (cached embedding, or encode now)."""
         self.set_embedding(self.get_embedding(image))
 
+    def prefetch(self, image: np.ndarray) -> None:
+        """Compute and cache ``image``'s embedding (the current image stays current)."""
+        self.get_embedding(image)
+
+    def propose(self, settings, existing=None, progress=None, stop=None) -> list:
+        """SAM's proposals for the current image on its cached embedding (``propose.propose``)."""
+        from .propose import propose
+
+        return propose(self, settings, existing=existing, progress=progress, stop=stop)
+
     def set_embedding(self, emb: Embedding) -> None:
         """Make a precomputed embedding current."""
         import torch

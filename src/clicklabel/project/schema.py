@@ -1,6 +1,6 @@
 """The project store's SQLite schema and its migrations (see ``store.py``)."""
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 PROVENANCES = ("manual", "click", "box", "proposed", "imported")
 LABEL_STATUSES = ("pending", "done", "failed", "edited")
 UNDOABLE = ("accept", "delete", "relabel", "accept_proposal", "reject_proposal")
@@ -35,5 +35,10 @@ CREATE TABLE events (
 CREATE INDEX events_kind ON events(kind, undone);
 CREATE INDEX events_redo ON events(undone) WHERE undone = 1;
 """
+# Version 2: one name for the coarse class in the core, COCO's ``supercategory``.
+_V2 = """
+ALTER TABLE objects RENAME COLUMN coarse TO supercategory;
+ALTER TABLE label_history RENAME COLUMN coarse TO supercategory;
+"""
 # Migrations from version N-1 to N, applied in order; version 1 is the initial schema.
-MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1}
+MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _V2}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 
-from .store_schema import UNDOABLE
+from .schema import UNDOABLE
 
 
 class History:
@@ -51,9 +51,10 @@ class History:
             if undo:
                 b = data["before"]
                 self.conn.execute(
-                    "UPDATE objects SET label=?, coarse=?, category_id=?, label_status=?, label_confidence=?, "
+                    "UPDATE objects SET label=?, supercategory=?, category_id=?, label_status=?, label_confidence=?, "
                     "updated=? WHERE id=?",
-                    (b["label"], b["coarse"], b["category_id"], b["label_status"], b["label_confidence"], now, oid),
+                    (b["label"], b.get("supercategory", b.get("coarse")),  # "coarse": events of schema 1
+                     b["category_id"], b["label_status"], b["label_confidence"], now, oid),
                 )
             else:
                 cid = self._category_id(data["label"], None)

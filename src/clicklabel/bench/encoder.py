@@ -5,17 +5,15 @@
 from __future__ import annotations
 
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
-from .bench import checkpoint_for, device_name, print_table, sample_image, synchronize
-from .embeddings import EmbeddingCache
-from .errors import ClickLabelError
-from .images import IMAGE_SUFFIXES, load_image
+from ..errors import ClickLabelError
+from ..images import IMAGE_SUFFIXES, load_image
+from .harness import SAMPLES, bench_engine, device_name, print_table, sample_image, synchronize
 
 
 def techniques(low: str = "bf16") -> list[tuple[str, dict]]:
@@ -59,7 +57,7 @@ def time_stock_predictor(sam, device: str, image: np.ndarray, repeats: int, warm
     """``SamPredictor.set_image`` (fp32, segment_anything's own attention), one image at a time, resize included."""
     from segment_anything import SamPredictor
 
-    from .segment.fast_encoder import stock_attention
+    from ..segment.fast_encoder import stock_attention
 
     pred = SamPredictor(sam)
     with stock_attention(sam):
@@ -89,8 +87,6 @@ def make_jpeg_folder(folder: Path, n: int, sources: list[Path], workers: int = 8
 
 def source_images(data: str | None) -> list[Path]:
     """JPEG/PNG files under ``data`` (recursively), else the bundled sample photos."""
-    from .bench import SAMPLES
-
     root = Path(data) if data else SAMPLES
     if not root.exists():
         raise ClickLabelError(f"no such folder: {root}")
@@ -116,18 +112,16 @@ def bench_encoder(
 ) -> dict:
     """The technique table (and the precompute row when ``precompute_images`` > 0); returns every figure."""
     out = out or sys.stdout
-    from .precompute import precompute
-    from .segment.encoder import ImageEncoder
-    from .segment.sam import SamEngine
+    from ..segment.encoder import ImageEncoder
+    from ..segment.precompute import precompute
 
     low = precision or ("bf16" if device.startswith("cuda") else "fp32")
     rows_to_run = [t for t in techniques(low) if compile or "compile" not in t[1]]
     big = sorted(b for b in set(batches) if b > 1)
     results: list[tuple[str, dict]] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        tmpdir = Path(tmp)
-        ck, is_random = checkpoint_for(model, checkpoint, random_weights, tmpdir)
-        eng = SamEngine(model, ck, device=device, cache=EmbeddingCache(tmpdir / "cache"), fast=False)
+    with bench_engine(model, checkpoint, random_weights, device, fast=False) as setup:
+        eng, tmpdir, is_random = setup.engine, setup.workdir, setup.random_weights
+
         def measured(name: str, r: dict) -> None:
             """Keep a row and print it at once: a run cut short (a time limit) still shows what it measured."""
             results.append((name, r))
@@ -163,7 +157,7 @@ def bench_encoder(
              f"{r['img_per_s'] / base:.2f}x", f"{r['first_s']:.1f}"] for n, r in results]
     print(f"clicklabel bench encoder: model {model}, device {eng.device} ({device_name(eng.device)}), "
           f"{repeats} timed passes per row (median)"
-          + (" - RANDOM WEIGHTS: timings only" if is_random else ""), file=out)
+          + setup.note(), file=out)
     print_table(rows, ["technique", "batch", "ms per batch", "images/s", "vs stock", "first pass s"], out=out)
     if pre is not None:
         print(f"precompute: {pre['encoded']} of {pre['images']} JPEGs encoded in {pre['seconds']:.1f} s = "

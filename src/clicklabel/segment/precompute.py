@@ -20,23 +20,9 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from pathlib import Path
 
-from .embeddings import Embedding
-from .errors import ClickLabelError
-from .images import list_images, load_image
-
-
-def image_paths(target: str | Path) -> list[Path]:
-    """The images of a folder, or of a project (``.clicklabel`` file or a folder holding one)."""
-    t = Path(target)
-    proj = t if t.suffix == ".clicklabel" else t / "project.clicklabel"
-    if proj.is_file():
-        from .store import Store
-
-        s = Store(proj)
-        return [s.image_path(im) for im in s.images()]
-    if t.is_dir():
-        return list_images(t)
-    raise ClickLabelError(f"not a folder or project: {target}")
+from ..embeddings import Embedding
+from ..errors import ClickLabelError
+from ..images import load_image
 
 
 def bounded_map(pool: Executor, fn: Callable, items: Iterable, window: int) -> Iterator:
@@ -106,7 +92,7 @@ def precompute(
         try:
             engine.cache.put(key, emb, memory=False)
             error = None
-        except OSError as exc:
+        except ClickLabelError as exc:
             error = f"{p}: cannot write the cache entry: {exc}"
         count("failed" if error else "encoded", error)
 

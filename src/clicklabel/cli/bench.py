@@ -4,38 +4,43 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .errors import ClickLabelError
+from ..errors import ClickLabelError
+from .common import MODEL_HELP, deprecated
 
 
 def cmd_bench(args) -> int:
-    from . import bench
-
-    args.lmm_model = args.model or "gpt-4o-mini"
+    if args.what == "labels" and args.model and not args.lmm:
+        deprecated("`bench labels --model`", "--lmm")
+        args.lmm, args.model = args.model, None
     args.model = args.model or "vit_b"
     if args.what == "latency":
-        bench.bench_latency(args.model, args.checkpoint, args.random_weights, _bench_device(args.device),
+        from ..bench.latency import bench_latency
+
+        bench_latency(args.model, args.checkpoint, args.random_weights, _bench_device(args.device),
                             args.repeats or 20)
         return 0
     if args.what == "encoder":
-        from .bench_encoder import bench_encoder
+        from ..bench.encoder import bench_encoder
 
         bench_encoder(args.model, args.checkpoint, args.random_weights, _bench_device(args.device),
                       _int_list(args.batch), args.repeats or 10, not args.no_compile, args.precompute_images,
                       args.data, None if args.precision == "auto" else args.precision)
         return 0
     if args.what == "propose":
-        bench.bench_propose(args.model, args.checkpoint, args.random_weights, _bench_device(args.device),
+        from ..bench.propose import bench_propose
+
+        bench_propose(args.model, args.checkpoint, args.random_weights, _bench_device(args.device),
                             args.grid, args.pred_iou_thresh, args.stability_thresh, repeats=args.repeats or 1)
         return 0
     if args.what in ("noc", "box-jitter"):
         return bench_interactive(args)
     if args.what == "labels":
-        from .evaluate.labels import bench_labels
-        from .label import CropSettings, LabelCache, Labeler, LabelerConfig, read_vocabulary
+        from ..evaluate.labels import bench_labels
+        from ..label import CropSettings, LabelCache, Labeler, LabelerConfig, read_vocabulary
 
         if not args.data:
             raise ClickLabelError("bench labels needs --data DIR (e.g. ../shared/data/pets)")
-        cfg = LabelerConfig(model=args.lmm_model, vocabulary=read_vocabulary(args.vocab, None) or None,
+        cfg = LabelerConfig(lmm=args.lmm or "gpt-4o-mini", vocabulary=read_vocabulary(args.vocab, None) or None,
                             detail=args.detail, concurrency=args.concurrency, crop=CropSettings(mode=args.crop_mode))
         bench_labels(args.data, Labeler(cfg, None if args.no_cache else LabelCache()), args.limit)
         return 0
@@ -46,15 +51,15 @@ def bench_interactive(args) -> int:
     """``bench noc`` and ``bench box-jitter``: the simulated annotator on a data set."""
     from tqdm import tqdm
 
-    from .bench import print_table
-    from .evaluate.noc import read_dataset, run_box_jitter, run_noc, write_jitter_outputs, write_noc_outputs
-    from .segment import make_engine
+    from ..bench.harness import print_table
+    from ..evaluate.noc import read_dataset, run_box_jitter, run_noc, write_jitter_outputs, write_noc_outputs
+    from ..segment import make_engine
 
     if not args.data:
         raise ClickLabelError(f"bench {args.what} needs --data DIR (e.g. ../shared/data/grabcut)")
     items = list(read_dataset(args.data, args.limit))
     engine = make_engine(args.engine, args.model, args.checkpoint, _bench_device(args.device))
-    name = f"{engine.name} {getattr(engine, 'model', '')}".strip()
+    name = f"{engine.name} {engine.model}" if engine.model != engine.name else engine.name
     out = Path(args.out or f"bench_out/{args.what}_{engine.name}_{Path(args.data).name}")
     bar = tqdm(total=len(items), unit="image", desc=args.what, disable=None)
     if args.what == "noc":
@@ -85,7 +90,7 @@ def _int_list(text: str) -> tuple[int, ...]:
 
 
 def _bench_device(device: str) -> str:
-    from .segment.sam import resolve_device
+    from ..segment.sam import resolve_device
 
     return resolve_device(device)
 
@@ -93,14 +98,15 @@ def _bench_device(device: str) -> str:
 def add_bench_parser(sub) -> None:
     p = sub.add_parser("bench", help="benchmarks against the stock baseline, measured in the same run")
     p.add_argument("what", choices=["latency", "encoder", "propose", "labels", "noc", "box-jitter"])
-    p.add_argument("--engine", default="sam", choices=["sam", "grabcut"], help="noc, box-jitter")
+    p.add_argument("--engine", default="sam", help="noc, box-jitter: sam, grabcut or a model name")
     p.add_argument("--max-clicks", type=int, default=20, help="noc")
     p.add_argument("--box", action="store_true", help="noc: the GT box first, then corrective clicks")
     p.add_argument("--out", help="noc, box-jitter: output folder (CSV, PNG, JSON)")
     p.add_argument("--grid", type=int, default=16, help="propose: points per side")
     p.add_argument("--pred-iou-thresh", type=float, help="propose: default 0.88 (0 with random weights)")
     p.add_argument("--stability-thresh", type=float, help="propose: default 0.95 (0 with random weights)")
-    p.add_argument("--model", default=None, help="SAM model (latency) or LMM (labels)")
+    p.add_argument("--model", default=None, help=MODEL_HELP + " (default vit_b)")
+    p.add_argument("--lmm", help="labels: the multimodal model (default gpt-4o-mini)")
     p.add_argument("--data", help="labels, noc: data set folder; encoder: source images for --precompute-images")
     p.add_argument("--limit", type=int, help="labels: at most this many objects")
     p.add_argument("--vocab", help="labels: allowed labels, comma separated")

@@ -1,0 +1,82 @@
+"""``clicklabel label``: name each object with a multimodal model. The settings (model, vocabulary, prompt, ...)
+come from the project and are saved back, so the widget and later runs use the same ones."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import ClickLabelError
+from .common import deprecated
+
+
+def cmd_label(args) -> int:
+    from tqdm import tqdm
+
+    from ..label import LabelCache, Labeler, estimate, label_objects, objects_to_label, read_vocabulary
+    from ..label.prices import SOURCE, load_prices
+    from ..project import load_label_settings, open_project, save_label_settings
+
+    if args.model:
+        deprecated("`clicklabel label --model`", "--lmm")
+    store = open_project(args.project)
+    template = None
+    if args.prompt_template:
+        try:
+            template = Path(args.prompt_template).read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ClickLabelError(f"cannot read the prompt template {args.prompt_template}: {exc}") from None
+    settings = load_label_settings(store).updated(
+        lmm=args.lmm or args.model, vocabulary=read_vocabulary(args.vocab, args.vocab_file) or None,
+        template=template, detail=args.detail, concurrency=args.concurrency, crop_mode=args.crop_mode)
+    save_label_settings(store, settings)
+    labeler = Labeler(settings.labeler_config(timeout=args.timeout), LabelCache(), load_prices(args.prices))
+    ids = objects_to_label(store, relabel_all=args.all)
+    est = estimate(store, ids, labeler)
+    lmm = settings.lmm
+    price_note = f"prices: {SOURCE}" if est["priced"] else f"no price known for {lmm}: cost shown as 0"
+    if args.dry_run:
+        print(f"{est['requests']} requests to {lmm}, about {est['prompt_tokens']:,} prompt + "
+              f"{est['completion_tokens']:,} completion tokens, estimated ${est['cost']:.4f} "
+              f"(${est['cost_per_object']:.6f} per object, detail {settings.detail}); {price_note}")
+        return 0
+    if not ids:
+        print("nothing to label: every object is labelled (use --all to relabel)")
+        return 0
+    if args.all:
+        store.mark_pending(ids)
+    bar = tqdm(total=len(ids), unit="obj", desc="labelling", disable=None)
+    try:
+        summary = label_objects(store, ids, labeler, progress=lambda done, total: bar.update(done - bar.n))
+    finally:
+        bar.close()
+    n = summary.done or 1
+    print(f"labelled {summary.labelled}, failed {summary.failed} ({summary.cached} from the cache); "
+          f"{summary.prompt_tokens:,} prompt + {summary.completion_tokens:,} completion tokens, "
+          f"${summary.cost:.4f} (${summary.cost / n:.6f} per object); {price_note}")
+    usage = store.usage()
+    print(f"project total: {usage['prompt_tokens']:,} prompt + {usage['completion_tokens']:,} completion tokens, "
+          f"${usage['cost']:.4f}")
+    for oid, err in list(summary.errors.items())[:10]:
+        print(f"object {oid}: {err}")
+    if summary.failed:
+        print("run `clicklabel label` again to retry the failed ones")
+    return 0 if not summary.failed else 1
+
+
+def add_label_parser(sub) -> None:
+    p = sub.add_parser("label", help="name each object with a multimodal model (OpenAI-compatible API)")
+    p.add_argument("project")
+    p.add_argument("--lmm", help="the multimodal model (default: the project's, else gpt-4o-mini)")
+    p.add_argument("--model", help="deprecated: use --lmm")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--vocab", help="allowed labels, comma separated (saved in the project)")
+    g.add_argument("--vocab-file", help="allowed labels, one per line (saved in the project)")
+    p.add_argument("--concurrency", type=int, help="requests in flight (default 8)")
+    p.add_argument("--detail", choices=["low", "high", "auto"], help="image detail (default low)")
+    p.add_argument("--crop-mode", choices=["mask", "box", "both"], help="what the crop shows (default mask)")
+    p.add_argument("--prompt-template", help="file with the user prompt ({vocabulary} is filled in)")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
+    p.add_argument("--prices", help="JSON price table to use instead of the built-in one")
+    p.add_argument("--all", action="store_true", help="relabel every object (old labels stay in the history)")
+    p.add_argument("--dry-run", action="store_true", help="count requests and estimate the cost; send nothing")
+    p.set_defaults(func=cmd_label)

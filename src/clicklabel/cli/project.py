@@ -1,0 +1,146 @@
+"""``clicklabel add | propose | export | import | report``: the commands that work on a project. Each is a few
+lines around the core's project workflows (``clicklabel.project``), which the widget calls too."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import ClickLabelError
+from .common import add_engine_args, engine_from_args
+
+
+def cmd_add(args) -> int:
+    from ..project import add_images, expand_images, is_project, open_project
+
+    files = expand_images(args.images)
+    if not files:
+        raise ClickLabelError(f"no images in {' '.join(args.images)}")
+    existing = is_project(args.project)
+    store = open_project(args.project, create=True, root=args.root or files[0].resolve().parent)
+    if existing and args.root:
+        store.set_root(args.root)
+    rep = add_images(store, files)
+    for line in rep.skipped:
+        print(f"skipped: {line}")
+    print(f"{store.path}: {rep.added} images added, {len(store.images())} in the project (root {store.root})")
+    return 0
+
+
+def cmd_propose(args) -> int:
+    from tqdm import tqdm
+
+    from ..images import load_image
+    from ..project import is_project, open_project, propose_project
+    from ..segment.propose import ProposeSettings
+
+    settings = ProposeSettings(grid=args.grid, min_area=args.min_area, max_proposals=args.max,
+                               pred_iou_thresh=args.pred_iou_thresh, stability_thresh=args.stability_thresh)
+    target = Path(args.target)
+    if not is_project(target):
+        from ..coco import write_proposals
+
+        if target.suffix == ".clicklabel" or target.is_dir():
+            open_project(target)  # raises the one-line "no project" error
+        image = load_image(target)  # fail on a bad image before loading the model
+        engine = engine_from_args(args)
+        engine.set_image(image)
+        props = engine.propose(settings)
+        out = Path(args.out or "proposals.json")
+        write_proposals(props, target, image.shape, out)
+        print(f"{len(props)} proposals written to {out}")
+        return 0
+    store = open_project(target)
+    engine = engine_from_args(args)
+    bar = tqdm(total=len(store.images()), unit="image", desc="proposing", disable=None)
+    rep = propose_project(store, engine, settings, accept_above=args.accept_above,
+                          progress=lambda done, total: bar.update(done - bar.n))
+    bar.close()
+    print(f"{len(rep.proposed)} proposals written to {store.path}; {len(rep.accepted)} accepted "
+          f"(score >= {args.accept_above})")
+    if args.label and rep.accepted:
+        from ..label import LabelCache, Labeler, label_objects
+        from ..project import load_label_settings
+
+        config = load_label_settings(store).updated(lmm=args.lmm).labeler_config()
+        summary = label_objects(store, rep.accepted, Labeler(config, LabelCache()))
+        print(f"labelled {summary.labelled}, failed {summary.failed}, ${summary.cost:.4f}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from ..coco import export_coco
+    from ..project import open_project
+
+    rep = export_coco(open_project(args.project), args.out, polygons=args.polygons, images_root=args.images_root)
+    print(f"wrote {args.out}: {rep.images} images, {rep.annotations} annotations")
+    if rep.unlabelled:
+        print(f"{rep.unlabelled} objects have no label yet (category 'unlabelled'); run `clicklabel label`")
+    if rep.rle_fallbacks:
+        ids = ", ".join(map(str, rep.rle_fallbacks[:20])) + (" ..." if len(rep.rle_fallbacks) > 20 else "")
+        print(f"{len(rep.rle_fallbacks)} masks have holes or touching parts that COCO polygons cannot hold; "
+              f"written as RLE instead: objects {ids}")
+    return 0
+
+
+def cmd_import(args) -> int:
+    from ..coco import import_coco
+    from ..project import open_project
+
+    store = open_project(args.project, create=True, root=args.images)
+    rep = import_coco(args.coco_json, args.images, store, strict=args.strict)
+    print(f"imported {rep.annotations} annotations on {rep.images} images into {store.path}")
+    for p in rep.problems:
+        print(f"skipped: {p}")
+    return 1 if rep.problems else 0
+
+
+def cmd_report(args) -> int:
+    from ..evaluate.report import write_report
+    from ..project import open_project
+
+    nums = write_report(open_project(args.project), args.out)
+    print(f"wrote {Path(args.out) / 'index.html'} ({sum(r['objects'] for r in nums['by_provenance'].values())} "
+          f"objects, {len(nums['pairs'])} manual/SAM pairs)")
+    return 0
+
+
+def add_project_parsers(sub) -> None:
+    p = sub.add_parser("add", help="add images (files or folders) to a project, creating it if needed")
+    p.add_argument("project")
+    p.add_argument("images", nargs="+")
+    p.add_argument("--root", help="project root (image paths are stored relative to it)")
+    p.set_defaults(func=cmd_add)
+
+    p = sub.add_parser("propose", help="SAM proposes every object: into a project for review, or a COCO file")
+    p.add_argument("target", help="a project (.clicklabel or folder) or one image")
+    p.add_argument("--grid", type=int, default=32, help="points per side")
+    p.add_argument("--min-area", type=int, default=0)
+    p.add_argument("--max", type=int, help="at most this many proposals per image (best first)")
+    p.add_argument("--pred-iou-thresh", type=float, default=0.88)
+    p.add_argument("--stability-thresh", type=float, default=0.95)
+    p.add_argument("--accept-above", type=float, help="accept proposals with at least this predicted IoU")
+    p.add_argument("--label", action="store_true", help="label the accepted proposals in the same run")
+    p.add_argument("--lmm", "--lmm-model", dest="lmm", help="the multimodal model for --label (default: the "
+                                                            "project's labelling settings)")
+    p.add_argument("--out", help="with an image: the COCO file to write (default proposals.json)")
+    add_engine_args(p, engine=False)
+    p.set_defaults(func=cmd_propose)
+
+    p = sub.add_parser("export", help="write a project as COCO instance annotations")
+    p.add_argument("project")
+    p.add_argument("--out", required=True)
+    p.add_argument("--polygons", action="store_true", help="polygons instead of RLE (RLE kept where they cannot)")
+    p.add_argument("--images-root", help="write file_name relative to this folder")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("import", help="read a COCO file into a project")
+    p.add_argument("coco_json")
+    p.add_argument("--images", required=True, help="the folder the file_name entries are relative to")
+    p.add_argument("--project", required=True, help="project file (created if missing)")
+    p.add_argument("--strict", action="store_true", help="import nothing if any annotation is bad")
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("report", help="HTML comparison of manual and SAM selection in a project")
+    p.add_argument("project")
+    p.add_argument("--out", required=True, help="output folder")
+    p.set_defaults(func=cmd_report)

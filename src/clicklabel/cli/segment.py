@@ -1,0 +1,137 @@
+"""``clicklabel segment | demo | precompute``: SAM on images, without a project."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from .common import add_engine_args, engine_from_args, parse_box, parse_point
+
+SAMPLES = Path(__file__).parents[1] / "data" / "samples"
+
+
+def write_mask_png(mask, path: str | Path) -> None:
+    """A 0/255 PNG of ``mask``, written atomically."""
+    import numpy as np
+    from PIL import Image
+
+    from ..files import atomic_write
+
+    with atomic_write(path) as f:
+        Image.fromarray(np.asarray(mask, dtype=np.uint8) * 255).save(f, format="PNG")
+
+
+def cmd_segment(args) -> int:
+    from ..images import load_image
+    from ..segment import Prompt
+
+    image = load_image(args.image)
+    pts = [parse_point(p) for p in args.point or []]
+    box = parse_box(args.box) if args.box else None
+    prompt = Prompt.make([(x, y) for x, y, _ in pts], [lab for _, _, lab in pts], box)
+    prompt.validate(image.shape)  # before loading any model: bad prompts fail fast
+    engine = engine_from_args(args)
+    engine.set_image(image)
+    result = engine.predict(prompt, multimask=False)[0]
+    if args.out:
+        write_mask_png(result.mask, args.out)
+    print(json.dumps({
+        "bbox": list(result.bbox) if result.bbox else None,
+        "area": result.area,
+        "score": round(result.score, 4),
+        "empty": result.empty,
+        "engine": engine.name,
+        "model": engine.model,
+        "image_size": [int(image.shape[1]), int(image.shape[0])],
+        "embedding_cached": bool(engine.last_from_cache),
+        "out": args.out,
+    }))
+    return 0
+
+
+def cmd_demo(args) -> int:
+    """Segment the main object of each bundled sample (SAM vit_b, or GrabCut offline) and save overlays."""
+    import numpy as np
+    from PIL import Image
+
+    from ..errors import WeightsError
+    from ..files import atomic_write
+    from ..images import list_images, load_image
+    from ..segment import Prompt, make_engine
+
+    out = Path(args.out)
+    try:
+        engine = engine_from_args(args)
+    except WeightsError as exc:
+        print(f"clicklabel: {exc}", file=sys.stderr)
+        print("clicklabel: using the GrabCut engine instead (no weights needed)", file=sys.stderr)
+        engine = make_engine("grabcut")
+    for path in list_images(SAMPLES):
+        image = load_image(path)
+        h, w = image.shape[:2]
+        box = (0.2 * w, 0.15 * h, 0.8 * w, 0.95 * h)  # the bundled photos have their object in the middle
+        engine.set_image(image)
+        r = engine.predict(Prompt.make(box=box))[0]
+        overlay = image.copy()
+        overlay[r.mask] = (0.5 * overlay[r.mask] + [0, 110, 0]).astype(np.uint8)
+        target = out / f"{path.stem}_mask.png"
+        with atomic_write(target) as f:
+            Image.fromarray(overlay).save(f, format="PNG")
+        print(json.dumps({"image": path.name, "engine": engine.name, "bbox": r.bbox, "area": r.area,
+                          "overlay": str(target)}))
+    return 0
+
+
+def cmd_precompute(args) -> int:
+    from tqdm import tqdm
+
+    from ..embeddings import EmbeddingCache
+    from ..project import image_files
+    from ..segment.precompute import precompute
+    from ..segment.sam import SamEngine
+
+    paths = image_files(args.target)
+    engine = SamEngine(args.model, args.checkpoint, device=args.device,
+                       cache=EmbeddingCache.at_root(args.cache) if args.cache else None,
+                       fast=None if args.encoder == "auto" else args.encoder == "fast",
+                       precision=None if args.precision == "auto" else args.precision,
+                       compile=args.compile)
+    bar = tqdm(total=len(paths), unit="image", desc=f"embedding ({engine.model}, {engine.device})", disable=None)
+    stats = precompute(engine, paths, batch=args.batch, workers=args.workers, progress=bar.update)
+    bar.close()
+    rate = stats["encoded"] / stats["seconds"] if stats["seconds"] > 0 else 0.0
+    print(f"{stats['encoded']} encoded, {stats['cached']} already cached, {stats['failed']} unreadable "
+          f"in {stats['seconds']:.1f} s ({rate:.1f} images/s, encoder: {engine.encoder.describe()}); "
+          f"cache: {engine.cache.folder}")
+    for e in stats["errors"][:10]:
+        print(f"skipped: {e}")
+    return 0
+
+
+def add_segment_parsers(sub) -> None:
+    p = sub.add_parser("segment", help="one prompt on one image -> mask PNG + JSON (bbox XYWH, area, score)")
+    p.add_argument("image")
+    p.add_argument("--point", action="append", help="X,Y[:1|0] (repeatable; 1 positive, 0 negative)")
+    p.add_argument("--box", help="X0,Y0,X1,Y1")
+    p.add_argument("--out", help="mask PNG to write")
+    add_engine_args(p)
+    p.set_defaults(func=cmd_segment)
+
+    p = sub.add_parser("demo", help="segment the bundled sample images and save overlays")
+    p.add_argument("--out", default="clicklabel-demo")
+    add_engine_args(p)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("precompute", help="fill the embedding cache for a folder or project (resumable)")
+    p.add_argument("target", help="folder of images or a project")
+    add_engine_args(p, engine=False)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                   help="auto = bf16 with the fast encoder on CUDA, else fp32")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the encoder (a minute or more once; pays off over hundreds of images)")
+    p.add_argument("--workers", type=int, help="CPU threads reading and resizing images (default: cores, max 16)")
+    p.add_argument("--cache", help="cache folder (default $CLICKLABEL_CACHE or the user cache folder); copy it to "
+                                   "another machine and pass it to `clicklabel gui --cache`")
+    p.set_defaults(func=cmd_precompute)

@@ -1,0 +1,110 @@
+"""Where clicklabel keeps files of its own, and how every file it writes gets there whole.
+
+- One cache root: ``$CLICKLABEL_CACHE``, else the platform's user cache folder. Each cache has a named subfolder
+  (``embeddings/``, ``labels/``); nothing is written beside or above the root.
+- One atomic write: a temporary file in the target's folder, flushed and fsynced, then renamed over the target. A
+  failure (a full disk, a killed process) never leaves half a file under the real name, and the temporary file
+  is removed on any error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+from .errors import ClickLabelError
+
+
+def cache_root() -> Path:
+    """$CLICKLABEL_CACHE, else the user cache folder (``~/.cache/clicklabel`` on Linux)."""
+    env = os.environ.get("CLICKLABEL_CACHE")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("clicklabel"))
+
+
+def cache_path(name: str) -> Path:
+    """The named subfolder or file of the cache root (``embeddings``, ``labels``)."""
+    return cache_root() / name
+
+
+def _temporary(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.part")
+
+
+def describe_os_error(exc: OSError, path: str | Path) -> str:
+    """One line naming what went wrong with ``path``: full disk and read-only media by name."""
+    if exc.errno == errno.ENOSPC:
+        return f"the disk is full: cannot write {path}"
+    if exc.errno == errno.EROFS:
+        return f"{path} is on read-only media"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return f"no permission to write {path}"
+    if exc.errno == errno.EISDIR or Path(path).is_dir():
+        return f"{path} is a folder; give a file name"
+    return f"cannot write {path}: {exc.strerror or exc}"
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | Path, mode: str = "wb", encoding: str | None = None) -> Iterator:
+    """``with atomic_write(p, "w") as f: ...``: ``f`` is a temporary file that replaces ``p`` when the block ends
+    without an error. The folder is created if needed. OS errors become one-line ClickLabelErrors."""
+    path = Path(path)
+    if path.is_dir():
+        raise ClickLabelError(f"{path} is a folder; give a file name")
+    tmp = _temporary(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, mode, encoding=encoding if "b" not in mode else None) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        _remove(tmp)
+        raise ClickLabelError(describe_os_error(exc, path)) from None
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def _remove(tmp: Path) -> None:
+    try:
+        tmp.unlink(missing_ok=True)
+    except OSError:  # the folder itself is not there (a file in its place): nothing was written
+        pass
+
+
+def ensure_folder(path: str | Path) -> Path:
+    """Create the output folder ``path`` (and its parents); one-line errors for a file in the way, no space, ..."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise ClickLabelError(f"{p} is a file; give a folder for the output")
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ClickLabelError(describe_os_error(exc, p)) from None
+    return p
+
+
+def save_figure(fig, path: str | Path, dpi: int = 100) -> None:
+    """A matplotlib figure as PNG, atomically."""
+    with atomic_write(path) as f:
+        fig.savefig(f, format="png", dpi=dpi)
+
+
+def write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    with atomic_write(path, "wb") as f:
+        f.write(data)
+
+
+def write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    write_bytes(path, text.encode("utf-8"))

@@ -1,0 +1,243 @@
+"""The project store: one SQLite file (WAL) per project, one transaction per user action.
+
+Tables: images, categories, objects (RLE mask, tight box, label and its status, provenance, timings, model and
+token use), label_history, and an append-only event log that the comparison report reads. Undo / redo of
+accept, delete, relabel and proposal decisions works from the event log, not from widget state.
+A killed process loses at most the action in flight (WAL, ``synchronous=NORMAL``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import StoreError
+from .history import History
+from .objects import ObjectsMixin
+from .schema import MIGRATIONS, SCHEMA_VERSION, UNDOABLE
+
+PROJECT_FILE = "project.clicklabel"  # the project inside a folder; any other name ending .clicklabel works too
+
+
+@dataclass
+class ImageRecord:
+    id: int
+    path: str
+    width: int
+    height: int
+    hash: str | None
+    status: str
+
+
+class Store(ObjectsMixin, History):
+    """A project: ``Store(path)`` creates or opens it; image paths are stored relative to ``root``."""
+
+    def __init__(self, path: str | Path, root: str | Path | None = None):
+        self.path = Path(path)
+        if self.path.is_dir():
+            self.path = self.path / PROJECT_FILE
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        try:
+            self.conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+            self.conn.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path} is not a clicklabel project ({exc})") from None
+        if root is not None:
+            self.set_root(root)
+        elif self.get_meta("root") is None:
+            self.set_meta("root", ".")
+        self.root = (self.path.parent / self.get_meta("root")).resolve()
+
+    def set_root(self, root: str | Path) -> None:
+        """The folder that image paths are relative to (stored relative to the project file)."""
+        self.set_meta("root", os.path.relpath(Path(root).resolve(), self.path.parent.resolve()))
+        self.root = Path(root).resolve()
+
+    # -- plumbing -------------------------------------------------------------------------------------------
+    def _migrate(self) -> None:
+        with self._lock:
+            has_meta = self.conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
+            ).fetchone()
+            version = int(self.get_meta("schema_version") or 0) if has_meta else 0
+            if version > SCHEMA_VERSION:
+                raise StoreError(f"{self.path} was written by a newer clicklabel (schema {version}); please upgrade")
+            for v in range(version + 1, SCHEMA_VERSION + 1):
+                self.conn.execute("BEGIN IMMEDIATE")
+                try:
+                    for stmt in MIGRATIONS[v].split(";"):
+                        if stmt.strip():
+                            self.conn.execute(stmt)
+                    self.conn.execute(
+                        "INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', ?)", (str(v),)
+                    )
+                    self.conn.execute("COMMIT")
+                except BaseException:
+                    self.conn.execute("ROLLBACK")
+                    raise
+
+    def transaction(self):
+        """Context manager: one atomic action (BEGIN IMMEDIATE ... COMMIT, ROLLBACK on error)."""
+        return _Transaction(self)
+
+    def close(self) -> None:
+        with self._lock:
+            self.conn.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def get_meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.transaction():
+            self.conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    def _event(self, kind: str, image_id=None, object_id=None, data=None) -> int:
+        if kind in UNDOABLE:  # a new action ends the redo chain
+            self.conn.execute("UPDATE events SET undone=2 WHERE undone=1")
+        cur = self.conn.execute(
+            "INSERT INTO events(t, kind, image_id, object_id, data) VALUES (?, ?, ?, ?, ?)",
+            (time.time(), kind, image_id, object_id, json.dumps(data) if data is not None else None),
+        )
+        return int(cur.lastrowid)
+
+    def log_event(self, kind: str, image_id: int | None = None, object_id: int | None = None, **data) -> int:
+        """Record a non-undoable event (prompt, reject of a preview, ...) for the comparison report."""
+        with self.transaction():
+            return self._event(kind, image_id, object_id, data or None)
+
+    # -- images ---------------------------------------------------------------------------------------------
+    def relative(self, path: str | Path) -> str:
+        """``path`` relative to the project root (as stored), with forward slashes."""
+        p = Path(path)
+        if p.is_absolute():
+            try:
+                p = p.resolve().relative_to(self.root)
+            except ValueError:
+                p = Path(os.path.relpath(p.resolve(), self.root))
+        return p.as_posix()
+
+    def add_image(self, path: str | Path, width: int, height: int, hash: str | None = None) -> int:
+        """The image's id, adding it if new."""
+        rel = self.relative(path)
+        with self.transaction():
+            row = self.conn.execute("SELECT id FROM images WHERE path=?", (rel,)).fetchone()
+            if row:
+                return int(row[0])
+            cur = self.conn.execute(
+                "INSERT INTO images(path, width, height, hash, created) VALUES (?, ?, ?, ?, ?)",
+                (rel, int(width), int(height), hash, time.time()),
+            )
+            return int(cur.lastrowid)
+
+    def add_image_file(self, path: str | Path) -> int:
+        """Add an image file by path (size read from its header, content hashed); returns its id."""
+        from PIL import Image, UnidentifiedImageError
+
+        from ..errors import ImageError
+        from ..images import file_hash
+
+        p = Path(path)
+        if not p.is_absolute():
+            p = (Path.cwd() / p)
+        try:
+            with Image.open(p) as im:
+                w, h = im.size
+        except FileNotFoundError:
+            raise ImageError(f"image not found: {p}") from None
+        except (UnidentifiedImageError, OSError):
+            raise ImageError(f"not an image (or a format we cannot read): {p}") from None
+        return self.add_image(p, w, h, file_hash(p))
+
+    def image(self, image_id: int) -> ImageRecord:
+        row = self.conn.execute("SELECT id, path, width, height, hash, status FROM images WHERE id=?", (image_id,))
+        r = row.fetchone()
+        if r is None:
+            raise StoreError(f"no image with id {image_id}")
+        return ImageRecord(*r)
+
+    def images(self) -> list[ImageRecord]:
+        rows = self.conn.execute("SELECT id, path, width, height, hash, status FROM images ORDER BY id")
+        return [ImageRecord(*r) for r in rows]
+
+    def image_path(self, image: ImageRecord | int) -> Path:
+        rec = self.image(image) if isinstance(image, int) else image
+        return self.root / rec.path
+
+    def set_image_status(self, image_id: int, status: str) -> None:
+        with self.transaction():
+            self.conn.execute("UPDATE images SET status=? WHERE id=?", (status, image_id))
+
+    # -- categories -----------------------------------------------------------------------------------------
+    def category_id(self, name: str, supercategory: str | None = None, cid: int | None = None) -> int:
+        """Id of category ``name`` (created if new; ``cid`` keeps an imported id)."""
+        with self.transaction():
+            return self._category_id(name, supercategory, cid)
+
+    def _category_id(self, name: str, supercategory: str | None, cid: int | None = None) -> int:
+        row = self.conn.execute("SELECT id, supercategory FROM categories WHERE name=?", (name,)).fetchone()
+        if row:
+            if supercategory and not row[1]:
+                self.conn.execute("UPDATE categories SET supercategory=? WHERE id=?", (supercategory, row[0]))
+            return int(row[0])
+        cur = self.conn.execute(
+            "INSERT INTO categories(id, name, supercategory) VALUES (?, ?, ?)", (cid, name, supercategory)
+        )
+        return int(cur.lastrowid)
+
+    def categories(self) -> list[tuple[int, str, str | None]]:
+        return [tuple(r) for r in self.conn.execute("SELECT id, name, supercategory FROM categories ORDER BY id")]
+
+    def events(self, kinds=None) -> list[dict]:
+        """The event log (for reports), oldest first."""
+        sql = "SELECT id, t, kind, image_id, object_id, data, undone FROM events"
+        params: tuple = ()
+        if kinds:
+            sql += f" WHERE kind IN ({','.join('?' * len(kinds))})"
+            params = tuple(kinds)
+        keys = ("id", "t", "kind", "image_id", "object_id", "data", "undone")
+        out = []
+        for r in self.conn.execute(sql + " ORDER BY id", params):
+            d = dict(zip(keys, r))
+            d["data"] = json.loads(d["data"]) if d["data"] else {}
+            out.append(d)
+        return out
+
+    def integrity_ok(self) -> bool:
+        return self.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+class _Transaction:
+    def __init__(self, store: Store):
+        self.store = store
+        self.outer = False
+
+    def __enter__(self):
+        self.store._lock.acquire()
+        self.outer = not self.store.conn.in_transaction
+        if self.outer:
+            self.store.conn.execute("BEGIN IMMEDIATE")
+        return self.store.conn
+
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            if self.outer:
+                self.store.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+        finally:
+            self.store._lock.release()
+        return False
