@@ -8,7 +8,11 @@ PY=${PYTHON:-python3}
 .venv/bin/python -m pip install -q -e '.[gui,test]' 2>&1 | grep -v "^WARNING: Location" || true
 .venv/bin/python -c "import clicklabel, segment_anything, torch" # fail early if the install did not work
 run=(.venv/bin/python -m pytest "$@")
-if command -v xvfb-run >/dev/null 2>&1; then run=(xvfb-run -a -s "-screen 0 1600x1000x24" "${run[@]}"); fi
+if command -v xvfb-run >/dev/null 2>&1; then
+  run=(xvfb-run -a -s "-screen 0 1600x1000x24" "${run[@]}")
+elif [ -z "${DISPLAY:-}${WAYLAND_DISPLAY:-}" ]; then
+  echo "test.sh: no display and no xvfb-run: the GUI tests will be skipped (install xvfb to run them)"
+fi
 set +e
 "${run[@]}"
 code=$?

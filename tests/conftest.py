@@ -13,6 +13,29 @@ SAMPLES = ROOT / "src" / "clicklabel" / "data" / "samples"
 SHARED_DATA = ROOT.parent / "shared" / "data"
 # A small SAM: the real builder and the real neck/decoder, with a 2-block, 64-wide encoder.
 TINY_ARCH = (64, 2, 2, (1,))
+NO_DISPLAY = ("no display: GUI tests skipped. Install xvfb (Debian/Ubuntu: apt install xvfb) and run "
+              "./scripts/test.sh, which runs them under xvfb-run")
+
+
+def _have_display() -> bool:
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) or \
+        os.environ.get("QT_QPA_PLATFORM") == "offscreen"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Without a display, Qt aborts the whole process when the first viewer starts: skip the GUI tests instead."""
+    if _have_display():
+        return
+    skip = pytest.mark.skip(reason=NO_DISPLAY)
+    for item in items:
+        if "gui" in item.keywords:
+            item.add_marker(skip)
+            config._clicklabel_gui_skipped = True
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    if getattr(config, "_clicklabel_gui_skipped", False):
+        terminalreporter.write_line(f"clicklabel: {NO_DISPLAY}", yellow=True)
 
 
 @pytest.fixture(scope="session", autouse=True)

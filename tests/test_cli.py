@@ -37,7 +37,8 @@ def test_segment_fast_encoder_gives_the_same_mask(capsys, tmp_path, tiny_checkpo
         monkeypatch.setenv("CLICKLABEL_CACHE", str(tmp_path / f"cache_{enc}"))
         out = tmp_path / f"{enc}.png"
         code, stdout, _ = run(capsys, "segment", SAMPLES / "chelsea.jpg", "--box", "100,50,350,280", "--model",
-                              "auto", "--checkpoint", tiny_checkpoint, "--device", "cpu", "--encoder", enc, "--out", out)
+                              "auto", "--checkpoint", tiny_checkpoint, "--device", "cpu", "--encoder", enc,
+                              "--out", out)
         assert code == 0
         info = json.loads(stdout)
         assert info["embedding_cached"] is False and not info["empty"]

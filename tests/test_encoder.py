@@ -12,8 +12,8 @@ from segment_anything import SamPredictor
 from clicklabel.cli import main
 from clicklabel.embeddings import EmbeddingCache
 from clicklabel.errors import ClickLabelError
-from clicklabel.segment.precompute import bounded_map, precompute
 from clicklabel.segment.encoder import ImageEncoder
+from clicklabel.segment.precompute import bounded_map, precompute
 from clicklabel.segment.sam import SamEngine
 
 from conftest import SAMPLES, sample

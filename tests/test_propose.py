@@ -8,8 +8,8 @@ from pycocotools.coco import COCO
 
 from clicklabel.cli import main
 from clicklabel.masks import mask_iou, tight_bbox
-from clicklabel.segment.propose import ProposeSettings, grid_points, propose, stock_with_embedding
 from clicklabel.project import Store
+from clicklabel.segment.propose import ProposeSettings, grid_points, propose, stock_with_embedding
 
 from conftest import SAMPLES, sample
 

@@ -1,0 +1,178 @@
+"""AnnotationSession without Qt: everything the widget does, driven through the session alone, on the small
+random SAM and on GrabCut."""
+
+import shutil
+import sys
+
+import numpy as np
+import pytest
+
+from clicklabel.annotate import AnnotationSession, polygon_mask
+from clicklabel.errors import ClickLabelError, PromptError
+from clicklabel.masks import tight_bbox
+from clicklabel.project import open_project
+from clicklabel.segment import make_engine
+from clicklabel.segment.propose import ProposeSettings
+
+from conftest import SAMPLES
+
+# Random weights predict low IoU everywhere (nothing passes SAM's thresholds) and near-identical masks for every
+# point (NMS would keep one): filters off, at most 12.
+OPEN = ProposeSettings(grid=6, pred_iou_thresh=0.0, stability_thresh=0.0, nms_thresh=1.0, max_proposals=12)
+
+
+@pytest.fixture
+def folder(tmp_path):
+    d = tmp_path / "images"
+    d.mkdir()
+    for name in ("chelsea", "coffee"):
+        shutil.copy(SAMPLES / f"{name}.jpg", d / f"{name}.jpg")
+    return d
+
+
+def _open(folder, engine, index=0) -> AnnotationSession:
+    s = AnnotationSession.open(folder, engine)
+    image = s.load(index)
+    s.embed(image)
+    s.show(index, image)
+    return s
+
+
+def test_the_core_works_with_qt_and_napari_missing(folder):
+    """The session, the CLI and everything they import work where Qt and napari cannot be imported at all."""
+    import subprocess
+
+    code = f"""
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "napari", "magicgui",
+                                  "clicklabel_napari", "vispy", "superqt"):
+            raise ImportError("blocked: " + name)
+sys.meta_path.insert(0, Block())
+import clicklabel.cli, clicklabel.annotate, clicklabel.coco, clicklabel.label, clicklabel.evaluate.report
+from clicklabel.annotate import AnnotationSession
+from clicklabel.segment import make_engine
+s = AnnotationSession.open({str(folder)!r}, make_engine("grabcut"))
+img = s.load(0); s.embed(img); s.show(0, img)
+s.set_box(60, 30, 380, 290); print(s.accept())
+"""
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.strip() == "1"
+
+
+def test_click_refine_cycle_accept_undo_redo(folder, tiny_engine):
+    s = _open(folder, tiny_engine)
+    assert [im.path for im in s.images] == ["chelsea.jpg", "coffee.jpg"] and s.current.status == "in progress"
+    first = s.add_point(200, 150)
+    assert len(s.state.candidates) == 3 and s.state.preview is first  # one click: SAM's three masks
+    shown = [s.cycle(), s.cycle(), s.cycle()]
+    assert shown[-1] is first and shown[0] is s.state.candidates[1]
+    refined = s.add_point(30, 30, positive=False)
+    assert len(s.state.candidates) == 1 and s.state.prompt.labels == (1, 0)
+    assert refined.mask.shape == (300, 451)
+    if refined.empty:  # random weights may give an empty mask: accept refuses it with a clear message
+        with pytest.raises(PromptError, match="nothing to accept"):
+            s.accept()
+        s.set_box(100, 50, 350, 280)
+    oid = s.accept()
+    ob = s.object(oid)
+    assert ob.provenance in ("click", "box") and ob.clicks >= 2 and ob.seconds is not None
+    assert ob.engine == "sam" and ob.model == tiny_engine.model
+    assert tuple(ob.bbox) == tight_bbox(ob.mask) and s.state.preview is None
+    assert [o.id for o in s.objects()] == [oid]
+    assert s.undo()["kind"] == "accept" and s.objects() == []
+    assert s.redo()["kind"] == "accept" and [o.id for o in s.objects()] == [oid]
+
+
+def test_box_manual_relabel_delete(folder, tiny_engine):
+    s = _open(folder, tiny_engine)
+    s.set_box(100, 50, 350, 280)
+    box_id = s.accept()
+    assert s.object(box_id).provenance == "box" and s.object(box_id).clicks == 1
+    s.start_manual()
+    verts = np.array([[10, 10], [60, 10], [60, 40], [10, 40]], float)  # (x, y)
+    man_id = s.accept_manual(polygon_mask(verts, (300, 451)), vertices=4)
+    man = s.object(man_id)
+    assert man.provenance == "manual" and man.engine == "manual" and tuple(man.bbox) == (10, 10, 51, 31)
+    with pytest.raises(PromptError, match="empty or outside"):
+        s.accept_manual(np.zeros((300, 451), bool))
+    s.relabel(box_id, "  tabby cat ")
+    assert s.object(box_id).label == "tabby cat" and s.object(box_id).label_status == "edited"
+    with pytest.raises(ClickLabelError, match="cannot be empty"):
+        s.relabel(box_id, " ")
+    s.delete(man_id)
+    assert [o.id for o in s.objects()] == [box_id]
+    assert s.undo()["kind"] == "delete" and {o.id for o in s.objects()} == {box_id, man_id}
+    assert s.undo()["kind"] == "relabel" and s.object(box_id).label is None
+
+
+def test_propose_accept_reject_above_undo(folder, tiny_engine):
+    s = _open(folder, tiny_engine)
+    s.set_box(100, 50, 350, 280)
+    s.accept()
+    rep = s.propose(OPEN)
+    waiting = s.proposals()
+    assert len(rep.proposed) == len(waiting) >= 4 and not rep.accepted
+    assert [o.area for o in waiting] == sorted((o.area for o in waiting), reverse=True)  # largest first
+    assert all(o.provenance == "proposed" and o.state == "proposed" for o in waiting)
+    a, b = waiting[0].id, waiting[1].id
+    s.decide(a, True)
+    s.decide(b, False)
+    assert s.object(a).state == "accepted" and s.object(b).state == "rejected"
+    assert a in {o.id for o in s.objects()} and b not in {o.id for o in s.proposals()}
+    with pytest.raises(ClickLabelError, match="not a proposal"):
+        s.decide(b, True)
+    threshold = sorted(o.score for o in s.proposals())[len(s.proposals()) // 2]
+    above = s.accept_above(threshold)
+    assert above and all(s.object(i).score >= threshold and s.object(i).state == "accepted" for i in above)
+    assert all(o.score < threshold for o in s.proposals())
+    assert s.undo()["kind"] == "accept_proposal" and s.object(above[-1]).state == "proposed"
+    kinds = [e["kind"] for e in s.store.events(["accept_proposal", "reject_proposal"])]
+    assert kinds.count("reject_proposal") == 1 and kinds.count("accept_proposal") == 1 + len(above)
+    # proposing again offers nothing already accepted or waiting
+    again = s.propose(OPEN)
+    accepted = [o.mask for o in s.objects()]
+    for oid in again.proposed:
+        m = s.object(oid).mask
+        assert all((m & x).sum() / (m | x).sum() < OPEN.dedupe_iou for x in accepted)
+
+
+def test_next_image_is_prefetched_and_shown(folder, tiny_engine):
+    s = _open(folder, tiny_engine)
+    s.prefetch(1)
+    coffee = s.load(1)
+    assert tiny_engine.cache.contains(tiny_engine.embedding_key(coffee))
+    s.embed(coffee)
+    assert tiny_engine.last_from_cache
+    s.show(1, coffee)
+    assert s.current.path == "coffee.jpg" and s.state.preview is None
+    s.mark_done()
+    assert s.progress() == (1, 2)
+    with pytest.raises(ClickLabelError, match="no image 3"):
+        s.load(2)
+
+
+def test_grabcut_session_and_engine_switch(folder, tiny_engine):
+    s = _open(folder, make_engine("grabcut"))
+    r = s.set_box(60, 30, 380, 290)
+    assert not r.empty and len(s.state.candidates) == 1 and s.cycle() is r
+    oid = s.accept()
+    assert s.object(oid).engine == "grabcut"
+    s.prefetch(1)  # nothing to compute ahead: must not fail
+    with pytest.raises(ClickLabelError, match="GrabCut cannot propose"):
+        s.propose(OPEN)
+    s.set_engine(tiny_engine)  # SAM loaded later: the same session goes on
+    s.embed(s.image)
+    s.add_point(200, 150)
+    assert s.engine is tiny_engine and len(s.state.candidates) == 3
+
+
+def test_label_settings_are_the_projects(folder, tiny_engine):
+    s = _open(folder, tiny_engine)
+    st = s.label_settings.updated(lmm="llava", vocabulary=["cat", "dog"])
+    s.save_label_settings(st)
+    again = open_project(folder).get_meta("label_settings")
+    assert '"lmm": "llava"' in again and AnnotationSession.open(folder, tiny_engine).label_settings.vocabulary == [
+        "cat", "dog"]

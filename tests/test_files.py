@@ -1,0 +1,98 @@
+"""One cache root and one atomic write (``clicklabel.files``)."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from clicklabel.errors import ClickLabelError
+from clicklabel.files import atomic_write, cache_root, ensure_folder, write_text
+
+from conftest import ROOT, SAMPLES
+from lmm_server import FakeLMM
+
+
+def test_atomic_write_replaces_whole_or_not_at_all(tmp_path):
+    target = tmp_path / "sub" / "a.json"
+    write_text(target, "first")
+    with pytest.raises(RuntimeError):
+        with atomic_write(target, "w") as f:
+            f.write("half of the second")
+            raise RuntimeError("killed midway")
+    assert target.read_text() == "first"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["a.json"]  # no .part left behind
+
+
+def test_atomic_write_errors_are_one_line(tmp_path):
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(ClickLabelError, match="is a folder"):
+        write_text(tmp_path / "folder", "x")
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ClickLabelError, match="cannot write|not a directory|Not a directory"):
+        write_text(tmp_path / "file" / "inside.json", "x")
+    with pytest.raises(ClickLabelError, match="is a file"):
+        ensure_folder(tmp_path / "file")
+    if os.geteuid() != 0:  # root writes anywhere
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o500)
+        with pytest.raises(ClickLabelError, match="no permission"):
+            write_text(ro / "x.json", "x")
+
+
+def test_cache_root_is_the_environment_variable(monkeypatch, tmp_path):
+    monkeypatch.setenv("CLICKLABEL_CACHE", str(tmp_path / "c"))
+    from clicklabel.embeddings import cache_dir
+
+    assert cache_root() == tmp_path / "c" and cache_dir() == tmp_path / "c" / "embeddings"
+
+
+def _files(folder):
+    return {p for p in folder.rglob("*") if p.is_file()}
+
+
+def test_segment_and_label_write_only_under_the_cache_root(tmp_path, tiny_checkpoint):
+    """Run as a user would (new processes, an empty home): besides the outputs asked for and the project itself,
+    every file written is under $CLICKLABEL_CACHE."""
+    home, cache, work = tmp_path / "home", tmp_path / "D", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    (work / "cat.jpg").write_bytes((SAMPLES / "chelsea.jpg").read_bytes())
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("XDG_", "CLICKLABEL_", "MPL", "TORCH"))}
+    env.update(HOME=str(home), CLICKLABEL_CACHE=str(cache), CLICKLABEL_WEIGHTS=str(tmp_path / "weights"),
+               OPENAI_API_KEY="sk-local", PYTHONPATH=str(ROOT / "src"), TMPDIR=str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    cli = [sys.executable, "-m", "clicklabel.cli"]
+
+    def run(*args):
+        res = subprocess.run([*cli, *map(str, args)], cwd=work, env=env, capture_output=True, text=True, timeout=300)
+        assert res.returncode == 0, res.stderr[-2000:]
+        return res.stdout
+
+    before = _files(tmp_path)
+    run("segment", "cat.jpg", "--box", "100,50,350,280", "--model", "auto", "--checkpoint", tiny_checkpoint,
+        "--device", "cpu", "--out", "mask.png")
+    run("add", "project.clicklabel", "cat.jpg")
+    with FakeLMM() as server:
+        env["OPENAI_BASE_URL"] = server.url
+        from clicklabel.project import open_project
+
+        store = open_project(work / "project.clicklabel")
+        run("segment", "cat.jpg", "--box", "100,50,350,280", "--model", "auto", "--checkpoint", tiny_checkpoint,
+            "--device", "cpu")  # cached now
+        im = store.images()[0]
+        import numpy as np
+
+        m = np.zeros((im.height, im.width), bool)
+        m[50:200, 100:300] = True
+        store.accept(im.id, m)
+        store.close()
+        assert "labelled 1" in run("label", "project.clicklabel")
+    new = _files(tmp_path) - before
+    outside = [p for p in new if cache not in p.parents and p.parent != work]
+    assert outside == [], outside
+    assert {p.name for p in new if p.parent == work} <= {"mask.png", "project.clicklabel", "project.clicklabel-wal",
+                                                         "project.clicklabel-shm"}
+    assert list((cache / "embeddings").rglob("*.npz")) and (cache / "labels" / "answers.sqlite").is_file()
+    assert not any(cache.parent.glob("labels*"))  # nothing beside the root
