@@ -9,7 +9,7 @@ import sys
 from ..errors import ClickLabelError
 from .bench import add_bench_parser
 from .common import EXIT_USER_ERROR
-from .gui import add_gui_parser
+from .gui import add_gui_parser, cmd_gui
 from .label import add_label_parser
 from .project import add_project_parsers
 from .segment import add_segment_parsers
@@ -29,8 +29,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    if argv[:1] == ["gui"]:  # everything after `gui` belongs to the annotator's own parser (--help included)
+        args = argparse.Namespace(func=cmd_gui, gui_args=argv[1:])
+    else:
+        args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except ClickLabelError as exc:
