@@ -151,13 +151,14 @@ def test_bad_annotations_are_reported_by_id(tmp_path):
     rep = import_coco(path, tmp_path, s)
     text = "\n".join(rep.problems)
     for needle in ("annotation 11: missing key 'segmentation'", "annotation 12: polygon with 2 points",
-                   "annotation 13: RLE size 40x30", "annotation 10: duplicate id", "annotation 14: unknown category",
+                   "annotation 13: RLE size 40x30", "annotation 14: unknown category",
                    "image 2: file_name '../../etc/passwd' points outside", "image 3: file_name '/etc/hosts'",
                    "image 4: file 'missing.png' not found", "annotation 15:", "annotation 16:"):
         assert needle in text, needle
-    assert rep.annotations == 2
+    assert rep.notes == ["annotation 10: duplicate id; imported as annotation 18"]  # renumbered, not dropped
+    assert rep.annotations == 3
     obs = s.objects()
-    assert [o.source_id for o in obs] == [10, 17] and obs[0].iscrowd == 1
+    assert [o.source_id for o in obs] == [10, 18, 17] and obs[0].iscrowd == 1 and obs[1].iscrowd == 0
     assert decode_rle(obs[0].rle).sum() == 5
 
 
