@@ -53,6 +53,8 @@ def describe_os_error(exc: OSError, path: str | Path) -> str:
         return f"{path} would be larger than this system allows a file to be"
     if exc.errno in (errno.EACCES, errno.EPERM):
         return f"no permission to write {path}"
+    if exc.errno in (errno.ENOTDIR, errno.EEXIST) and not Path(path).parent.is_dir():
+        return f"cannot write {path}: {Path(path).parent} is not a folder"
     if exc.errno == errno.EISDIR or Path(path).is_dir():
         return f"{path} is a folder; give a file name"
     return f"cannot write {path}: {exc.strerror or exc}"
