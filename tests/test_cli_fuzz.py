@@ -185,7 +185,8 @@ CASES = [
     (["import", "{d}/nan_coordinate.json", "--images", "{d}/missing", "--project", P], 2, "not a folder"),
     (["import", "{d}/nan_coordinate.json", "--images", "{d}", "--project", "{d}/junk.clicklabel"], 2, "not a"),
     (["import", "{d}/nan_coordinate.json", "--images", "{d}", "--project", P, "--strict"], 2, "nothing imported"),
-    (["import", "{d}/nan_coordinate.json", "--images", "{d}", "--project", P, "--merge", "--replace"], 2, "not allowed"),
+    (["import", "{d}/nan_coordinate.json", "--images", "{d}", "--project", P, "--merge", "--replace"], 2,
+     "not allowed"),
 ] + [
     # import: item by item, into the project that holds the earlier objects
     (["import", f"{{d}}/{name}.json", "--images", "{d}", "--project", P], 1, "") for name in HOSTILE_COCO

@@ -144,7 +144,12 @@ def label_objects(store: Store, object_ids, labeler: Labeler, progress=None, sto
     async def crops():
         it = iter_crops(store, object_ids, labeler, halt, claim)
         while True:
-            item = await asyncio.to_thread(next, it, None)
+            try:
+                item = await asyncio.to_thread(next, it, None)
+            except ClickLabelError as exc:  # the claim could not be written: send nothing more
+                failure.append(exc)
+                halt.set()
+                return
             if item is None or stopped():
                 return
             oid, crop = item
@@ -166,6 +171,8 @@ def label_objects(store: Store, object_ids, labeler: Labeler, progress=None, sto
             store.release_leases(owner)
         except ClickLabelError:
             pass  # they run out by themselves
+    if failure and not summary.unstored:
+        raise failure[0]
     if failure:
         kept = "are kept in the label cache: run the labelling again when the project is free (they are not paid " \
             "for twice)" if labeler.cache is not None else "were lost (no label cache)"
