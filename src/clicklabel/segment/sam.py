@@ -84,6 +84,7 @@ class SamEngine:
         self._features = None
         self._state = None
         self.last_from_cache = False
+        self.cache_error: str | None = None  # why the last embedding could not be written to disk, if it was not
         self._inflight: dict[str, threading.Lock] = {}
         self._inflight_guard = threading.Lock()
 
@@ -125,7 +126,10 @@ class SamEngine:
             self.last_from_cache = emb is not None
             if emb is None:
                 emb = self.encode(img)
-                self.cache.put(key, emb)
+                try:
+                    self.cache.put(key, emb)
+                except ClickLabelError as exc:  # a full or read-only cache disk: the embedding is in memory
+                    self.cache_error = str(exc)
         with self._inflight_guard:
             self._inflight.pop(key, None)
         return emb
