@@ -315,6 +315,7 @@ mount -t tmpfs -o size=64k tmpfs {disk}
 cat /dev/zero > {disk}/filler 2>/dev/null
 {cli} export {tmp_path}/p.clicklabel --out {disk}/out.json --polygons; echo "rc=$?"
 {cli} segment {world}/good.png --box 5,5,60,50 --engine grabcut --out {disk}/m.png; echo "rc=$?"
+{cli} report {tmp_path}/p.clicklabel --out {disk}/report; echo "rc=$?"
 rm {disk}/filler
 cp {tmp_path}/p.clicklabel {disk}/p.clicklabel
 mount -o remount,ro {disk}
@@ -325,10 +326,10 @@ ls -a {disk}
     r = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script], capture_output=True,
                        text=True, env=env, timeout=120)
     assert "Traceback" not in r.stdout + r.stderr, r.stderr
-    assert r.stdout.count("rc=1") == 4, (r.stdout, r.stderr)
+    assert r.stdout.count("rc=1") == 5, (r.stdout, r.stderr)
     errors = [ln for ln in r.stderr.splitlines() if ln.startswith("clicklabel: error")]
-    assert len(errors) == 4, r.stderr
-    assert "disk is full" in errors[0] and "disk is full" in errors[1]
-    assert "read-only" in errors[2] and "read-only" in errors[3]
+    assert len(errors) == 5, r.stderr
+    assert all("disk is full" in e for e in errors[:3]), errors
+    assert "read-only" in errors[3] and "read-only" in errors[4]
     assert ".part" not in r.stdout  # the listing of the disk: no temporary file left
     assert _snapshot(tmp_path / "p.clicklabel") == _snapshot(world / "p.clicklabel")
