@@ -139,3 +139,15 @@ def test_bounded_wait_that_succeeds_is_reported(tmp_path):
     with FakeLMM() as server:  # the claim waits for the lock (and says so), then the request goes
         summary = label_objects(s, [o.id for o in s.objects()], _labeler(server, tmp_path))
     assert summary.labelled == 1 and reports and "waiting for" in reports[0]
+
+
+def test_the_widgets_session_labels_under_the_same_leases(tmp_path):
+    """The widget labels through AnnotationSession.label: objects a `clicklabel label` run holds are not sent."""
+    from clicklabel.annotate import AnnotationSession
+
+    s = _project(tmp_path, images=1, per_image=3)
+    ids = [o.id for o in s.objects()]
+    s.claim_for_labelling(ids[:2], "cli-run", 300, since=time.time())
+    with FakeLMM() as server:
+        summary = AnnotationSession(s, engine=None).label(ids, _labeler(server, tmp_path))
+    assert (summary.labelled, summary.skipped, len(server.requests)) == (1, 2, 1)

@@ -222,6 +222,10 @@ class Store(ObjectsMixin, LeasesMixin, History):
                                                           "after": [width, height]})
             rec.width, rec.height = width, height
             return
+        if (rec.height, rec.width) == (width, height):
+            raise ImageError(f"{self.image_path(rec)} is {width}x{height} as displayed, but the project has it at its "
+                             f"size before EXIF rotation, {rec.width}x{rec.height}, and objects were imported at that "
+                             "size: delete them and import them again with the displayed size")
         raise ImageError(f"{self.image_path(rec)} is {width}x{height} as displayed, but the project has it as "
                          f"{rec.width}x{rec.height}: the file was replaced or edited; put the original back")
 
