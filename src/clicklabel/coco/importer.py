@@ -154,6 +154,9 @@ def _annotations(doc: dict, images: dict, cats: dict, rep: ImportReport) -> list
             rep.problems.append(f"annotation {_which(ann, n)}: {exc}")
             continue
         source = aid if isinstance(aid, int) else None
+        if source is None and not any(n.startswith("annotation ids that are text") for n in rep.notes):
+            rep.notes.append("annotation ids that are text (not integers) are not kept: importing this file again "
+                             "cannot tell its annotations from new ones")
         if aid in seen:
             rep.notes.append(f"annotation {aid}: duplicate id; imported as annotation {next_id}")
             source, next_id = next_id, next_id + 1
