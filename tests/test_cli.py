@@ -107,6 +107,9 @@ def test_weights_list_and_verify(capsys, monkeypatch, tmp_path):
     code, out, _ = run(capsys, "weights", "list")
     assert code == 0 and "vit_h" in out and "missing" in out
     (tmp_path / "sam_vit_b_01ec64.pth").write_bytes(b"short")
+    code, out, _ = run(capsys, "weights", "list")
+    vit_b = next(line for line in out.splitlines() if line.startswith("vit_b"))
+    assert code == 0 and "incomplete (5 of" in vit_b and "present" not in vit_b  # a truncated download
     code, out, _ = run(capsys, "weights", "verify")
     assert code == 1 and "wrong size" in out
 

@@ -66,6 +66,36 @@ def test_parse_answer():
             parse_answer(bad, ["cat", "dog"] if "fox" in bad else None)
 
 
+def test_answer_limits_and_what_is_wrong_with_an_answer():
+    """One length limit for a whole answer, one for a name; a broken JSON answer is called that, not a label
+    outside the vocabulary."""
+    from clicklabel.label.prompt import MAX_ANSWER_CHARS
+    from clicklabel.project.schema import MAX_LABEL_CHARS
+
+    with pytest.raises(LabelError, match=f"at most {MAX_ANSWER_CHARS:,} are taken"):
+        parse_answer('{"label": "' + "x" * 1_000_000 + '"}')
+    with pytest.raises(LabelError, match=f"at most {MAX_LABEL_CHARS} are taken"):
+        parse_answer('{"label": "' + "x" * (MAX_LABEL_CHARS + 1) + '"}')
+    with pytest.raises(LabelError, match=f"at most {MAX_LABEL_CHARS} are taken"):
+        parse_answer('{"label": "cat", "supercategory": "' + "y" * 500 + '"}')
+    for broken in ('{"label": "cat"', '{"label": "cat", }', "[1, 2]"):
+        with pytest.raises(LabelError, match="not the JSON we asked for"):
+            parse_answer(broken, ["cat", "dog"])
+    assert parse_answer('{"label": "cat", "confidence": NaN}').confidence is None
+    assert parse_answer('{"label": "cat", "confidence": true}').confidence is None
+
+
+def test_a_huge_answer_fails_that_object_only(project, tmp_path):
+    store, _ = project
+    obs = store.objects()[:3]
+    with FakeLMM(answer=lambda body, image: {"label": "x" * 1_000_000, "supercategory": "y"}) as server:
+        summary = label_objects(store, [o.id for o in obs], _labeler(server, tmp_path))
+    assert summary.failed == 3
+    for ob in obs:
+        got = store.object(ob.id)
+        assert got.label is None and got.label_status == "failed" and len(got.label_error) < 300
+
+
 def test_200_crops_fast_and_all_stored(project, tmp_path):
     store, _ = project
     with FakeLMM(latency=0.2) as server:
@@ -142,7 +172,7 @@ def test_format_fallback_is_chosen_and_remembered(project, tmp_path):
 
 @pytest.mark.parametrize("outcome, reason", [("refusal", "refused"), ("malformed", "unusable"),
                                              ("not_json", "not the JSON"), ("500", "server error 500"),
-                                             ("timeout", "no answer")])
+                                             ("timeout", "no answer"), ("bad_choices", "no choices")])
 def test_failures_keep_the_object_and_a_reason(project, tmp_path, outcome, reason):
     store, _ = project
     ob = store.objects()[0]

@@ -163,3 +163,23 @@ def test_concurrent_requests_for_one_image_encode_once(tiny_checkpoint, tmp_path
     for t in threads:
         t.join()
     assert len(calls) == 1
+
+
+def test_cache_entry_claiming_another_image_size_is_not_trusted(tiny_engine):
+    """A well-formed cache entry whose sizes are not those of the image it is keyed by (a 30000x40000 image for
+    a 300x451 photo) is dropped and recomputed: masks come out at the image's size, not 7 GB of them."""
+    from clicklabel.embeddings import Embedding
+
+    img = sample("chelsea")
+    key = tiny_engine.embedding_key(img)
+    good = tiny_engine.get_embedding(img)
+    for bad in (Embedding(good.features, (30000, 40000), (768, 1024)),
+                Embedding(good.features, good.original_size, (1024, 1024)),
+                Embedding(good.features[:, :8], good.original_size, good.input_size)):
+        tiny_engine.cache.put(key, bad)
+        tiny_engine.cache.clear_memory()
+        tiny_engine.set_image(img)
+        assert not tiny_engine.last_from_cache and tiny_engine.embedding.original_size == img.shape[:2]
+        assert tiny_engine.predict(Prompt.make([(200, 150)]))[0].mask.shape == img.shape[:2]
+    tiny_engine.set_image(img)
+    assert tiny_engine.last_from_cache  # the recomputed entry is trusted

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import ClickLabelError, PromptError
-from .images import load_image
 from .project import (
     ImageRecord,
     LabelSettings,
@@ -86,7 +85,7 @@ class AnnotationSession:
         """Read image ``index`` from disk (fast; no model work)."""
         if not 0 <= index < len(self.images):
             raise ClickLabelError(f"no image {index + 1} (the project has {len(self.images)})")
-        return load_image(self.store.image_path(self.images[index]))
+        return self.store.load_image(self.images[index])
 
     def embed(self, image: np.ndarray) -> None:
         """Compute or fetch the image's embedding (seconds on a CPU the first time): run it off the UI thread."""

@@ -16,7 +16,10 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import ClickLabelError
+from .errors import ClickLabelError, ResourceError
+
+# OS errors that say the machine could not do it (not that the user asked for something wrong)
+MACHINE_ERRNOS = (errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EIO, errno.EFBIG)
 
 
 def cache_root() -> Path:
@@ -44,8 +47,14 @@ def describe_os_error(exc: OSError, path: str | Path) -> str:
         return f"the disk is full: cannot write {path}"
     if exc.errno == errno.EROFS:
         return f"{path} is on read-only media"
+    if exc.errno == errno.EDQUOT:
+        return f"the disk quota is used up: cannot write {path}"
+    if exc.errno == errno.EFBIG:
+        return f"{path} would be larger than this system allows a file to be"
     if exc.errno in (errno.EACCES, errno.EPERM):
         return f"no permission to write {path}"
+    if exc.errno in (errno.ENOTDIR, errno.EEXIST) and not Path(path).parent.is_dir():
+        return f"cannot write {path}: {Path(path).parent} is not a folder"
     if exc.errno == errno.EISDIR or Path(path).is_dir():
         return f"{path} is a folder; give a file name"
     return f"cannot write {path}: {exc.strerror or exc}"
@@ -68,7 +77,8 @@ def atomic_write(path: str | Path, mode: str = "wb", encoding: str | None = None
         os.replace(tmp, path)
     except OSError as exc:
         _remove(tmp)
-        raise ClickLabelError(describe_os_error(exc, path)) from None
+        kind = ResourceError if exc.errno in MACHINE_ERRNOS else ClickLabelError
+        raise kind(describe_os_error(exc, path)) from None
     except BaseException:
         _remove(tmp)
         raise
@@ -89,7 +99,8 @@ def ensure_folder(path: str | Path) -> Path:
     try:
         p.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ClickLabelError(describe_os_error(exc, p)) from None
+        kind = ResourceError if exc.errno in MACHINE_ERRNOS else ClickLabelError
+        raise kind(describe_os_error(exc, p)) from None
     return p
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 from ..errors import PromptError
@@ -11,6 +12,46 @@ from ..segment import ENCODER_CHOICES, ENCODER_HELP
 EXIT_USER_ERROR = 2
 ENGINE_HELP = "sam or grabcut, or a model name (shorthand for --engine sam --model NAME)"
 MODEL_HELP = "SAM model: vit_b, vit_l, vit_h, or auto (read from --checkpoint)"
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line (the usage is one ``--help`` away), exit status 2."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _number(kind, text: str, low: float | None, what: str):
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+    if not math.isfinite(value) or (low is not None and value < low):
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1."""
+    return _number(int, text, 1, "a whole number >= 1")
+
+
+def count(text: str) -> int:
+    """argparse type: a whole number >= 0."""
+    return _number(int, text, 0, "a whole number >= 0")
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    value = _number(float, text, 0, "a finite number > 0")
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number > 0")
+    return value
+
+
+def finite_float(text: str) -> float:
+    """argparse type: a finite number."""
+    return _number(float, text, None, "a finite number")
 
 
 def parse_point(text: str) -> tuple[float, float, int]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import ClickLabelError
-from .common import deprecated
+from .common import deprecated, positive_float, positive_int
 
 
 def cmd_label(args) -> int:
@@ -42,6 +42,10 @@ def cmd_label(args) -> int:
     if not ids:
         print("nothing to label: every object is labelled (use --all to relabel)")
         return 0
+    busy = store.leased_elsewhere(ids)
+    if busy == len(ids):
+        print(f"nothing to send: another labelling run holds all {busy} objects; run again when it is done")
+        return 0
     if args.all:
         store.mark_pending(ids)
     bar = tqdm(total=len(ids), unit="obj", desc="labelling", disable=None)
@@ -56,6 +60,8 @@ def cmd_label(args) -> int:
     usage = store.usage()
     print(f"project total: {usage['prompt_tokens']:,} prompt + {usage['completion_tokens']:,} completion tokens, "
           f"${usage['cost']:.4f}")
+    if summary.skipped:
+        print(f"{summary.skipped} objects skipped: another labelling run has them, or they changed meanwhile")
     for oid, err in list(summary.errors.items())[:10]:
         print(f"object {oid}: {err}")
     if summary.failed:
@@ -71,11 +77,11 @@ def add_label_parser(sub) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--vocab", help="allowed labels, comma separated (saved in the project)")
     g.add_argument("--vocab-file", help="allowed labels, one per line (saved in the project)")
-    p.add_argument("--concurrency", type=int, help="requests in flight (default 8)")
+    p.add_argument("--concurrency", type=positive_int, help="requests in flight (default 8)")
     p.add_argument("--detail", choices=["low", "high", "auto"], help="image detail (default low)")
     p.add_argument("--crop-mode", choices=["mask", "box", "both"], help="what the crop shows (default mask)")
     p.add_argument("--prompt-template", help="file with the user prompt ({vocabulary} is filled in)")
-    p.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
+    p.add_argument("--timeout", type=positive_float, default=60.0, help="seconds per request")
     p.add_argument("--prices", help="JSON price table to use instead of the built-in one")
     p.add_argument("--all", action="store_true", help="relabel every object (old labels stay in the history)")
     p.add_argument("--dry-run", action="store_true", help="count requests and estimate the cost; send nothing")

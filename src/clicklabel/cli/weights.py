@@ -11,7 +11,9 @@ def cmd_weights(args) -> int:
     if args.action == "list":
         for name, ck in weights.REGISTRY.items():
             path = weights.checkpoint_path(name)
-            state = "present" if path.is_file() else "missing"
+            size = path.stat().st_size if path.is_file() else None
+            state = "missing" if size is None else "present" if size == ck.size else \
+                f"incomplete ({size:,} of {ck.size:,} bytes: download again)"
             print(f"{name}\t{ck.size / 1e6:,.0f} MB\t{state}\t{path}\t{ck.url}")
         return 0
     if args.action == "download":

@@ -5,6 +5,7 @@ its event, so undo (``history.py``) and the comparison report can replay it."""
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass
 
@@ -12,7 +13,7 @@ import numpy as np
 
 from ..errors import StoreError
 from ..masks import decode_rle, encode_rle, rle_area, rle_bbox, tight_bbox
-from .schema import PROVENANCES
+from .schema import MAX_LABEL_CHARS, PROVENANCES
 
 _OBJECT_FIELDS = (
     "id, image_id, rle, bbox, area, iscrowd, state, category_id, label, supercategory, label_status, "
@@ -95,6 +96,9 @@ class ObjectsMixin:
             box, area = rle_bbox(rle), rle_area(rle)
         if bbox is None:
             bbox = box or (0, 0, 0, 0)
+        bbox = tuple(float(v) for v in bbox)
+        if len(bbox) != 4 or not all(math.isfinite(v) for v in bbox) or bbox[2] < 0 or bbox[3] < 0:
+            raise StoreError(f"bbox {list(bbox)} is not four finite numbers x, y, w, h with w, h >= 0")
         now = time.time()
         status = "done" if label and provenance == "imported" else "pending"
         with self.transaction():
@@ -105,7 +109,7 @@ class ObjectsMixin:
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     image_id, rle["counts"],
-                    json.dumps([float(v) for v in bbox]), area, iscrowd, state, cid, label, supercategory, status,
+                    json.dumps(list(bbox)), area, iscrowd, state, cid, label, supercategory, status,
                     provenance, clicks, seconds, score, engine, model, source_id, now, now,
                 ),
             )
@@ -170,6 +174,7 @@ class ObjectsMixin:
         with self.transaction():
             prev = self._state(object_id)
             self.conn.execute("UPDATE objects SET state='deleted', updated=? WHERE id=?", (time.time(), object_id))
+            self._holds(object_id, None)  # a labelling run in flight must not write to it
             self._event("delete", self._image_of(object_id), object_id, {"before": prev})
 
     def decide_proposal(self, object_id: int, accept: bool) -> None:
@@ -185,8 +190,11 @@ class ObjectsMixin:
 
     def relabel(self, object_id: int, label: str, supercategory: str | None = None, source: str = "human") -> None:
         """A person sets the label (status 'edited'); the old label stays in the history; undoable."""
+        if not label or len(label) > MAX_LABEL_CHARS:
+            raise StoreError(f"a label has 1 to {MAX_LABEL_CHARS} characters, not {len(label)}")
         with self.transaction():
             before = self._label_fields(object_id)
+            self._holds(object_id, None)  # the person's label wins over a model answer in flight
             cid = self._category_id(label, supercategory)
             self.conn.execute(
                 "UPDATE objects SET label=?, supercategory=COALESCE(?, supercategory), category_id=?, "
@@ -206,9 +214,13 @@ class ObjectsMixin:
         prompt_tokens: int = 0,
         completion_tokens: int = 0,
         cost: float = 0.0,
-    ) -> None:
-        """Store the model's label (status 'done') and add its token use and cost to the object's totals."""
+        lease: str | None = None,
+    ) -> bool:
+        """Store the model's label (status 'done') and add its token use and cost to the object's totals. With
+        ``lease`` (a labelling run's owner id), only if that run still holds the object; returns whether stored."""
         with self.transaction():
+            if not self._holds(object_id, lease):
+                return False
             cid = self._category_id(label, supercategory)
             self.conn.execute(
                 "UPDATE objects SET label=?, supercategory=?, category_id=?, label_status='done', label_confidence=?, "
@@ -219,13 +231,17 @@ class ObjectsMixin:
             )
             self._history(object_id, label, supercategory, confidence, "done", lmm_model)
             self._event("label", self._image_of(object_id), object_id, {"label": label, "model": lmm_model})
+        return True
 
     def set_label_failed(
         self, object_id: int, reason: str, lmm_model: str | None = None, prompt_tokens: int = 0,
-        completion_tokens: int = 0, cost: float = 0.0,
-    ) -> None:
-        """Mark the object's label as failed with a reason (the object itself is kept); tokens still count."""
+        completion_tokens: int = 0, cost: float = 0.0, lease: str | None = None,
+    ) -> bool:
+        """Mark the object's label as failed with a reason (the object itself is kept); tokens still count. With
+        ``lease``, only if that run still holds the object; returns whether stored."""
         with self.transaction():
+            if not self._holds(object_id, lease):
+                return False
             self.conn.execute(
                 "UPDATE objects SET label_status='failed', label_error=?, lmm_model=COALESCE(?, lmm_model), "
                 "prompt_tokens=prompt_tokens+?, completion_tokens=completion_tokens+?, cost=cost+?, updated=? "
@@ -233,6 +249,7 @@ class ObjectsMixin:
                 (reason[:500], lmm_model, prompt_tokens, completion_tokens, cost, time.time(), object_id),
             )
             self._event("label_failed", self._image_of(object_id), object_id, {"reason": reason[:500]})
+        return True
 
     def mark_pending(self, object_ids) -> None:
         """Queue objects for (re)labelling."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..images import load_image
+from ..errors import ClickLabelError
 from .objects import ObjectRecord
 from .store import Store
 
@@ -20,6 +20,7 @@ class ProposeReport:
     accepted: list[int] = field(default_factory=list)  # accepted at once (score >= accept_above)
     images: int = 0
     cancelled: bool = False
+    errors: list[str] = field(default_factory=list)  # images that could not be read, with the reason
 
 
 def propose_current(store: Store, engine, image_id: int, settings=None, accept_above: float | None = None,
@@ -51,11 +52,15 @@ def propose_project(store: Store, engine, settings=None, accept_above: float | N
         if stop is not None and stop.is_set():
             total.cancelled = True
             break
-        engine.set_image(load_image(store.image_path(im)))
-        rep = propose_current(store, engine, im.id, settings, accept_above, stop=stop)
-        total.proposed += rep.proposed
-        total.accepted += rep.accepted
-        total.images += 1
+        try:
+            engine.set_image(store.load_image(im))
+        except ClickLabelError as exc:
+            total.errors.append(str(exc))
+        else:
+            rep = propose_current(store, engine, im.id, settings, accept_above, stop=stop)
+            total.proposed += rep.proposed
+            total.accepted += rep.accepted
+            total.images += 1
         if progress is not None:
             progress(n + 1, len(images))
     return total

@@ -1,8 +1,9 @@
 """The project store's SQLite schema and its migrations (see ``store.py``)."""
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 PROVENANCES = ("manual", "click", "box", "proposed", "imported")
 LABEL_STATUSES = ("pending", "done", "failed", "edited")
+MAX_LABEL_CHARS = 100  # a label or supercategory, from a person, a model or a COCO file
 UNDOABLE = ("accept", "delete", "relabel", "accept_proposal", "reject_proposal")
 
 _SCHEMA_V1 = """
@@ -40,5 +41,13 @@ _V2 = """
 ALTER TABLE objects RENAME COLUMN coarse TO supercategory;
 ALTER TABLE label_history RENAME COLUMN coarse TO supercategory;
 """
-# Migrations from version N-1 to N, applied in order; version 1 is the initial schema.
-MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _V2}
+# Version 3: a labelling run claims the objects it sends (a lease that expires), so two runs (two `clicklabel
+# label`, or the CLI and the widget) never send one object twice; and the images' sizes are checked once against
+# their files (clicklabel 0.1 stored EXIF-rotated photos with their size before rotation).
+CHECK_SIZES_KEY = "check_image_sizes"
+_V3 = f"""
+CREATE TABLE label_leases (object_id INTEGER PRIMARY KEY, owner TEXT NOT NULL, expires REAL NOT NULL);
+INSERT OR REPLACE INTO meta(key, value) VALUES ('{CHECK_SIZES_KEY}', '1');
+"""
+# Migrations from version N-1 to N, applied in order; version 1 is the initial schema. Later ones only add.
+MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _V2, 3: _V3}

@@ -84,6 +84,7 @@ class SamEngine:
         self._features = None
         self._state = None
         self.last_from_cache = False
+        self.cache_error: str | None = None  # why the last embedding could not be written to disk, if it was not
         self._inflight: dict[str, threading.Lock] = {}
         self._inflight_guard = threading.Lock()
 
@@ -114,21 +115,40 @@ class SamEngine:
         that result instead of encoding it again."""
         img = to_rgb8(image)
         key = self.embedding_key(img)
-        emb = self.cache.get(key)
+        emb = self._cached(key, img)
         if emb is not None:
             self.last_from_cache = True
             return emb
         with self._inflight_guard:
             lock = self._inflight.setdefault(key, threading.Lock())
         with lock:
-            emb = self.cache.get(key)
+            emb = self._cached(key, img)
             self.last_from_cache = emb is not None
             if emb is None:
                 emb = self.encode(img)
-                self.cache.put(key, emb)
+                try:
+                    self.cache.put(key, emb)
+                except ClickLabelError as exc:  # a full or read-only cache disk: the embedding is in memory
+                    self.cache_error = str(exc)
         with self._inflight_guard:
             self._inflight.pop(key, None)
         return emb
+
+    def _cached(self, key: str, img: np.ndarray) -> Embedding | None:
+        """The cache entry for ``img``, if it is one for this image and model: its sizes and feature shape must
+        be what encoding ``img`` gives (an entry that claims another size is dropped, never trusted)."""
+        emb = self.cache.get(key)
+        if emb is None:
+            return None
+        h, w = img.shape[:2]
+        pe = self.sam.prompt_encoder
+        expected = (1, int(pe.embed_dim), *(int(v) for v in pe.image_embedding_size))
+        if (tuple(emb.original_size) == (h, w)
+                and tuple(emb.input_size) == self.transform.get_preprocess_shape(h, w, self.transform.target_length)
+                and tuple(emb.features.shape) == expected):
+            return emb
+        self.cache.discard(key)
+        return None
 
     def set_image(self, image: np.ndarray) -> None:
         """Make ``image`` current (cached embedding, or encode now)."""
