@@ -7,8 +7,10 @@ polygons are accepted the same way (provenance ``manual``). Proposals of the who
 next image's embedding is pre-computed through the engine. A client holds the session only: never the store or
 the engine beside it.
 
-Threads: ``embed``, ``prefetch``, ``propose`` and ``label`` take seconds and are meant for a worker thread; the
-rest is fast (milliseconds) and belongs to the caller's thread.
+Threads: ``embed``, ``prefetch``, ``propose``, ``label`` and ``export`` take seconds and are meant for a worker
+thread; the rest is fast and belongs to the caller's thread. A prompt can be answered off the caller's thread too:
+``plan`` (caller) -> ``PromptJob.run`` (any thread; the engine only) -> ``commit`` (caller), which drops the answer
+when the session moved on meanwhile (another image, accept, clear, undo). ``set_prompt`` does the three at once.
 """
 
 from __future__ import annotations
@@ -43,10 +45,31 @@ class PromptState:
     candidates: list[MaskResult] = field(default_factory=list)
     shown: int = 0
     started: float | None = None
+    proposal: ObjectRecord | None = None  # the proposal being corrected by clicks (``correct``)
 
     @property
     def preview(self) -> MaskResult | None:
         return self.candidates[self.shown] if self.candidates else None
+
+
+@dataclass
+class PromptJob:
+    """One prediction, planned by ``AnnotationSession.plan``; ``run`` touches the engine only, so it may run in any
+    thread; ``AnnotationSession.commit`` applies it unless the session moved on since it was planned."""
+
+    prompt: Prompt  # the annotator's prompt
+    engine_prompt: Prompt  # what the engine is asked (a corrected proposal's box added)
+    multimask: bool
+    previous: MaskResult | None
+    engine: object
+    generation: int
+    candidates: list[MaskResult] | None = None
+
+    def run(self) -> PromptJob:
+        candidates = self.engine.predict(self.engine_prompt, multimask=self.multimask, previous=self.previous)
+        candidates[0].bbox  # noqa: B018 - the shown mask's box is computed here too, off the caller's thread
+        self.candidates = candidates
+        return self
 
 
 class AnnotationSession:
@@ -59,6 +82,7 @@ class AnnotationSession:
         self.index = -1
         self.image: np.ndarray | None = None
         self.state = PromptState()
+        self._generation = 0  # bumped whenever the prompt state is replaced: answers planned before are dropped
 
     @classmethod
     def open(cls, items, engine, project=None) -> AnnotationSession:
@@ -74,7 +98,11 @@ class AnnotationSession:
     def set_engine(self, engine) -> None:
         """Use another engine from now on (the prompt in progress is dropped; call ``embed`` again)."""
         self.engine = engine
-        self.state = PromptState()
+        self._reset()
+
+    def _reset(self, state: PromptState | None = None) -> None:
+        self.state = state or PromptState()
+        self._generation += 1
 
     # -- images ---------------------------------------------------------------------------------------------
     @property
@@ -100,7 +128,7 @@ class AnnotationSession:
         """Make image ``index`` current (after ``embed``)."""
         self.index = index
         self.image = image
-        self.state = PromptState()
+        self._reset()
         if self.images[index].status == "todo":
             self.store.set_image_status(self.images[index].id, "in progress")
             self.images = self.store.images()
@@ -115,23 +143,36 @@ class AnnotationSession:
             self.images = self.store.images()
 
     # -- prompting ------------------------------------------------------------------------------------------
-    def set_prompt(self, prompt: Prompt) -> MaskResult:
-        """Predict the preview for ``prompt``. When it adds to the previous prompt, SAM refines the previous
-        mask (its low-res logits go back in); a single click offers SAM's three candidates."""
+    def plan(self, prompt: Prompt) -> PromptJob:
+        """The prediction for ``prompt`` (run it with ``PromptJob.run``, anywhere; then ``commit``). When the prompt
+        adds to the previous one, SAM refines the previous mask (its low-res logits go back in); a single click
+        offers SAM's three candidates; while a proposal is corrected, the engine gets its box too."""
         if self.image is None:
             raise PromptError("open an image first")
+        prompt.validate(self.image.shape[:2])
         st = self.state
         if st.started is None:
             st.started = time.monotonic()
-        single_click = len(prompt.points) == 1 and prompt.box is None
+        single_click = len(prompt.points) == 1 and prompt.box is None and st.proposal is None
         n = len(st.prompt.points)
         extends = prompt.points[:n] == st.prompt.points and prompt.labels[:n] == st.prompt.labels
         previous = st.preview if st.candidates and extends and not single_click else None
-        st.candidates = self.engine.predict(prompt, multimask=single_click, previous=previous)
-        st.shown = 0
-        st.prompt = prompt
-        self.store.log_event("prompt", self.current.id, None, points=len(prompt.points), box=prompt.box is not None)
+        engine_prompt = prompt if st.proposal is None else self._within(st.proposal, prompt)
+        return PromptJob(prompt, engine_prompt, single_click, previous, self.engine, self._generation)
+
+    def commit(self, job: PromptJob) -> MaskResult | None:
+        """Apply a job's answer as the preview; None (and nothing changed) when the session moved on since."""
+        if job.generation != self._generation or job.candidates is None or job.engine is not self.engine:
+            return None
+        st = self.state
+        st.candidates, st.shown, st.prompt = job.candidates, 0, job.prompt
+        self.store.log_event("prompt", self.current.id, None, points=len(job.prompt.points),
+                             box=job.prompt.box is not None)
         return st.candidates[0]
+
+    def set_prompt(self, prompt: Prompt) -> MaskResult:
+        """Predict the preview for ``prompt`` now, in the caller's thread (``plan``, ``run``, ``commit``)."""
+        return self.commit(self.plan(prompt).run())  # type: ignore[return-value]
 
     def add_point(self, x: float, y: float, positive: bool = True) -> MaskResult:
         """One more click; the preview is refined from the previous mask's logits."""
@@ -152,16 +193,24 @@ class AnnotationSession:
         return st.candidates[st.shown]
 
     def clear(self) -> None:
-        """Drop the prompt and the preview (Escape)."""
+        """Drop the prompt and the preview (Escape); a proposal being corrected stays waiting, as it was."""
         if self.state.candidates:
             self.store.log_event("clear", self.current.id if self.current else None)
-        self.state = PromptState()
+        self._reset()
 
     # -- accepting ------------------------------------------------------------------------------------------
     def accept(self) -> int:
-        """Write the preview as an object; returns its id."""
+        """Write the preview as an object; returns its id. While a proposal is corrected: accept the proposal, with
+        the corrected mask if there is one."""
         st = self.state
         pv = st.preview
+        if st.proposal is not None and (pv is None or not pv.empty):
+            oid = st.proposal.id
+            clicks = len(st.prompt.points) + (1 if st.prompt.box is not None else 0)
+            self.store.decide_proposal(oid, True, mask=None if pv is None else pv.mask, clicks=clicks,
+                                       seconds=time.monotonic() - st.started if st.started else None)
+            self._reset()
+            return oid
         if pv is None or pv.empty:
             raise PromptError("nothing to accept: click the object first")
         provenance = "box" if st.prompt.box is not None else "click"
@@ -171,7 +220,7 @@ class AnnotationSession:
             seconds=time.monotonic() - st.started if st.started else None,
             engine=self.engine.name, model=self.engine.model,
         )
-        self.state = PromptState()
+        self._reset()
         return oid
 
     def start_manual(self) -> None:
@@ -190,7 +239,7 @@ class AnnotationSession:
             self.current.id, mask, provenance="manual", clicks=vertices,
             seconds=time.monotonic() - started if started else None, engine="manual", model=None,
         )
-        self.state = PromptState()
+        self._reset()
         return oid
 
     # -- proposals ------------------------------------------------------------------------------------------
@@ -206,8 +255,31 @@ class AnnotationSession:
         return pending_proposals(self.store, self.current.id) if self.current else []
 
     def decide(self, object_id: int, accept: bool) -> None:
-        """Accept or reject one proposal (undoable; rejections are kept for the comparison report)."""
+        """Accept or reject one proposal as it is (undoable; rejections are kept for the comparison report)."""
         self.store.decide_proposal(object_id, accept)
+        if self.state.proposal is not None and self.state.proposal.id == object_id:
+            self._reset()
+
+    def correct(self, object_id: int) -> None:
+        """Correct proposal ``object_id`` with clicks before deciding: prompts are answered inside its box (widened
+        to take in positive points outside it), and ``accept`` accepts the proposal with the corrected mask
+        (provenance stays ``proposed``; the clicks and seconds are recorded; undo restores its own mask)."""
+        ob = self.store.object(object_id)
+        if ob.state != "proposed" or self.current is None or ob.image_id != self.current.id:
+            raise PromptError(f"object {object_id} is not a proposal waiting on this image")
+        self._reset(PromptState(proposal=ob))
+
+    def _within(self, proposal: ObjectRecord, prompt: Prompt) -> Prompt:
+        """``prompt`` with the proposal's box (the annotator's own box, if drawn, wins)."""
+        if prompt.box is not None:
+            return prompt
+        x, y, w, h = proposal.bbox
+        x0, y0, x1, y1 = x, y, x + w, y + h
+        for (px, py), positive in zip(prompt.points, prompt.labels):
+            if positive:
+                x0, y0, x1, y1 = min(x0, px), min(y0, py), max(x1, px + 1), max(y1, py + 1)
+        height, width = self.image.shape[:2]
+        return Prompt(prompt.points, prompt.labels, (max(0, x0), max(0, y0), min(width, x1), min(height, y1)))
 
     def accept_above(self, score: float) -> list[int]:
         """Accept every waiting proposal of the current image scoring at least ``score``; returns their ids."""
@@ -231,12 +303,24 @@ class AnnotationSession:
         self.store.delete(object_id)
 
     def undo(self):
-        self.state = PromptState()
+        self._reset()
         return self.store.undo()
 
     def redo(self):
-        self.state = PromptState()
+        self._reset()
         return self.store.redo()
+
+    def export(self, out, polygons: bool = False):
+        """Write the whole project as COCO instances, the same file as ``clicklabel export PROJECT --out OUT``; it
+        reads through a connection of its own, so it can run in a worker thread while annotating goes on."""
+        from .coco import export_coco
+        from .project import open_project
+
+        snapshot = open_project(self.store.path)
+        try:
+            return export_coco(snapshot, out, polygons=polygons)
+        finally:
+            snapshot.close()
 
     # -- labels ---------------------------------------------------------------------------------------------
     @property
