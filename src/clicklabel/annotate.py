@@ -250,9 +250,10 @@ class AnnotationSession:
             raise PromptError("open an image first")
         return propose_current(self.store, self.engine, self.current.id, settings, accept_above, progress, stop)
 
-    def proposals(self) -> list[ObjectRecord]:
-        """The current image's proposals waiting for a decision, largest first."""
-        return pending_proposals(self.store, self.current.id) if self.current else []
+    def proposals(self, index: int | None = None) -> list[ObjectRecord]:
+        """The proposals waiting for a decision on image ``index`` (default: the current one), largest first."""
+        image = self.current if index is None else self.images[index]
+        return pending_proposals(self.store, image.id) if image else []
 
     def decide(self, object_id: int, accept: bool) -> None:
         """Accept or reject one proposal as it is (undoable; rejections are kept for the comparison report)."""
@@ -286,8 +287,10 @@ class AnnotationSession:
         return _accept_above(self.store, self.current.id, score) if self.current else []
 
     # -- objects --------------------------------------------------------------------------------------------
-    def objects(self) -> list[ObjectRecord]:
-        return self.store.objects(self.current.id) if self.current else []
+    def objects(self, index: int | None = None) -> list[ObjectRecord]:
+        """The accepted objects of image ``index`` (default: the current one), in id order."""
+        image = self.current if index is None else self.images[index]
+        return self.store.objects(image.id) if image else []
 
     def object(self, object_id: int) -> ObjectRecord:
         return self.store.object(object_id)
