@@ -16,12 +16,13 @@ def canvas_widget(viewer):
     return viewer.window._qt_viewer.canvas.native
 
 
-def canvas_point(viewer, x: float, y: float) -> QPoint:
-    """Canvas pixel of image pixel (x, y) (world = data coordinates for an untransformed image layer)."""
-    widget = canvas_widget(viewer)
-    cy, cx = viewer.camera.center[-2:]
-    zoom = viewer.camera.zoom
-    return QPoint(round((x - cx) * zoom + widget.width() / 2), round((y - cy) * zoom + widget.height() / 2))
+def canvas_point(viewer, x: float, y: float, layer=None) -> QPoint:
+    """Canvas pixel of data point (x, y) of ``layer`` (default: the first layer), through vispy's own transform
+    from the layer's visual to the canvas (the one napari inverts for mouse events)."""
+    canvas = viewer.window._qt_viewer.canvas
+    node = canvas.layer_to_visual[layer if layer is not None else viewer.layers[0]].node
+    px, py = node.get_transform(map_from="visual", map_to="canvas").map([x, y])[:2]
+    return QPoint(round(px), round(py))
 
 
 def click(viewer, x: float, y: float, button=Qt.MouseButton.LeftButton, modifier=Qt.KeyboardModifier.NoModifier):

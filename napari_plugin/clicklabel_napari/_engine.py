@@ -23,6 +23,8 @@ def sam_help(model: str) -> str:
 class EngineMixin:
     """Uses the widget's engine controls, ``say`` and session."""
 
+    engine_note = ""  # said with each new image while a fallback engine is in use
+
     def _build_engine(self, name: str):
         """The engine for the controls' settings (raises WeightsError / ClickLabelError)."""
         from clicklabel.segment import make_engine
@@ -44,17 +46,20 @@ class EngineMixin:
             self.engine_help.setText(sam_help(name))
             if fallback:
                 self.engine_box.value = "grabcut"
-                engine = self._build_engine("grabcut")
-                self._use_engine(engine)
-                self.say(f"SAM {name}'s weights are not on this computer, so GrabCut (no weights) is in use: drag "
-                         "a box or click an object. " + sam_help(name))
+                self.engine_note = (f" GrabCut (no weights) is in use: SAM {name}'s weights are not on this "
+                                    "computer. " + sam_help(name))
+                self._use_engine(self._build_engine("grabcut"))
+                self.say(self.engine_note.strip())
                 return True
-            self.say(f"{exc}.<br>" + sam_help(name) + " Or choose the GrabCut engine (no weights).")
+            ck = str(self.checkpoint.value) not in ("", ".")
+            why = str(exc) if ck else f"SAM {name}'s weights are not on this computer."  # the core's names CLI flags
+            self.say(f"{why}<br>" + sam_help(name) + " Or choose the GrabCut engine (no weights).")
             return False
         except ClickLabelError as exc:
             self.say(str(exc))
             return False
         self.download_btn.visible = False
+        self.engine_note = ""
         self.engine_help.setText(f"Engine in use: {engine.name} {engine.model}.")
         self._use_engine(engine)
         self.say(f"Engine: {engine.name} {engine.model}.")

@@ -16,6 +16,7 @@ from qtpy.QtCore import QTimer
 from clicklabel.annotate import AnnotationSession
 from clicklabel.errors import ClickLabelError
 
+from ._io import PROJECT_KEY
 from ._layers import crop_of
 
 _threads = {"busy": 0, "full": None}
@@ -138,6 +139,7 @@ class ImagesMixin:
         s = self.session
         s.show(index, image)
         self.layers.show_image(image, Path(s.images[index].path).stem, labels, [ob.id for ob in objects])
+        self.layers.objects.metadata[PROJECT_KEY] = str(s.store.path)  # napari's File > Save exports the project
         for oid, (counts, crop) in crops.items():
             self.layers.remember(oid, counts, crop)
         self.layers.show_objects(objects, image.shape[:2])
@@ -147,7 +149,7 @@ class ImagesMixin:
         self._fill_table(objects)
         self._say_counter()
         more = f" {len(waiting)} proposal(s) wait here: P reviews them." if waiting else ""
-        self.say(f"{s.images[index].path}: click an object, or drag a box around it.{more}")
+        self.say(f"{s.images[index].path}: click an object, or drag a box around it.{more}{self.engine_note}")
         if index + 1 < len(s.images):
             pre = create_worker(_leaving_a_core, s.prefetch, index + 1)
             pre.errored.connect(lambda exc: None)  # the next image says so itself when opened

@@ -92,8 +92,8 @@ class LabellingMixin:
         self._label_stop = threading.Event()
         self.stop_btn.visible = True
         self._label_counts = (0, len(ids))
-        worker = create_worker(self.session.label, ids, labeler, progress=self.label_progress.emit,
-                               stop=self._label_stop)
+        progress = self.reporter(self.label_progress, self._label_stop)
+        worker = create_worker(self.session.label, ids, labeler, progress=progress, stop=self._label_stop)
         worker.returned.connect(self._labelled)
         worker.errored.connect(self._label_error)
         self._label_worker = worker

@@ -55,7 +55,8 @@ class ReviewMixin:
             grid=int(self.grid.value), min_area=int(self.min_area.value),
             max_proposals=int(self.max_props.value) or None)
         self._propose_stop = threading.Event()
-        self._propose_worker = create_worker(self._propose_in_worker, settings, self._propose_stop)
+        report = self.reporter(self.task_progress, self._propose_stop)
+        self._propose_worker = create_worker(self._propose_in_worker, settings, report, self._propose_stop)
         self._propose_worker.returned.connect(self._proposed)
         self._propose_worker.errored.connect(self._propose_failed)
         self.task_progress.emit(0, 1)
@@ -63,8 +64,8 @@ class ReviewMixin:
         self._update_progress()
         self._propose_worker.start()
 
-    def _propose_in_worker(self, settings, stop):
-        report = self.session.propose(settings, progress=self.task_progress.emit, stop=stop)
+    def _propose_in_worker(self, settings, progress, stop):
+        report = self.session.propose(settings, progress=progress, stop=stop)
         waiting = self.session.proposals()
         return report, waiting, _crops(waiting)
 

@@ -7,6 +7,8 @@ answering prompts, proposing, labelling and exporting run in workers, and the la
 
 from __future__ import annotations
 
+import threading
+
 from napari.qt.threading import create_worker
 from qtpy.QtCore import Qt, QTimer, Signal
 from qtpy.QtWidgets import QTableWidgetItem, QWidget
@@ -34,6 +36,12 @@ KEYS = {"Enter": "accept", "Escape": "clear", "m": "cycle", "n": "next", "b": "p
         "s": "skip", "Control-z": "undo", "Control-Shift-z": "redo"}
 
 
+def _shutdown(alive: dict) -> None:
+    alive["yes"] = False
+    for stop in alive["stops"]:
+        stop.set()
+
+
 class ClickLabelWidget(ImagesMixin, PromptingMixin, ReviewMixin, LabellingMixin, EngineMixin, QWidget):
     """Click or box an object, see its mask at once, accept, get the label, move on; or review SAM's proposals."""
 
@@ -59,6 +67,10 @@ class ClickLabelWidget(ImagesMixin, PromptingMixin, ReviewMixin, LabellingMixin,
         self._keyed: list = []  # layers whose own keymap carries clicklabel's keys
         self._after_draw: list = []
         self._draw_hooked = False
+        # Workers report through Qt signals; once the widget is gone (the viewer closed) they must not, and they
+        # are asked to stop (a signal emitted on a deleted widget crashes the process).
+        self._alive = alive = {"yes": True, "stops": []}
+        self.destroyed.connect(lambda *_: _shutdown(alive))
         self._init_prompting()
         self._init_review()
         self._init_labelling()
@@ -89,6 +101,19 @@ class ClickLabelWidget(ImagesMixin, PromptingMixin, ReviewMixin, LabellingMixin,
             self.viewer.window._qt_viewer.canvas.native.setFocus()
         except AttributeError:  # another napari: the keys still work after a click on the canvas
             pass
+
+    def reporter(self, signal, stop: threading.Event | None = None):
+        """A ``progress(done, total)`` for a worker: emits ``signal`` while the widget lives; ``stop`` is set
+        when the widget goes."""
+        alive = self._alive
+        if stop is not None:
+            alive["stops"].append(stop)
+
+        def report(done: int, total: int) -> None:
+            if alive["yes"]:
+                signal.emit(done, total)
+
+        return report
 
     def say(self, text: str) -> None:
         self.status.setText(text)
