@@ -70,6 +70,12 @@ def paint(layer, top: int, left: int, block: np.ndarray) -> None:
         layer.refresh()
 
 
+def _show(layer, visible: bool) -> None:
+    """Show or hide a layer (napari redraws on every set, even to the same value)."""
+    if layer.visible != visible:
+        layer.visible = visible
+
+
 def _union(a, b):
     """The smallest (r0, c0, r1, c1) box holding boxes ``a`` and ``b`` (either may be None)."""
     if a is None or b is None:
@@ -133,12 +139,11 @@ class LayerSet:
             elif layer.data.any():
                 layer.data[:] = 0
                 layer.refresh()
-        self.proposals.visible = False
+        _show(self.proposals, False)
         for key in (BOXES, MANUAL, BOX):
             if len(self._layers[key].data):
                 self._layers[key].data = []
-        if len(self.prompts.data):
-            self.clear_points()
+        self.clear_points()
         if first:
             self.viewer.layers.selection.active = self.image
         self.viewer.reset_view()
@@ -180,7 +185,8 @@ class LayerSet:
         pts.features = {"positive": positive}
 
     def clear_points(self) -> None:
-        self.set_points(np.zeros((0, 2)), np.zeros(0, bool))
+        if len(self.prompts.data):
+            self.set_points(np.zeros((0, 2)), np.zeros(0, bool))
 
     def show_preview(self, crop) -> None:
         """Draw a preview mask given as ``crop_of(mask)`` (None: no preview); only the old and new boxes are
@@ -277,8 +283,9 @@ class LayerSet:
         for (r, c), m in crops.values():
             cover[r : r + m.shape[0], c : c + m.shape[1]] += m
         self._cover, self._proposals, self._highlighted = cover, dict(crops), None
-        layer.data = (cover > 0).astype(np.uint8)
-        layer.visible = bool(crops)
+        if crops or layer.data.any():
+            layer.data = (cover > 0).astype(np.uint8)
+        _show(layer, bool(crops))
 
     def highlight(self, proposal_id: int | None) -> None:
         """Highlight one waiting proposal (None: none); only the old and the new one's boxes are repainted."""
@@ -299,7 +306,7 @@ class LayerSet:
         if self._highlighted == proposal_id:
             self._highlighted = None
         if not self._proposals:
-            self.proposals.visible = False
+            _show(self.proposals, False)
 
     def _repaint_proposals(self, proposal_id: int) -> None:
         (r0, c0), m = self._proposals[proposal_id]

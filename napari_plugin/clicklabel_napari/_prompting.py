@@ -2,18 +2,23 @@
 
 A prompt is planned in the UI thread (``session.plan``), answered in a worker (the engine; the mask's box and crop
 too), and applied back in the UI thread (``session.commit``), which drops answers the annotator has moved past.
-One answer is computed at a time: prompts arriving meanwhile are merged into the next one (the latest wins)."""
+One answer is computed at a time: prompts arriving meanwhile are merged into the next one (the latest wins).
+The prompt is held here; the prompt layers show it. A click's point is drawn together with its mask (one canvas
+draw, not two), or after ``POINT_DELAY_MS`` if the answer is slower than that (GrabCut, a busy CPU)."""
 
 from __future__ import annotations
 
 import numpy as np
 from napari.qt.threading import create_worker
+from qtpy.QtCore import QTimer
 
 from clicklabel.annotate import polygon_mask
 from clicklabel.errors import ClickLabelError
 from clicklabel.segment.base import Prompt
 
 from ._layers import crop_of
+
+POINT_DELAY_MS = 120
 
 
 def _answer(job):
@@ -30,7 +35,7 @@ class PromptingMixin:
         self._again = False  # the prompt changed while it ran: ask again once it is back
         self._then_accept = False  # Enter came while an answer was on its way
         self._syncing = False
-        self._drag_pan = None
+        self._prompt = Prompt()  # what the annotator asked for; the prompt layers show it
 
     @property
     def answering(self) -> bool:
@@ -83,6 +88,9 @@ class PromptingMixin:
             yield
         viewer.camera.mouse_pan = pan
         if dragged:
+            (y0, x0), (y1, x1) = start, cur
+            box = (min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
+            self._prompt = Prompt(self._prompt.points, self._prompt.labels, box)
             self._prompt_changed()
             return
         positive = event.button == 1 and "Shift" not in event.modifiers
@@ -94,16 +102,14 @@ class PromptingMixin:
             self.say(f"That click ({x:.0f}, {y:.0f}) is outside the {w}x{h} image.")
 
     def add_point(self, x: float, y: float, positive: bool = True) -> None:
-        pts = self.layers.prompts
-        feats = np.append(np.asarray(pts.features["positive"], dtype=bool), positive)
-        data = np.vstack([pts.data, [[y, x]]]) if len(pts.data) else np.array([[y, x]], dtype=float)
-        self._syncing = True
-        self.layers.set_points(data, feats)
-        self._syncing = False
-        self._prompt_changed()
+        self._prompt = self._prompt.add_point(x, y, positive)
+        self._prompt_changed(draw_now=False)
 
     def current_prompt(self) -> Prompt:
-        """The prompt drawn on the layers (points with their sign, the last box)."""
+        """The prompt: points with their sign, and at most one box."""
+        return self._prompt
+
+    def _prompt_from_layers(self) -> Prompt:
         pts = self.layers.prompts
         data = np.asarray(pts.data)
         pos = np.asarray(pts.features["positive"], dtype=bool) if len(data) else np.zeros(0, bool)
@@ -115,18 +121,34 @@ class PromptingMixin:
 
     def _layer_prompt_changed(self, event=None) -> None:
         """Points or a box edited on the layers directly (napari's own tools, scripts, tests)."""
-        if getattr(event, "action", None) in ("adding", "removing", "changing"):
+        if self._syncing or getattr(event, "action", None) in ("adding", "removing", "changing"):
             return
+        self._prompt = self._prompt_from_layers()
         self._prompt_changed()
 
+    def _draw_prompt(self) -> None:
+        """Show the prompt on the prompt layers (the points; the box is drawn while it is dragged)."""
+        pts = self.layers.prompts
+        p = self._prompt
+        rc = np.array([[y, x] for x, y in p.points], dtype=float).reshape(-1, 2)
+        if len(rc) == len(pts.data) and np.array_equal(rc, pts.data):
+            return
+        self._syncing = True
+        self.layers.set_points(rc, np.array(p.labels, dtype=bool))
+        self._syncing = False
+
     # -- answers -------------------------------------------------------------------------------------------------
-    def _prompt_changed(self) -> None:
+    def _prompt_changed(self, draw_now: bool = True) -> None:
         if self._syncing or not self._ready():
             return
+        if draw_now:
+            self._draw_prompt()
+        else:
+            QTimer.singleShot(POINT_DELAY_MS, self._draw_prompt)  # unless the answer draws it first
         if self._job is not None:
             self._again = True
             return
-        prompt = self.current_prompt()
+        prompt = self._prompt
         if prompt.empty:
             self.layers.show_preview(None)
             return
@@ -152,6 +174,7 @@ class PromptingMixin:
             return
         if preview is None:
             return
+        self._draw_prompt()
         self.layers.show_preview(crop)
         self._say_preview()
         if self._then_accept:
@@ -194,12 +217,13 @@ class PromptingMixin:
             return
         if self.leave_review_step():
             return
-        had = not self.current_prompt().empty or self.session.state.preview is not None
+        had = not self._prompt.empty or self.session.state.preview is not None
         self.session.clear()
         self._clear_prompt_layers()
         self.say("Cleared: click an object, or drag a box around it." if had else "Nothing to clear: click an object.")
 
     def _clear_prompt_layers(self) -> None:
+        self._prompt = Prompt()
         self._syncing = True
         self.layers.clear_points()
         if len(self.layers.box.data):

@@ -117,7 +117,8 @@ def build_ui(w) -> None:
     w.status = QLabel("Open a folder of images (Project tab).")
     w.status.setWordWrap(True)
     w.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-    w.status.setMinimumHeight(36)
+    w.status.setMinimumHeight(3 * w.status.fontMetrics().lineSpacing() + 4)  # most texts fit: no relayout
+    w.status.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
     w.progress = QProgressBar()
     w.progress.setVisible(False)
     w.stop_btn = PushButton(text="Stop", visible=False)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 
+import scipy.ndimage  # noqa: F401  (napari imports it on a Labels layer's first thumbnail: 0.3 s, so at load time)
 from napari.qt.threading import create_worker
 from qtpy.QtCore import Qt, QTimer, Signal
 from qtpy.QtWidgets import QTableWidgetItem, QWidget
