@@ -194,9 +194,11 @@ def test_missing_weights_say_what_to_do(make_napari_viewer, monkeypatch, tmp_pat
     assert w.load_engine() is True and w.engine.fast and w.engine.encoder.sdpa and w.engine.precision == "fp32"
 
 
-def test_offline_first_run_shows_the_first_sample_with_grabcut(make_napari_viewer, qtbot, monkeypatch, tmp_path):
+def test_offline_first_run_shows_the_first_sample_with_grabcut(make_napari_viewer, qtbot, monkeypatch, tmp_path,
+                                                              tiny_checkpoint):
     """`clicklabel gui` with no weights and no network: the first bundled sample at once, GrabCut in use, the
-    widget saying how to get SAM; a real click on the canvas makes a mask."""
+    widget saying how to get SAM; a real click on the canvas makes a mask; loading SAM later switches engines
+    in the same session."""
     from gui_input import click
 
     from clicklabel_napari.launch import build
@@ -218,6 +220,16 @@ def test_offline_first_run_shows_the_first_sample_with_grabcut(make_napari_viewe
     assert w.session.state.prompt.points == ((pytest.approx(w_ / 2, abs=2), pytest.approx(h / 2, abs=2)),)
     assert w.layers.preview.data.any() and "Enter accepts" in w.status.text()
     assert w.accept() is not None and w.session.objects()[0].engine == "grabcut"
+    session, image_layer = w.session, w.layers.image
+    w.engine_box.value, w.device_box.value = "vit_b", "cpu"
+    w.checkpoint.value = str(tiny_checkpoint)
+    w.load_btn.native.click()
+    _wait_ready(qtbot, w, timeout=60_000)
+    assert w.session is session and w.engine.name == "sam" and w.layers.image is image_layer
+    assert "GrabCut" not in w.status.text() and w.session.current.path == first.name
+    click(viewer, w_ / 2, h / 2)
+    _wait_ready(qtbot, w)
+    assert len(w.session.state.candidates) == 3  # SAM's three masks for one click
 
 
 def test_reader_writer_and_samples(tmp_path):

@@ -21,6 +21,7 @@ class LabellingMixin:
         self._label_stop: threading.Event | None = None
         self._label_counts = (0, 0)
         self._told_no_key = False
+        self._label_cost = 0.0  # dollars spent on labels in this session
 
     def _load_settings(self) -> None:
         """Show the project's labelling settings in the fields."""
@@ -127,11 +128,10 @@ class LabellingMixin:
         if stopped:
             self.say(f"Labelling stopped: {summary.labelled} labelled, the rest stay pending (L sends them).")
             return
+        # Labels that arrive show on their boxes and in the counter line; only failures are worth a notification.
+        self._label_cost += summary.cost
         if summary.failed:
             show_warning(f"{summary.failed} label(s) failed; 'Retry failed' (Labels tab) sends them again")
-        else:
-            busy = f"; {summary.skipped} left to another labelling run" if summary.skipped else ""
-            show_info(f"{summary.labelled} object(s) labelled (${summary.cost:.4f}){busy}")
         self._start_labelling()
 
     def _label_error(self, exc) -> None:

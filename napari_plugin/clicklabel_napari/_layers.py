@@ -24,7 +24,7 @@ MANUAL = "clicklabel manual"
 
 WAITING, HIGHLIGHTED = 1, 2  # values on the proposals layer
 _CLEAR = (0.0, 0.0, 0.0, 0.0)
-PROPOSAL_COLOURS = {None: _CLEAR, 0: _CLEAR, WAITING: (0.3, 0.6, 1.0, 0.45), HIGHLIGHTED: (1.0, 0.8, 0.0, 0.9)}
+PROPOSAL_COLOURS = {None: _CLEAR, 0: _CLEAR, WAITING: (0.0, 0.85, 1.0, 0.5), HIGHLIGHTED: (1.0, 0.1, 0.9, 1.0)}
 PREVIEW_COLOURS = {None: _CLEAR, 0: _CLEAR, 1: (1.0, 1.0, 0.0, 1.0)}
 STATUS_COLOURS = {"pending": "orange", "failed": "red", "done": "lime", "edited": "cyan"}
 
@@ -155,7 +155,7 @@ class LayerSet:
         makers = {
             IMAGE: lambda: v.add_image(image, name=name, rgb=image.ndim == 3),
             OBJECTS: lambda: v.add_labels(labels, name=OBJECTS, opacity=0.45),
-            PROPOSALS: lambda: v.add_labels(np.zeros((h, w), np.uint8), name=PROPOSALS, opacity=0.6,
+            PROPOSALS: lambda: v.add_labels(np.zeros((h, w), np.uint8), name=PROPOSALS, opacity=0.65,
                                             colormap=PROPOSAL_COLOURS, visible=False),
             PREVIEW: lambda: v.add_labels(np.zeros((h, w), np.uint8), name=PREVIEW, opacity=0.55,
                                           colormap=PREVIEW_COLOURS),

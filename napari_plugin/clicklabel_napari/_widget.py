@@ -174,8 +174,12 @@ class ClickLabelWidget(ImagesMixin, PromptingMixin, ReviewMixin, LabellingMixin,
             self.counter.setText(f"Image {index + 1} of {total} (opening); images done: {done}/{total}")
             return
         waiting = f", {len(self.proposed)} proposal(s) waiting" if self.proposed else ""
+        statuses = [self.table.item(r, 2).text() for r in range(self.table.rowCount())]
+        labels = ", ".join(f"{statuses.count(k)} {k}" for k in ("pending", "failed") if statuses.count(k))
+        labels = f" (labels: {labels})" if labels else ""
+        cost = f"; labels cost ${self._label_cost:.4f} so far" if self._label_cost else ""
         self.counter.setText(f"Image {s.index + 1} of {total} ({s.current.status}); images done: {done}/{total}; "
-                             f"objects here: {self.table.rowCount()}{waiting}")
+                             f"objects here: {len(statuses)}{labels}{waiting}{cost}")
 
     def _table_edited(self, item) -> None:
         if item.column() != 1 or self.session is None:
