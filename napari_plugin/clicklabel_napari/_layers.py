@@ -204,7 +204,7 @@ class LayerSet:
         if crop is not None:
             (r, c), m = crop
             block[r - r0 : r - r0 + m.shape[0], c - c0 : c - c0 + m.shape[1]] = m
-        paint(layer, r0, c0, block)
+        paint(layer, r0, c0, block)  # (hiding the layer while empty cost more: showing it redraws it all)
 
     # -- objects -------------------------------------------------------------------------------------------------
     def crop(self, ob):

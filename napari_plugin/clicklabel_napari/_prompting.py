@@ -2,7 +2,8 @@
 
 A prompt is planned in the UI thread (``session.plan``), answered in a worker (the engine; the mask's box and crop
 too), and applied back in the UI thread (``session.commit``), which drops answers the annotator has moved past.
-One answer is computed at a time: prompts arriving meanwhile are merged into the next one (the latest wins).
+One answer is computed at a time: prompts arriving meanwhile are merged into the next one (the latest wins). A
+press starts answering at once, as if it were a click (most are): the release confirms it, a drag replaces it.
 The prompt is held here; the prompt layers show it. A click's point is drawn together with its mask (one canvas
 draw, not two), or after ``POINT_DELAY_MS`` if the answer is slower than that (GrabCut, a busy CPU)."""
 
@@ -18,7 +19,7 @@ from clicklabel.segment.base import Prompt
 
 from ._layers import crop_of
 
-POINT_DELAY_MS = 120
+POINT_DELAY_MS = 250
 
 
 def _answer(job):
@@ -32,7 +33,6 @@ class PromptingMixin:
 
     def _init_prompting(self) -> None:
         self._job = None  # the prompt being answered in a worker
-        self._again = False  # the prompt changed while it ran: ask again once it is back
         self._then_accept = False  # Enter came while an answer was on its way
         self._syncing = False
         self._prompt = Prompt()  # what the annotator asked for; the prompt layers show it
@@ -74,6 +74,10 @@ class PromptingMixin:
             return
         image = self.layers.image
         start = np.asarray(image.world_to_data(event.position))[-2:]
+        positive = event.button == 1 and "Shift" not in event.modifiers
+        h, w = self.session.image.shape[:2]
+        if self._job is None and 0 <= start[1] < w and 0 <= start[0] < h:  # most presses are clicks: start now
+            self._ask(self._prompt.add_point(start[1], start[0], positive))
         pan, viewer.camera.mouse_pan = viewer.camera.mouse_pan, False
         yield
         dragged = False
@@ -93,9 +97,7 @@ class PromptingMixin:
             self._prompt = Prompt(self._prompt.points, self._prompt.labels, box)
             self._prompt_changed()
             return
-        positive = event.button == 1 and "Shift" not in event.modifiers
         y, x = start
-        h, w = self.session.image.shape[:2]
         if 0 <= x < w and 0 <= y < h:
             self.add_point(x, y, positive)
         else:
@@ -145,10 +147,12 @@ class PromptingMixin:
             self._draw_prompt()
         else:
             QTimer.singleShot(POINT_DELAY_MS, self._draw_prompt)  # unless the answer draws it first
-        if self._job is not None:
-            self._again = True
-            return
-        prompt = self._prompt
+        if self._job is None:
+            self._ask(self._prompt)
+        # else: the answer on its way is checked against the prompt when it is back
+
+    def _ask(self, prompt: Prompt) -> None:
+        """Answer ``prompt`` in a worker (one at a time)."""
         if prompt.empty:
             self.layers.show_preview(None)
             return
@@ -167,12 +171,17 @@ class PromptingMixin:
     def _answered(self, result) -> None:
         job, crop = result
         self._job = None
-        preview = self.session.commit(job) if self.session is not None else None
-        if self._again:  # the prompt changed meanwhile: draw the newer answer only
-            self._again = False
-            self._prompt_changed()
+        if self.session is None or not self._ready():
             return
-        if preview is None:
+        latest = self._prompt
+        if job.prompt != latest:  # the prompt changed meanwhile, or the press became a drag: answer the latest
+            n = len(job.prompt.points)
+            if latest.points[:n] == job.prompt.points and latest.labels[:n] == job.prompt.labels and \
+                    job.prompt.box in (None, latest.box):
+                self.session.commit(job)  # a step on the way: the next answer refines it
+            self._ask(latest)
+            return
+        if self.session.commit(job) is None:
             return
         self._draw_prompt()
         self.layers.show_preview(crop)
@@ -182,7 +191,7 @@ class PromptingMixin:
             self.accept()
 
     def _answer_failed(self, exc) -> None:
-        self._job, self._again, self._then_accept = None, False, False
+        self._job, self._then_accept = None, False
         self.say(f"no mask: {exc}")
 
     def _say_preview(self) -> None:
@@ -229,7 +238,6 @@ class PromptingMixin:
         if len(self.layers.box.data):
             self.layers.box.data = []
         self._syncing = False
-        self._again = False
         self.layers.show_preview(None)
 
     # -- accepting -----------------------------------------------------------------------------------------------

@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import threading
 
+import anyio._backends._asyncio  # noqa: F401  (httpx's first request, in the labelling thread)
+import cv2  # noqa: F401  (the labeller's crops)
 import scipy.ndimage  # noqa: F401  (napari imports it on a Labels layer's first thumbnail: 0.3 s, so at load time)
 from napari.qt.threading import create_worker
+from PIL import Image
 from qtpy.QtCore import Qt, QTimer, Signal
 from qtpy.QtWidgets import QTableWidgetItem, QWidget
 
 # Everything the workers use is imported here, in the main thread: imports running in several threads at once
-# can deadlock (module import locks against torch's and the GIL).
+# can deadlock (module import locks against torch's and the GIL), and an import in a worker holds the GIL long
+# enough to freeze the viewer (0.3-0.9 s measured for the OpenAI SDK, OpenCV and anyio).
 from clicklabel import coco as _coco  # noqa: F401
 from clicklabel import label as _label  # noqa: F401
 from clicklabel.annotate import AnnotationSession
@@ -32,6 +36,7 @@ from ._prompting import PromptingMixin
 from ._review import ReviewMixin
 from ._ui import build_ui
 
+Image.init()  # PIL's image plugins (the labeller encodes crops), loaded here rather than in a worker
 KEYS = {"Enter": "accept", "Escape": "clear", "m": "cycle", "n": "next", "b": "previous", "d": "image_done",
         "l": "label_pending", "g": "accept_manual", "p": "propose", "a": "accept_proposal", "x": "reject",
         "s": "skip", "Control-z": "undo", "Control-Shift-z": "redo"}
