@@ -89,9 +89,7 @@ class LabellingMixin:
             return
         ids, self._label_queue = list(dict.fromkeys(self._label_queue)), []
         labeler = self._labeler()
-        # The HTTP client (and its TLS context) is made here, in the main thread, and so are the SDK's lazily
-        # imported chat modules: an import in the worker held the GIL long enough to freeze the viewer for 0.5 s.
-        labeler.client.chat.completions  # noqa: B018
+        labeler.client  # noqa: B018 - made here, in the main thread (the SDK's lazy imports are done: warm_up)
         self._label_stop = threading.Event()
         self.stop_btn.visible = True
         self._label_counts = (0, len(ids))

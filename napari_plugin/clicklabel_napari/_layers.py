@@ -181,6 +181,11 @@ class LayerSet:
     # -- prompts and the preview ---------------------------------------------------------------------------------
     def set_points(self, points_rc: np.ndarray, positive: np.ndarray) -> None:
         pts = self.prompts
+        n = len(pts.data)
+        if len(points_rc) == n + 1 and np.array_equal(points_rc[:n], pts.data):  # one more point: one update
+            pts.feature_defaults["positive"] = bool(positive[-1])
+            pts.data = points_rc
+            return
         pts.data = points_rc
         pts.features = {"positive": positive}
 

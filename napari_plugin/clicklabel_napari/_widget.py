@@ -24,6 +24,7 @@ from clicklabel import coco as _coco  # noqa: F401
 from clicklabel import label as _label  # noqa: F401
 from clicklabel.annotate import AnnotationSession
 from clicklabel.errors import ClickLabelError
+from clicklabel.label import client as _label_client
 from clicklabel.label import run as _label_run  # noqa: F401
 from clicklabel.segment import propose as _propose  # noqa: F401
 from clicklabel.segment import sam as _sam  # noqa: F401
@@ -37,6 +38,7 @@ from ._review import ReviewMixin
 from ._ui import build_ui
 
 Image.init()  # PIL's image plugins (the labeller encodes crops), loaded here rather than in a worker
+_label_client.warm_up()  # the OpenAI SDK's lazily imported modules and the TLS settings, made once, here
 KEYS = {"Enter": "accept", "Escape": "clear", "m": "cycle", "n": "next", "b": "previous", "d": "image_done",
         "l": "label_pending", "g": "accept_manual", "p": "propose", "a": "accept_proposal", "x": "reject",
         "s": "skip", "Control-z": "undo", "Control-Shift-z": "redo"}
