@@ -2,6 +2,7 @@
 doubtful results are flagged, the run is resumable, cancellable and idempotent, and every change undoable."""
 
 import json
+import re
 import sqlite3
 import threading
 
@@ -174,3 +175,21 @@ def test_review_reason_thresholds():
     assert "empty mask" in review_reason((10, 10, 40, 40), np.zeros((100, 100), bool), st)
     with pytest.raises(Exception, match="out of range"):
         RefineSettings(min_iou=1.5)
+
+
+def test_bench_refine_prints_both_rates_from_one_run(tiny_checkpoint, capsys):
+    args = ["bench", "refine", "--model", "auto", "--checkpoint", str(tiny_checkpoint), "--device", "cpu",
+            "--boxes", "5", "--repeats", "1"]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "image 1024x768, 5 boxes" in text
+    rows = [[c.strip() for c in r.split("|")[1:-1]] for r in text.splitlines()
+            if r.startswith("| ") and "boxes/s" not in r]
+    assert [r[0] for r in rows] == ["stock SamPredictor.predict(box=), one box at a time",
+                                    "clicklabel predict_boxes, batched"]
+    (_, s_sec, s_rate, s_ratio), (_, o_sec, o_rate, o_ratio) = rows
+    assert float(s_rate) == pytest.approx(5 / float(s_sec), rel=0.05) and s_ratio == "1.00x"
+    assert float(o_rate) == pytest.approx(5 / float(o_sec), rel=0.05)
+    assert float(o_ratio[:-1]) == pytest.approx(float(s_sec) / float(o_sec), rel=0.05)
+    m = re.search(r"mask agreement with stock \(IoU\): min ([\d.]+)", text)
+    assert m and float(m.group(1)) >= 0.999  # the same masks as stock's, box by box
