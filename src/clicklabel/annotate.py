@@ -294,8 +294,13 @@ class AnnotationSession:
     def next_flagged(self, after: int | None = None) -> tuple[int, int] | None:
         """(image index, object id) of the flagged object after object ``after`` in the project, wrapping around;
         None when nothing is flagged."""
+        return self._next([(o.image_id, o.id) for o in self.store.objects(flagged=True)], after)
+
+    def _next(self, items: list[tuple[int, int]], after: int | None) -> tuple[int, int] | None:
+        """The (image index, object id) after object ``after`` among ``items`` ((image id, object id)), in image
+        then object order, wrapping around; None when there are none."""
         index = {im.id: n for n, im in enumerate(self.images)}
-        todo = [(index[o.image_id], o.id) for o in self.flagged(everywhere=True) if o.image_id in index]
+        todo = sorted((index[iid], oid) for iid, oid in items if iid in index)
         if not todo:
             return None
         ids = [oid for _, oid in todo]
@@ -324,6 +329,14 @@ class AnnotationSession:
         if everywhere:
             return self.store.disagreements()
         return self.store.disagreements(self.current.id) if self.current else []
+
+    def next_disagreement(self, after: int | None = None) -> tuple[int, int] | None:
+        """(image index, object id) of the open disagreement after object ``after``, wrapping around."""
+        return self._next([(c.image_id, c.object_id) for c in self.store.disagreements()], after)
+
+    def checks(self) -> list[CheckRecord]:
+        """The class audit's records of the current image's objects."""
+        return self.store.checks(self.current.id) if self.current else []
 
     def accept_model_label(self, object_id: int) -> None:
         """Take the model's label for an object it disagreed on: one undoable action."""
