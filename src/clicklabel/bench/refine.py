@@ -83,8 +83,8 @@ def bench_refine(
     print(f"clicklabel bench refine: model {model}, device {eng.device} ({device_name(eng.device)}), image {w}x{h}, "
           f"{boxes} boxes, batch {batch}, median of {repeats} passes, encoder excluded" + setup.note(), file=out)
     print_table(
-        [["stock SamPredictor.predict(box=), one box at a time", f"{s_med:.3f}", f"{s_rate:.1f}", "1.00x"],
-         ["clicklabel predict_boxes, batched", f"{o_med:.3f}", f"{o_rate:.1f}", f"{o_rate / s_rate:.2f}x"]],
+        [["stock SamPredictor.predict(box=), one box at a time", f"{s_med:.4g}", f"{s_rate:.4g}", "1.00x"],
+         ["clicklabel predict_boxes, batched", f"{o_med:.4g}", f"{o_rate:.4g}", f"{o_rate / s_rate:.2f}x"]],
         ["", "seconds per pass", "boxes/s", "ratio"], out=out)
     print(f"mask agreement with stock (IoU): min {min(ious):.5f}, mean {float(np.mean(ious)):.5f}", file=out)
     return {"stock_boxes_per_s": s_rate, "ours_boxes_per_s": o_rate, "ratio": o_rate / s_rate,

@@ -20,6 +20,7 @@ import numpy as np
 
 from ..errors import ClickLabelError
 from ..masks import box_iou, rle_area, rle_bbox, tight_bbox
+from .batch import embedded_images
 from .boxes import MaskUpdate
 from .objects import ObjectRecord
 from .store import Store
@@ -153,20 +154,7 @@ def refine_project(store: Store, engine, settings: RefineSettings = RefineSettin
         keep = set(image_ids)
         targets = {k: v for k, v in targets.items() if k in keep}
     total = RefineReport()
-    for n, (image_id, objects) in enumerate(sorted(targets.items())):
-        if stop is not None and stop.is_set():
-            total.cancelled = True
-            break
-        try:
-            engine.set_image(store.load_image(image_id))
-        except ClickLabelError as exc:
-            total.errors.append(str(exc))
-        else:
-            rep = refine_current(store, engine, image_id, settings, objects, stop)
-            total.add(rep)
-            if rep.cancelled:
-                total.cancelled = True
-                break
-        if progress is not None:
-            progress(n + 1, len(targets))
+    for image_id in embedded_images(store, engine, sorted(targets), total.errors, progress, stop):
+        total.add(refine_current(store, engine, image_id, settings, targets[image_id], stop))
+    total.cancelled = stop is not None and stop.is_set()
     return total
