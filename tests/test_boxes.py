@@ -1,6 +1,7 @@
 """Detection data sets: box-only COCO annotations imported as objects without a mask (mixed with polygons and RLE in
 one file), exported as box-only COCO until refined, labelled from their box, kept through the store's reads."""
 
+import json
 
 import numpy as np
 import pytest
@@ -8,13 +9,13 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
 from clicklabel.cli import main
-from clicklabel.coco import import_coco
+from clicklabel.coco import export_coco, import_coco
 from clicklabel.errors import StoreError
 from clicklabel.label import CropSettings, LabelCache, Labeler, LabelerConfig, label_objects
 from clicklabel.label.crop import crop_box, pixel_box
 from clicklabel.project import Store
 
-from conftest import H, W, box_only_file
+from conftest import H, W, box_only_file, needs_shared
 from lmm_server import FakeLMM
 
 BAD = [
@@ -109,3 +110,31 @@ def test_box_only_objects_are_labelled_from_their_box(tmp_path):
     assert (crop[8, 10:74] == [255, 0, 0]).all()  # the box, drawn in red
     assert crop[30, 40].tolist() == [220, 220, 220] and crop[2, 2].tolist() == [12, 12, 12]  # nothing dimmed
     assert all(s.object(o.id).label == "Siamese cat" for o in boxes)
+
+
+def test_a_real_detection_file_imports_whole(tmp_path):
+    """The Oxford-IIIT Pet COCO file (real boxes) with its segmentations stripped, as detection exports write it:
+    every annotation whose image is here is kept, box-only, with its category; the export loads in pycocotools."""
+    pets = needs_shared("pets")
+    doc = json.loads((pets / "instances_sample_all.json").read_text())
+    for a in doc["annotations"]:
+        a["segmentation"] = []
+    (tmp_path / "boxes.json").write_text(json.dumps(doc))
+    here = {p.name for p in (pets / "images").iterdir()}
+    on_disk = {im["id"] for im in doc["images"] if im["file_name"].split("/")[-1] in here}
+    expected = [a for a in doc["annotations"] if a["image_id"] in on_disk]
+    assert len(expected) > 100
+    s = Store(tmp_path / "p.clicklabel", root=pets / "images")
+    rep = import_coco(tmp_path / "boxes.json", pets / "images", s)
+    assert rep.annotations == rep.boxes == len(expected)  # count in = count kept
+    # the only refusals: images that are not in the folder, and their annotations
+    assert all("not found" in p or "is missing or was refused" in p for p in rep.problems), rep.problems[:3]
+    names = {c["id"]: c["name"] for c in doc["categories"]}
+    kept = {o.source_id: o for o in s.objects()}
+    for a in expected:
+        assert kept[a["id"]].label == names[a["category_id"]] and kept[a["id"]].mask_state == "box"
+    export = tmp_path / "out.json"
+    export_coco(s, export)
+    coco = COCO(str(export))
+    assert len(coco.dataset["annotations"]) == len(expected)
+    assert all(a["segmentation"] == [] for a in coco.dataset["annotations"])
