@@ -76,7 +76,7 @@ def cmd_label(args) -> int:
     for oid, err in list(summary.errors.items())[:10]:
         print(f"object {oid}: {err}")
     if summary.failed:
-        print("run `clicklabel label` again to retry the failed ones")
+        print(f"run `clicklabel label{' --check' if args.check else ''}` again to retry the failed ones")
     return 0 if not summary.failed else 1
 
 
