@@ -5,9 +5,9 @@ import pytest
 from PIL import Image
 
 from clicklabel.cli import main
-from clicklabel.masks import tight_bbox
+from clicklabel.masks import mask_iou, tight_bbox
 
-from conftest import SAMPLES
+from conftest import SAMPLES, sample
 
 
 def run(capsys, *argv):
@@ -24,14 +24,36 @@ def test_segment_writes_mask_and_json(capsys, tmp_path, tiny_checkpoint):
     assert code == 0
     info = json.loads(stdout)
     mask = np.array(Image.open(out)) > 0
-    assert mask.shape == (300, 451)
+    assert mask.shape == (300, 451) and mask.any() and not info["empty"]
     assert info["area"] == mask.sum()
-    assert info["bbox"] == (list(tight_bbox(mask)) if mask.any() else None)
+    assert info["bbox"] == list(tight_bbox(mask))
     assert set(info) >= {"bbox", "area", "score"}
+    # the mask written is the engine's answer to these prompts
+    from clicklabel.embeddings import EmbeddingCache
+    from clicklabel.segment import Prompt
+    from clicklabel.segment.sam import SamEngine
+
+    eng = SamEngine("auto", tiny_checkpoint, device="cpu", cache=EmbeddingCache(tmp_path / "own", disk=False))
+    eng.set_image(sample("chelsea"))
+    ref = eng.predict(Prompt.make([(200, 150), (20, 20)], [1, 0], (100, 50, 350, 280)))[0]
+    assert mask_iou(mask, ref.mask) >= 0.99 and info["score"] == pytest.approx(ref.score, abs=1e-3)
 
 
 def test_segment_fast_encoder_gives_the_same_mask(capsys, tmp_path, tiny_checkpoint, monkeypatch):
-    """Two real encodings (each run has an empty cache of its own), compared on a non-empty mask."""
+    """Two real encodings (each run has an empty cache of its own), one with stock attention and one with SDPA,
+    compared on a non-empty mask."""
+    from clicklabel.segment import fast_encoder
+    from clicklabel.segment.encoder import ImageEncoder
+
+    ran = []
+    forward = ImageEncoder.forward
+
+    def spy(self, x):  # what the encoder really ran with: its switches and the attention in the model
+        out = forward(self, x)
+        ran.append((self.describe(), fast_encoder.is_enabled(self.sam)))
+        return out
+
+    monkeypatch.setattr(ImageEncoder, "forward", spy)
     masks = []
     for enc in ("stock", "fast"):
         monkeypatch.setenv("CLICKLABEL_CACHE", str(tmp_path / f"cache_{enc}"))
@@ -43,6 +65,7 @@ def test_segment_fast_encoder_gives_the_same_mask(capsys, tmp_path, tiny_checkpo
         info = json.loads(stdout)
         assert info["embedding_cached"] is False and not info["empty"]
         masks.append(np.array(Image.open(out)) > 0)
+    assert ran == [("fp32", False), ("fp32 + SDPA", True)]
     assert masks[0].sum() > 100
     inter, union = (masks[0] & masks[1]).sum(), (masks[0] | masks[1]).sum()
     assert inter / union >= 0.999
