@@ -113,16 +113,22 @@ def test_wrong_and_truncated_checkpoints(capsys, tmp_path, vit_b_checkpoint):
 
 
 def test_missing_weights_offline_message(capsys, monkeypatch, tmp_path):
+    """The real download, offline (a closed port), without its waits between retries: one line that says what
+    to do."""
+    from functools import partial
+
     from clicklabel import weights
 
     monkeypatch.setenv("CLICKLABEL_WEIGHTS", str(tmp_path))
     ck = weights.REGISTRY["vit_b"]
-    monkeypatch.setitem(weights.REGISTRY, "vit_b", weights.Checkpoint("vit_b", "http://127.0.0.1:9/" + ck.filename,
-                                                                        ck.xxh128, ck.size))
-    monkeypatch.setattr(weights, "download", lambda name, **kw: (_ for _ in ()).throw(
-        weights.WeightsError(f"cannot download {name}")))
+    url = "http://127.0.0.1:9/" + ck.filename
+    monkeypatch.setitem(weights.REGISTRY, "vit_b", weights.Checkpoint("vit_b", url, ck.xxh128, ck.size))
+    monkeypatch.setattr(weights, "download", partial(weights.download, retries=0))
     code, _, err = run(capsys, "segment", SAMPLES / "chelsea.jpg", "--point", "1,1")
-    assert code == 2 and "cannot download vit_b" in err
+    errors = [line for line in err.splitlines() if line.startswith("clicklabel: error:")]
+    assert code == 2 and "Traceback" not in err and len(errors) == 1  # after pooch's "Downloading file" notice
+    assert "cannot download vit_b" in errors[0] and url in errors[0] and str(tmp_path / ck.filename) in errors[0]
+    assert not (tmp_path / ck.filename).exists()
 
 
 def test_weights_list_and_verify(capsys, monkeypatch, tmp_path):
