@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from clicklabel.cli import main
-from clicklabel.masks import mask_iou, tight_bbox
 from clicklabel.evaluate.noc import Item, jitter_box, next_click, noc, run_box_jitter, run_noc
+from clicklabel.masks import mask_iou, tight_bbox
 from clicklabel.segment.base import MaskResult
 
 from conftest import needs_shared
