@@ -1,5 +1,4 @@
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -96,17 +95,16 @@ def test_a_huge_answer_fails_that_object_only(project, tmp_path):
         assert got.label is None and got.label_status == "failed" and len(got.label_error) < 300
 
 
-def test_200_crops_fast_and_all_stored(project, tmp_path):
+def test_200_crops_concurrent_bounded_and_all_stored(project, tmp_path):
+    """Requests overlap (a slow server is not asked one crop at a time) but never beyond the concurrency asked for.
+    Seconds are not asserted here (a timed test breaks on a loaded machine): `bench labels` measures them."""
     store, _ = project
     with FakeLMM(latency=0.2) as server:
         labeler = _labeler(server, tmp_path, concurrency=16)
         ids = [o.id for o in store.objects()]
-        t = time.perf_counter()
         summary = label_objects(store, ids, labeler)
-        elapsed = time.perf_counter() - t
     assert summary.labelled == 200 and summary.failed == 0
-    assert elapsed < 4.0, f"{elapsed:.1f} s for 200 crops at 200 ms each, concurrency 16"
-    assert server.max_in_flight >= 12
+    assert 12 <= server.max_in_flight <= 16
     assert all(o.label == "Siamese cat" and o.label_status == "done" for o in store.objects())
     assert store.usage()["prompt_tokens"] == 200 * 100
 
