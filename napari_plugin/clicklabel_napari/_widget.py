@@ -21,7 +21,7 @@ from clicklabel.segment.base import Prompt
 
 from ._labelling import LabellingMixin
 from ._layers import LayerSet, object_text
-from ._review import ReviewMixin, build_review_ui
+from ._audit import AuditMixin, build_audit_ui
 from ._ui import build_ui
 
 _threads = {"busy": 0, "full": None}
@@ -46,7 +46,7 @@ def _leaving_a_core(fn, *args):
                 torch.set_num_threads(_threads["full"])
 
 
-class ClickLabelWidget(LabellingMixin, ReviewMixin, QWidget):
+class ClickLabelWidget(LabellingMixin, AuditMixin, QWidget):
     """Click or box an object, see SAM's mask at once, accept, get the label, move on."""
 
     # (done, total) from the labelling worker's thread; Qt queues it to the main thread.
@@ -73,7 +73,7 @@ class ClickLabelWidget(LabellingMixin, ReviewMixin, QWidget):
         self._embed_worker = None
         self._waiting = None  # what to open once an engine is loaded (weights downloading, or a choice to make)
         build_ui(self)
-        build_review_ui(self)
+        build_audit_ui(self)
         self.label_progress.connect(self._on_label_progress)
         self.refine_progress.connect(self._on_refine_progress)
         self._bind_keys()
@@ -214,7 +214,7 @@ class ClickLabelWidget(LabellingMixin, ReviewMixin, QWidget):
         layers.box.events.data.connect(self._layer_prompt_changed)
         self.refresh()
         self.say(f"{s.images[index].path}: click an object")
-        self.review_image_shown()
+        self.audit_image_shown()
         if index + 1 < len(s.images):
             pre = create_worker(_leaving_a_core, s.prefetch, index + 1)
             pre.errored.connect(lambda exc: None)  # the next image says so itself when opened

@@ -17,7 +17,7 @@ FILTERS = {"all objects": None, "flagged for review": "flagged", "disagreements 
 COLUMNS = ["mask", "model says"]  # the table's columns added by this panel
 
 
-def build_review_ui(w) -> None:
+def build_audit_ui(w) -> None:
     """Create the panel's controls on ``w``, put them above the table, add the table's review columns."""
     w.refine_btn = PushButton(text="Refine boxes here")
     w.refine_stop_btn = PushButton(text="Stop refining", visible=False)
@@ -66,7 +66,7 @@ def check_cell(check) -> str:
     return f"{sign} {check.label}{conf}{done}"
 
 
-class ReviewMixin:
+class AuditMixin:
     """Part of ``ClickLabelWidget``: uses its session, table, layers, status line, progress bar, ``refresh``,
     ``show_image`` and its ``refine_progress`` signal."""
 
@@ -156,7 +156,7 @@ class ReviewMixin:
         else:
             self.focus_object(oid)
 
-    def review_image_shown(self) -> None:
+    def audit_image_shown(self) -> None:
         """Called once an image is shown: select the object stepped to, if any."""
         if self._focus is not None:
             oid, self._focus = self._focus, None
