@@ -19,9 +19,9 @@ from clicklabel.label import run as _label_run  # noqa: F401
 from clicklabel.segment import sam as _sam  # noqa: F401
 from clicklabel.segment.base import Prompt
 
+from ._audit import AuditMixin, build_audit_ui
 from ._labelling import LabellingMixin
 from ._layers import LayerSet, object_text
-from ._audit import AuditMixin, build_audit_ui
 from ._ui import build_ui
 
 _threads = {"busy": 0, "full": None}
