@@ -60,7 +60,10 @@ HOSTILE_COCO = {
     "rle_ends_mid_number": _coco([GOOD_IMAGE], [_ann(segmentation={"size": [60, 80], "counts": "0hh"})]),
     "rle_size_text": _coco([GOOD_IMAGE], [_ann(segmentation={"size": "60x80", "counts": "0"})]),
     "nan_bbox": _coco([GOOD_IMAGE], [_ann(bbox=[float("nan"), 1, 2, 3])]),
-    "box_only": _coco([GOOD_IMAGE], [_ann(segmentation=[], bbox=[1, 1, 5, 5])]),
+    "box_no_area": _coco([GOOD_IMAGE], [_ann(segmentation=[], bbox=[1, 1, 0, 5])]),
+    "box_no_bbox": _coco([GOOD_IMAGE], [_ann(segmentation=[])]),
+    "box_outside": _coco([GOOD_IMAGE], [_ann(segmentation=[[]], bbox=[82, 10, 5, 5])]),
+    "box_nan": _coco([GOOD_IMAGE], [_ann(segmentation=None, bbox=[1, 1, float("inf"), 5])]),
     "iscrowd_two": _coco([GOOD_IMAGE], [_ann(iscrowd=2)]),
     "category_clash": _coco([GOOD_IMAGE], [_ann()], [{"id": 1, "name": "a"}, {"id": 1, "name": "b"}]),
     "duplicate_image_ids": _coco([GOOD_IMAGE, {**GOOD_IMAGE, "file_name": "other.png"}], [_ann()]),
@@ -75,7 +78,8 @@ HOSTILE_REASONS = {
     "huge_coordinate": "outside its image", "absurd_size": "larger than", "size_disagrees": "but the file is",
     "zero_size": "not a whole number of pixels >= 1", "garbage_rle": "outside '0'..'o'",
     "rle_ends_mid_number": "middle of a number", "rle_size_text": "not [height, width]",
-    "nan_bbox": "not finite", "box_only": "box-only annotations are not supported yet",
+    "nan_bbox": "not finite", "box_no_area": "has no area", "box_no_bbox": "neither a segmentation nor a bbox",
+    "box_outside": "lies outside its image", "box_nan": "not finite",
     "iscrowd_two": "neither 0 nor 1", "category_clash": "names both", "duplicate_image_ids": "names two images",
     "unknown_refs": "unknown category", "path_traversal": "points outside",
     "polygon_too_long": "outline is longer", "non_dict_entries": "not an object",
@@ -221,12 +225,24 @@ CASES = [
     (["label", P], 2, "OPENAI_API_KEY"),
     (["label", "{d}/missing.clicklabel"], 2, "no project"),
     (["label", P, "--detail", "ultra"], 2, "invalid choice"),
+    (["label", P, "--check", "--vocab-file", "{d}/missing.txt"], 2, "vocabulary file"),
+    (["label", P, "--check"], 2, "OPENAI_API_KEY"),
+    # refine
+    (["refine", "{d}/missing.clicklabel"], 2, "no project"),
+    (["refine", "{d}/junk.clicklabel"], 2, "not a clicklabel project"),
+    (["refine", P, "--batch", "0"], 2, "--batch"),
+    (["refine", P, "--min-iou", "nan"], 2, "--min-iou"),
+    (["refine", P, "--min-iou", "2"], 2, "out of range"),
+    (["refine", P, "--engine", "nope"], 2, "unknown engine"),
+    (["refine", P, "--device", "tpu"], 2, "unknown device"),
     # bench
     (["bench", "labels"], 2, "--data"),
     (["bench", "noc"], 2, "--data"),
     (["bench", "noc", "--data", "{d}/missing"], 2, "expected images/"),
     (["bench", "noc", "--data", "{d}/not_json.json"], 2, "not valid JSON"),
     (["bench", "latency", "--device", "tpu"], 2, "unknown device"),
+    (["bench", "refine", "--device", "tpu"], 2, "unknown device"),
+    (["bench", "refine", "--boxes", "0"], 2, "--boxes"),
     (["bench", "nope"], 2, "invalid choice"),
     (["bench", "noc", "--max-clicks", "0"], 2, "--max-clicks"),
     # demo, precompute, the root
@@ -241,7 +257,7 @@ CASES = [
 
 def test_the_table_is_large():
     commands = {c[0][0] for c in CASES if c[0] and not c[0][0].startswith("-")}
-    assert len(CASES) >= 60 and len(commands) == 11  # every command but gui (a program of the plugin's)
+    assert len(CASES) >= 60 and len(commands) == 12  # every command but gui (a program of the plugin's)
 
 
 @pytest.mark.parametrize("argv, code, needle", CASES, ids=[" ".join(c[0][:2]) + f" #{i}" for i, c in

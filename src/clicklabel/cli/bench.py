@@ -32,6 +32,12 @@ def cmd_bench(args) -> int:
         bench_propose(args.model, args.checkpoint, args.random_weights, _bench_device(args.device),
                             args.grid, args.pred_iou_thresh, args.stability_thresh, repeats=args.repeats or 1)
         return 0
+    if args.what == "refine":
+        from ..bench.refine import bench_refine
+
+        bench_refine(args.model, args.checkpoint, args.random_weights, _bench_device(args.device), boxes=args.boxes,
+                     repeats=args.repeats or 3)
+        return 0
     if args.what in ("noc", "box-jitter"):
         return bench_interactive(args)
     if args.what == "labels":
@@ -97,7 +103,7 @@ def _bench_device(device: str) -> str:
 
 def add_bench_parser(sub) -> None:
     p = sub.add_parser("bench", help="benchmarks against the stock baseline, measured in the same run")
-    p.add_argument("what", choices=["latency", "encoder", "propose", "labels", "noc", "box-jitter"])
+    p.add_argument("what", choices=["latency", "encoder", "propose", "refine", "labels", "noc", "box-jitter"])
     p.add_argument("--engine", default="sam", help="noc, box-jitter: sam, grabcut or a model name")
     p.add_argument("--max-clicks", type=positive_int, default=20, help="noc")
     p.add_argument("--box", action="store_true", help="noc: the GT box first, then corrective clicks")
@@ -117,7 +123,9 @@ def add_bench_parser(sub) -> None:
     p.add_argument("--checkpoint")
     p.add_argument("--random-weights", action="store_true", help="random weights (timing only)")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--repeats", type=positive_int, default=None, help="latency: 20, encoder: 10, propose: 1")
+    p.add_argument("--repeats", type=positive_int, default=None,
+                   help="latency: 20, encoder: 10, propose: 1, refine: 3")
+    p.add_argument("--boxes", type=positive_int, default=20, help="refine: boxes on the 1024x768 image")
     p.add_argument("--batch", default="1,8", help="encoder: batch sizes, comma separated")
     p.add_argument("--no-compile", action="store_true", help="encoder: leave out the torch.compile rows")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
