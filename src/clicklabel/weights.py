@@ -74,10 +74,10 @@ REGISTRY: dict[str, Checkpoint] = {c.name: c for c in (
                "a82beb3c660661e3dd38d999cc860e9a", _V1_SRC),
     Checkpoint("vit_b", "sam", _SAM + "sam_vit_b_01ec64.pth", 375042383,
                "ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912",
-               "6923c33df3637b6a922d7682bfc9a86b", _V1_SRC),
+               "6923c33df3637b6a922d7682bfc9a86b", _V1_SRC, cpu_s=16.0),
     Checkpoint("sam2.1_hiera_tiny", "sam2.1", _SAM2 + "sam2.1_hiera_tiny.pt", 156008466,
                "7402e0d864fa82708a20fbd15bc84245c2f26dff0eb43a4b5b93452deb34be69",
-               hash_source=_S2_SRC.format("tiny")),
+               hash_source=_S2_SRC.format("tiny"), cpu_s=2.7),
     Checkpoint("sam2.1_hiera_small", "sam2.1", _SAM2 + "sam2.1_hiera_small.pt", 184416285,
                "6d1aa6f30de5c92224f8172114de081d104bbd23dd9dc5c58996f0cad5dc4d38",
                hash_source=_S2_SRC.format("small")),
@@ -98,7 +98,7 @@ REGISTRY: dict[str, Checkpoint] = {c.name: c for c in (
                hash_source=_HQ_SRC.format("8a94b5e")),
     Checkpoint("hq_vit_tiny", "hq", _HQ + "sam_hq_vit_tiny.pth", 42526881,
                "0f32c075ccdd870ae54db2f7630e7a0878ede5a2b06d05d6fe02c65a82fb7196",
-               hash_source=_HQ_SRC.format("a3a77cd")),
+               hash_source=_HQ_SRC.format("a3a77cd"), cpu_s=1.5),
 )}
 
 # Encoder architectures of the official models: (embed_dim, depth, num_heads, global_attn_indexes).
