@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import ClickLabelError
-from .common import MODEL_HELP, deprecated
+from .common import MODEL_HELP, deprecated, say_recognised
 
 
 def cmd_bench(args) -> int:
@@ -65,7 +65,7 @@ def bench_interactive(args) -> int:
     items = list(read_dataset(args.data, args.limit))
     engine = make_engine(args.engine, args.model, args.checkpoint, _bench_device(args.device))
     if args.model == "auto":
-        print(f"clicklabel: recognised {engine.model} ({engine.name}) in {args.checkpoint}")
+        say_recognised(engine, args.checkpoint)
     name = f"{engine.name} {engine.model}" if engine.model != engine.name else engine.name
     out = Path(args.out or f"bench_out/{args.what}_{engine.name}_{Path(args.data).name}")
     bar = tqdm(total=len(items), unit="image", desc=args.what, disable=None)

@@ -63,11 +63,16 @@ def engine_from_args(args, **options):
     engine = make_engine(getattr(args, "engine", "sam"), model_from_args(args), args.checkpoint, args.device,
                          encoder=args.encoder, **options)
     if args.model == "auto":
-        from ..segment.models import FAMILIES
-
-        family = FAMILIES[engine.name].label if engine.name in FAMILIES else engine.name
-        print(f"clicklabel: recognised {engine.model} ({family}) in {args.checkpoint}", file=sys.stderr)
+        say_recognised(engine, args.checkpoint)
     return engine
+
+
+def say_recognised(engine, checkpoint) -> None:
+    """One line on stderr: the model ``--model auto`` found in the checkpoint."""
+    from ..segment.models import FAMILIES
+
+    family = FAMILIES[engine.name].label if engine.name in FAMILIES else engine.name
+    print(f"clicklabel: recognised {engine.model} ({family}) in {checkpoint}", file=sys.stderr)
 
 
 def deprecated(old: str, new: str) -> None:
