@@ -19,6 +19,7 @@ computes the first block's image projections afresh; everything else stays the s
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -102,8 +103,10 @@ def _image_to_token(attn, image_pos, q_image, k_in: torch.Tensor, v_in: torch.Te
     return torch.baddbmm(residual, a.transpose(1, 2), u) if residual.shape[0] == b else residual + a.mT @ u
 
 
+@functools.lru_cache(maxsize=64)
 def resize_matrix(n_low: int, n_pad: int, n_input: int, n_out: int, device, dtype=torch.float32) -> torch.Tensor:
-    """(n_out, n_low) map equal to bilinear n_low -> n_pad, crop to n_input, bilinear n_input -> n_out."""
+    """(n_out, n_low) map equal to bilinear n_low -> n_pad, crop to n_input, bilinear n_input -> n_out. Kept for
+    the next image of the same size (a folder's images often share one); callers never modify it."""
     eye = torch.eye(n_low, dtype=torch.float64).reshape(1, 1, n_low, n_low)
     up = F.interpolate(eye, size=(n_pad, n_low), mode="bilinear", align_corners=False)[..., :n_input, :]
     out = F.interpolate(up, size=(n_out, n_low), mode="bilinear", align_corners=False)
