@@ -89,10 +89,18 @@ class CachedEngine:
     mask_threshold = 0.0
     required_extras: tuple[str, ...] = ()
 
-    def __init__(self, model: str, fingerprint: str, device: str, cache: EmbeddingCache | None):
-        self.model = model
-        self.model_id = f"{model}-{fingerprint}"
-        self.device = device
+    def __init__(self, model: str, checkpoint: str | Path | None, device: str, cache: EmbeddingCache | None,
+                 download: bool, loaded=None):
+        """Resolve the device (first: a missing GPU is named before any loading), then load ``model`` from
+        ``checkpoint`` (``models.load_model``) unless ``loaded`` (a ``models.LoadedModel``) is given; the module
+        goes to the device as ``self.module``."""
+        from .models import load_model
+
+        self.device = resolve_device(device)
+        loaded = loaded or load_model(model, checkpoint, download, family=self.name)
+        self.model = loaded.name
+        self.model_id = f"{loaded.name}-{loaded_fingerprint(loaded)}"
+        self.module = loaded.module.to(self.device).eval()
         self.cache = cache if cache is not None else EmbeddingCache()
         self.embedding: Embedding | None = None
         self._state = None

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..embeddings import Embedding, EmbeddingCache
-from .cached import CachedEngine, default_precision, loaded_fingerprint, resolve_device
+from .cached import CachedEngine, default_precision
 from .decoder import resize_matrix
 from .encoder import ImageEncoder
 
@@ -54,12 +54,8 @@ class HqEngine(CachedEngine):
         compile: bool | str = False,
         loaded=None,
     ):
-        from .models import load_model
-
-        device = resolve_device(device)
-        loaded = loaded or load_model(model, checkpoint, download, family=self.name)
-        super().__init__(loaded.name, loaded_fingerprint(loaded), device, cache)
-        self.sam = loaded.module.to(self.device).eval()
+        super().__init__(model, checkpoint, device, cache, download, loaded)
+        self.sam = self.module
         self.mask_threshold = float(self.sam.mask_threshold)
         sdpa = self.device.startswith("cuda") if fast is None else fast
         self.encoder = ImageEncoder(self.sam, self.device, sdpa=sdpa, precision=default_precision(

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..embeddings import Embedding, EmbeddingCache
-from .cached import CachedEngine, default_precision, loaded_fingerprint, module_fingerprint, resolve_device
+from .cached import CachedEngine, default_precision, resolve_device
 from .encoder import ImageEncoder
 
 __all__ = ["SamEngine", "resolve_device"]
@@ -34,17 +34,12 @@ class SamEngine(CachedEngine):
         loaded=None,
     ):
         from .decoder import FastMaskDecoder
-        from .models import load_model
+        from .models import LoadedModel
 
-        device = resolve_device(device)
-        if sam is not None:  # an in-memory model (tests, notebooks): fingerprint its weights
-            fingerprint = module_fingerprint(sam)
-        else:
-            loaded = loaded or load_model(model, checkpoint, download, family=self.name)
-            sam, model = loaded.module, loaded.name
-            fingerprint = loaded_fingerprint(loaded)
-        super().__init__(model, fingerprint, device, cache)
-        self.sam = sam.to(self.device).eval()
+        if sam is not None:  # an in-memory model (tests, notebooks): fingerprinted by its weights
+            loaded = LoadedModel(model, self.name, sam, None)
+        super().__init__(model, checkpoint, device, cache, download, loaded)
+        self.sam = self.module
         self.mask_threshold = float(self.sam.mask_threshold)
         self.decoder = FastMaskDecoder(self.sam)
         # The encoder fast path (SDPA, bf16) is on by default on CUDA only; fast=False restores stock.

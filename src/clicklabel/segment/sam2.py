@@ -25,7 +25,7 @@ import numpy as np
 
 from ..embeddings import Embedding, EmbeddingCache
 from ..errors import ClickLabelError
-from .cached import CachedEngine, default_precision, loaded_fingerprint, resolve_device
+from .cached import CachedEngine, default_precision
 from .decoder import resize_matrix
 from .encoder import check_precision, embeddings_from
 
@@ -126,14 +126,10 @@ class Sam2Engine(CachedEngine):
         compile: bool | str = False,
         loaded=None,
     ):
-        from .models import load_model
-
         if compile:
             raise ClickLabelError("--compile is wired for SAM and HQ-SAM encoders, not SAM 2.1")
-        device = resolve_device(device)
-        loaded = loaded or load_model(model, checkpoint, download, family=self.name)
-        super().__init__(loaded.name, loaded_fingerprint(loaded), device, cache)
-        self.net = loaded.module.to(self.device).eval()
+        super().__init__(model, checkpoint, device, cache, download, loaded)
+        self.net = self.module
         fast = self.device.startswith("cuda") if fast is None else fast
         self.encoder = Sam2Encoder(self.net, self.device, default_precision(self.device, precision, fast))
 
