@@ -221,3 +221,25 @@ def test_cpu_default_is_the_fastest_model_whose_weights_are_here(monkeypatch, tm
     assert s.model == fastest and "no GPU" in s.reason and fastest in s.reason and "vit_b" in s.reason
     weights.checkpoint_path(fastest).unlink()
     assert suggest_model("cpu").model != fastest
+
+
+def test_sam2_builds_inside_a_host_with_its_own_hydra(tmp_path):
+    """A host program that set up Hydra itself keeps it: the model is built from the packaged config without
+    Hydra's global state (sam2's own build_sam2 cannot find its configs then)."""
+    pytest.importorskip("sam2")
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from clicklabel.segment.sam2 import Sam2Engine
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(tmp_path), version_base="1.2"):
+            model = Sam2Engine.build_model("sam2.1_hiera_tiny")
+            assert str(tmp_path) in [src.path for src in GlobalHydra.instance().config_loader().get_sources()]
+        assert model.sam_mask_decoder.dynamic_multimask_via_stability  # build_sam2's post-processing overrides
+    finally:
+        from hydra import initialize_config_module
+
+        GlobalHydra.instance().clear()
+        initialize_config_module("sam2", version_base="1.2")  # as importing sam2 left it
