@@ -113,6 +113,9 @@ class FakeLMM:
                     return self._send(500, {"error": {"message": "too late"}})
                 if outcome == "malformed":
                     return self._send(200, None, raw=b'{"id": "x", "choices": [')
+                if outcome == "bad_choices":  # well-formed JSON, but choices that are not objects
+                    return self._send(200, {"id": "x", "object": "chat.completion", "created": 0,
+                                            "model": body["model"], "choices": [1, "two"]})
                 ans = server.answer(body, image)
                 content = ans if isinstance(ans, str) else json.dumps(ans)
                 message = {"role": "assistant", "content": content, "refusal": None}

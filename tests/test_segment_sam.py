@@ -131,7 +131,8 @@ def test_empty_mask_is_reported_as_empty(tiny_on_chelsea):
 
 @pytest.mark.slow
 def test_vit_b_end_to_end(vit_b_engine, vit_b_checkpoint):
-    """The real vit_b architecture from a random checkpoint through our loader: point, box, points, refinement."""
+    """The real vit_b architecture from a random checkpoint through our loader: point, box, points with refinement,
+    each the mask stock SamPredictor gives for the same embedding."""
     eng = vit_b_engine
     assert eng.model == "vit_b"
     img = sample("coffee")
@@ -142,9 +143,14 @@ def test_vit_b_end_to_end(vit_b_engine, vit_b_checkpoint):
     pt = Prompt.make([(w // 2, h // 2)])
     res = eng.predict(pt, multimask=True)
     m, s, _ = stock.predict(np.array([[w // 2, h // 2]]), np.array([1]), multimask_output=True)
-    assert mask_iou(res[0].mask, m[int(np.argmax(s))]) >= 0.999
+    assert res[0].mask.any() and mask_iou(res[0].mask, m[int(np.argmax(s))]) >= 0.999  # IoU(empty, empty) is 1
     box = eng.predict(Prompt.make(box=(50, 40, 400, 300)))[0]
+    m, _, _ = stock.predict(box=np.array([50, 40, 400, 300]), multimask_output=False)
+    assert box.mask.any() and mask_iou(box.mask, m[0]) >= 0.999
     pts = eng.predict(Prompt.make([(w // 2, h // 2), (20, 20)], [1, 0]), previous=res[0])[0]
+    m, _, _ = stock.predict(np.array([[w // 2, h // 2], [20, 20]]), np.array([1, 0]), mask_input=res[0].logits[None],
+                            multimask_output=False)
+    assert pts.mask.any() and mask_iou(pts.mask, m[0]) >= 0.999
     for r in (*res, box, pts):
         assert r.mask.shape == (h, w) and r.bbox == tight_bbox(r.mask)
 
@@ -163,3 +169,23 @@ def test_concurrent_requests_for_one_image_encode_once(tiny_checkpoint, tmp_path
     for t in threads:
         t.join()
     assert len(calls) == 1
+
+
+def test_cache_entry_claiming_another_image_size_is_not_trusted(tiny_engine):
+    """A well-formed cache entry whose sizes are not those of the image it is keyed by (a 30000x40000 image for
+    a 300x451 photo) is dropped and recomputed: masks come out at the image's size, not 7 GB of them."""
+    from clicklabel.embeddings import Embedding
+
+    img = sample("chelsea")
+    key = tiny_engine.embedding_key(img)
+    good = tiny_engine.get_embedding(img)
+    for bad in (Embedding(good.features, (30000, 40000), (768, 1024)),
+                Embedding(good.features, good.original_size, (1024, 1024)),
+                Embedding(good.features[:, :8], good.original_size, good.input_size)):
+        tiny_engine.cache.put(key, bad)
+        tiny_engine.cache.clear_memory()
+        tiny_engine.set_image(img)
+        assert not tiny_engine.last_from_cache and tiny_engine.embedding.original_size == img.shape[:2]
+        assert tiny_engine.predict(Prompt.make([(200, 150)]))[0].mask.shape == img.shape[:2]
+    tiny_engine.set_image(img)
+    assert tiny_engine.last_from_cache  # the recomputed entry is trusted

@@ -138,3 +138,73 @@ def test_sigkill_mid_write_keeps_committed_objects(tmp_path):
         m = ob.mask
         assert m.sum() == ob.area == 50 and ob.bbox == tight_bbox(m)
     assert len(s.events(["accept"])) == len(obs)
+
+
+@pytest.mark.parametrize("version", [1, 2, 3])
+def test_projects_of_earlier_schemas_open_and_migrate(tmp_path, version):
+    """A project written at schema 1, 2 or 3 opens: its objects and labels read back, its objects have their masks
+    (schema 4 adds box-only objects), and labelling leases work."""
+    import sqlite3
+
+    from clicklabel.masks import encode_rle
+    from clicklabel.project.schema import MIGRATIONS
+
+    p = tmp_path / "old.clicklabel"
+    conn = sqlite3.connect(p, isolation_level=None)
+    for v in range(1, version + 1):
+        conn.executescript(MIGRATIONS[v])
+    coarse = "coarse" if version == 1 else "supercategory"
+    conn.execute("INSERT INTO meta VALUES ('schema_version', ?), ('root', '.')", (str(version),))
+    conn.execute("INSERT INTO images(path, width, height, created) VALUES ('x.png', 50, 40, 0)")
+    conn.execute("INSERT INTO categories(id, name) VALUES (7, 'cat')")
+    conn.execute(f"INSERT INTO objects(image_id, rle, bbox, area, category_id, label, {coarse}, label_status, "
+                 "provenance, created, updated) VALUES (1, ?, '[7, 5, 13, 10]', 130, 7, 'cat', 'animal', 'done', "
+                 "'click', 0, 0)", (encode_rle(_mask())["counts"],))
+    conn.close()
+    s = Store(p)
+    assert s.get_meta("schema_version") == str(SCHEMA_VERSION) == "4"
+    (ob,) = s.objects()
+    assert np.array_equal(ob.mask, _mask()) and (ob.label, ob.supercategory) == ("cat", "animal")
+    assert ob.has_mask and ob.given_bbox is None and ob.review is None and s.checks() == []
+    assert s.claim_for_labelling([ob.id], "run-a", 60, since=time.time()) == []  # labelled: nothing to claim
+    s.mark_pending([ob.id])
+    assert s.claim_for_labelling([ob.id], "run-a", 60, since=time.time()) == [ob.id]
+    assert s.integrity_ok()
+
+
+def test_category_ids_clash_map_by_name(store, tmp_path):
+    iid = store.add_image(tmp_path / "x.png", 50, 40)
+    assert store.category_id("dog", cid=1) == 1
+    assert store.category_id("cat", cid=1) != 1  # id 1 is the dog's here: the cat gets a new id, no IntegrityError
+    assert store.category_id("dog", cid=5) == 1  # and names find their category whatever id is offered
+    store.accept(iid, _mask(), label="cat")
+    assert store.objects()[0].category_id == store.category_id("cat")
+
+
+def test_non_finite_box_is_refused(store, tmp_path):
+    iid = store.add_image(tmp_path / "x.png", 50, 40)
+    with pytest.raises(StoreError, match="finite"):
+        store.accept(iid, _mask(), bbox=(float("nan"), 0, 1, 1))
+    assert store.count_objects() == 0
+
+
+def test_a_busy_project_is_waited_for_then_named(tmp_path, monkeypatch):
+    """A busy project is waited for (bounded, reported), then named; a write that runs out writes nothing."""
+    import sqlite3
+
+    from clicklabel.errors import ResourceError
+
+    monkeypatch.setenv("CLICKLABEL_BUSY_TIMEOUT", "1.5")
+    s = Store(tmp_path / "p.clicklabel", root=tmp_path)
+    iid = s.add_image(tmp_path / "x.png", 50, 40)
+    reports = []
+    s.on_busy = reports.append
+    other = sqlite3.connect(tmp_path / "p.clicklabel", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another program holds the write lock
+    t = time.perf_counter()
+    with pytest.raises(ResourceError, match="busy: another program has held its write lock"):
+        s.accept(iid, _mask())
+    assert 1.4 <= time.perf_counter() - t < 5 and reports and "waiting for" in reports[0]
+    other.execute("ROLLBACK")
+    s.accept(iid, _mask())
+    assert s.count_objects() == 1 and s.integrity_ok()

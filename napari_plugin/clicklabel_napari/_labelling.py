@@ -101,7 +101,8 @@ class LabellingMixin:
         if summary.failed:
             show_warning(f"{summary.failed} label(s) failed; 'Retry failed' sends them again")
         else:
-            show_info(f"{summary.labelled} object(s) labelled (${summary.cost:.4f})")
+            busy = f"; {summary.skipped} left to another labelling run" if summary.skipped else ""
+            show_info(f"{summary.labelled} object(s) labelled (${summary.cost:.4f}){busy}")
         self._start_labelling()
 
     def _label_error(self, exc) -> None:

@@ -19,6 +19,7 @@ from clicklabel.label import run as _label_run  # noqa: F401
 from clicklabel.segment import sam as _sam  # noqa: F401
 from clicklabel.segment.base import Prompt
 
+from ._audit import AuditMixin, build_audit_ui
 from ._labelling import LabellingMixin
 from ._layers import LayerSet, object_text
 from ._ui import build_ui
@@ -45,11 +46,12 @@ def _leaving_a_core(fn, *args):
                 torch.set_num_threads(_threads["full"])
 
 
-class ClickLabelWidget(LabellingMixin, QWidget):
+class ClickLabelWidget(LabellingMixin, AuditMixin, QWidget):
     """Click or box an object, see SAM's mask at once, accept, get the label, move on."""
 
     # (done, total) from the labelling worker's thread; Qt queues it to the main thread.
     label_progress = Signal(int, int)
+    refine_progress = Signal(int, int)  # (boxes done, boxes) from the refine worker
 
     def __init__(self, napari_viewer, project: str | None = None, engine=None, labeler=None, auto_label: bool = True,
                  auto_download: bool = False):
@@ -71,9 +73,11 @@ class ClickLabelWidget(LabellingMixin, QWidget):
         self._embed_worker = None
         self._waiting = None  # what to open once an engine is loaded (weights downloading, or a choice to make)
         build_ui(self)
+        build_audit_ui(self)
         if engine is None:
             self._suggest_model()
         self.label_progress.connect(self._on_label_progress)
+        self.refine_progress.connect(self._on_refine_progress)
         self._bind_keys()
         napari_viewer.mouse_drag_callbacks.append(self._on_mouse)
         if project:
@@ -194,6 +198,9 @@ class ClickLabelWidget(LabellingMixin, QWidget):
     def show_image(self, index: int) -> None:
         """Load image ``index``, compute its embedding in a worker (with progress), then pre-compute the next."""
         s = self.session
+        if self._busy == "refining":  # the engine is on this image until refine ends
+            self.say("refine is running on this image: wait for it, or stop it")
+            return
         image = s.load(index)
         self.layers.setup(image, Path(s.images[index].path).stem)
         self._busy = "embedding"
@@ -218,6 +225,7 @@ class ClickLabelWidget(LabellingMixin, QWidget):
         layers.box.events.data.connect(self._layer_prompt_changed)
         self.refresh()
         self.say(f"{s.images[index].path}: click an object")
+        self.audit_image_shown()
         if index + 1 < len(s.images):
             pre = create_worker(_leaving_a_core, s.prefetch, index + 1)
             pre.errored.connect(lambda exc: None)  # the next image says so itself when opened
@@ -392,10 +400,11 @@ class ClickLabelWidget(LabellingMixin, QWidget):
         self.counter.setText(f"image {s.index + 1} of {total} ({s.current.status}); images done: {done}/{total}; "
                              f"objects here: {len(obs)}")
         self.table.blockSignals(True)
-        self.table.setRowCount(len(obs))
-        for r, ob in enumerate(obs):
+        rows = self.table_objects(obs)  # the review panel's filter and columns
+        self.table.setRowCount(len(rows))
+        for r, (ob, extra) in enumerate(rows):
             conf = f"{ob.label_confidence:.2f}" if ob.label_confidence is not None else ""
-            for c, v in enumerate([str(ob.id), ob.label or "", ob.label_status, conf, ob.provenance]):
+            for c, v in enumerate([str(ob.id), ob.label or "", ob.label_status, conf, ob.provenance, *extra]):
                 item = QTableWidgetItem(v)
                 if c != 1:
                     item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEditable)  # read-only except the label
@@ -438,12 +447,17 @@ class ClickLabelWidget(LabellingMixin, QWidget):
         if self._busy == "embedding":
             bar.setRange(0, 0)
             bar.setFormat("embedding")
+        elif self._busy == "refining":
+            done, total = self._refine_counts
+            bar.setRange(0, total)
+            bar.setValue(done)
+            bar.setFormat("refining %v/%m boxes")
         elif self._label_worker is not None:
             done, total = self._label_counts
             bar.setRange(0, total)
             bar.setValue(done)
             bar.setFormat("labelling %v/%m")
-        bar.setVisible(self._busy == "embedding" or self._label_worker is not None)
+        bar.setVisible(self._busy is not None or self._label_worker is not None)
 
     def object_texts(self) -> list[str]:
         """What the boxes say now (for tests and screenshots)."""

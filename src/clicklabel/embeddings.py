@@ -109,6 +109,16 @@ class EmbeddingCache:
                 format=np.asarray(FORMAT_VERSION, dtype=np.int64),
             )
 
+    def discard(self, key: str) -> None:
+        """Forget an entry (memory and disk): its owner found it does not belong to the image it is keyed by."""
+        with self._lock:
+            self._mem.pop(key, None)
+        if self.disk:
+            try:
+                self.path(key).unlink(missing_ok=True)
+            except OSError:  # read-only cache: the entry is simply not used
+                pass
+
     def _remember(self, key: str, emb: Embedding) -> None:
         with self._lock:
             self._mem[key] = emb

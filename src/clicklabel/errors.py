@@ -29,3 +29,8 @@ class CocoError(ClickLabelError):
 
 class LabelError(ClickLabelError):
     """The labelling model could not be reached or answered something unusable."""
+
+
+class ResourceError(ClickLabelError):
+    """The input was fine, but the machine could not do the work: a full disk, read-only media, a project that
+    another program keeps busy, not enough memory (the command exits with status 1, not 2)."""

@@ -16,7 +16,10 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import ClickLabelError
+from .errors import ClickLabelError, ResourceError
+
+# OS errors that say the machine could not do it (not that the user asked for something wrong)
+MACHINE_ERRNOS = (errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EIO, errno.EFBIG)
 
 
 def cache_root() -> Path:
@@ -44,8 +47,14 @@ def describe_os_error(exc: OSError, path: str | Path) -> str:
         return f"the disk is full: cannot write {path}"
     if exc.errno == errno.EROFS:
         return f"{path} is on read-only media"
+    if exc.errno == errno.EDQUOT:
+        return f"the disk quota is used up: cannot write {path}"
+    if exc.errno == errno.EFBIG:
+        return f"{path} would be larger than this system allows a file to be"
     if exc.errno in (errno.EACCES, errno.EPERM):
         return f"no permission to write {path}"
+    if exc.errno in (errno.ENOTDIR, errno.EEXIST) and not Path(path).parent.is_dir():
+        return f"cannot write {path}: {Path(path).parent} is not a folder"
     if exc.errno == errno.EISDIR or Path(path).is_dir():
         return f"{path} is a folder; give a file name"
     return f"cannot write {path}: {exc.strerror or exc}"
@@ -56,10 +65,10 @@ def atomic_write(path: str | Path, mode: str = "wb", encoding: str | None = None
     """``with atomic_write(p, "w") as f: ...``: ``f`` is a temporary file that replaces ``p`` when the block ends
     without an error. The folder is created if needed. OS errors become one-line ClickLabelErrors."""
     path = Path(path)
-    if path.is_dir():
-        raise ClickLabelError(f"{path} is a folder; give a file name")
     tmp = _temporary(path)
     try:
+        if path.is_dir():  # inside the try: a folder that may not be looked into raises PermissionError here
+            raise ClickLabelError(f"{path} is a folder; give a file name")
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, mode, encoding=encoding if "b" not in mode else None) as f:
             yield f
@@ -68,7 +77,8 @@ def atomic_write(path: str | Path, mode: str = "wb", encoding: str | None = None
         os.replace(tmp, path)
     except OSError as exc:
         _remove(tmp)
-        raise ClickLabelError(describe_os_error(exc, path)) from None
+        kind = ResourceError if exc.errno in MACHINE_ERRNOS else ClickLabelError
+        raise kind(describe_os_error(exc, path)) from None
     except BaseException:
         _remove(tmp)
         raise
@@ -84,12 +94,13 @@ def _remove(tmp: Path) -> None:
 def ensure_folder(path: str | Path) -> Path:
     """Create the output folder ``path`` (and its parents); one-line errors for a file in the way, no space, ..."""
     p = Path(path)
-    if p.exists() and not p.is_dir():
-        raise ClickLabelError(f"{p} is a file; give a folder for the output")
     try:
+        if p.exists() and not p.is_dir():  # inside the try: exists() raises PermissionError where one may not look
+            raise ClickLabelError(f"{p} is a file; give a folder for the output")
         p.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ClickLabelError(describe_os_error(exc, p)) from None
+        kind = ResourceError if exc.errno in MACHINE_ERRNOS else ClickLabelError
+        raise kind(describe_os_error(exc, p)) from None
     return p
 
 

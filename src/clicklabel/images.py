@@ -10,6 +10,7 @@ Normalisation (documented for users):
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from pathlib import Path
 
@@ -17,8 +18,10 @@ import numpy as np
 
 from .errors import ImageError
 
-# Pillow refuses images above ~179 Mpx as a decompression bomb; we allow large scans but not absurd ones.
+# One limit for every image clicklabel reads (add, segment, label, propose, precompute, the widget): Pillow's own
+# bomb check (~179 Mpx) is raised to it, and a larger image is refused from its header, before it is decoded.
 MAX_PIXELS = 400_000_000
+ORIENTATION = 0x0112  # the EXIF orientation tag: 5-8 swap width and height when the image is displayed
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
 
 
@@ -54,7 +57,41 @@ def to_rgb8(image: np.ndarray) -> np.ndarray:
 
 
 def load_image(path: str | Path) -> np.ndarray:
-    """Read an image file into HxWx3 uint8 RGB; raises ImageError with one clear line on any problem."""
+    """Read an image file into HxWx3 uint8 RGB as displayed (EXIF orientation applied); raises ImageError with
+    one clear line on any problem."""
+    from PIL import Image
+
+    with _opened(path) as (im, p):
+        try:
+            im.load()
+            arr = _pil_to_array(im)
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+            raise ImageError(f"cannot read image {p}: {exc}") from None
+        except MemoryError:
+            raise ImageError(f"not enough memory to read image {p}") from None
+    return to_rgb8(arr)
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(height, width) of an image file as displayed (EXIF orientation applied), from its header alone."""
+    with _opened(path) as (im, _):
+        w, h = im.size
+        return (w, h) if exif_orientation(im) in (5, 6, 7, 8) else (h, w)
+
+
+def exif_orientation(im) -> int:
+    """The EXIF orientation of an open PIL image (1 = as stored; 1 also when the EXIF data is unreadable)."""
+    try:
+        value = int(im.getexif().get(ORIENTATION, 1))
+    except Exception:  # noqa: BLE001 - malformed EXIF blocks raise anything; the image is then shown as stored
+        return 1
+    return value if 1 <= value <= 8 else 1
+
+
+@contextlib.contextmanager
+def _opened(path: str | Path):
+    """``(PIL image, path)`` with only its header read, refused in one line if it is missing, not an image, has
+    no pixels or is larger than MAX_PIXELS."""
     from PIL import Image, UnidentifiedImageError
 
     p = Path(path)
@@ -62,21 +99,23 @@ def load_image(path: str | Path) -> np.ndarray:
         raise ImageError(f"image not found: {p}")
     if p.is_dir():
         raise ImageError(f"expected an image file, got a folder: {p}")
-    old_limit = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+    if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < MAX_PIXELS:
+        Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # set once, never lowered: not swapped per call (threads read too)
     try:
-        with Image.open(p) as im:
-            im.load()
-            arr = _pil_to_array(im)
+        im = Image.open(p)
     except UnidentifiedImageError:
         raise ImageError(f"not an image (or a format we cannot read): {p}") from None
     except Image.DecompressionBombError:
         raise ImageError(f"image is larger than {MAX_PIXELS:,} pixels: {p}") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"cannot read image {p}: {exc}") from None
-    finally:
-        Image.MAX_IMAGE_PIXELS = old_limit
-    return to_rgb8(arr)
+    with im:
+        w, h = im.size
+        if w < 1 or h < 1:
+            raise ImageError(f"image has no pixels ({w}x{h}): {p}")
+        if w * h > MAX_PIXELS:
+            raise ImageError(f"image is larger than {MAX_PIXELS:,} pixels ({w}x{h}): {p}")
+        yield im, p
 
 
 def _pil_to_array(im) -> np.ndarray:

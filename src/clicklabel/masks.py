@@ -25,6 +25,12 @@ def encode_rle(mask: np.ndarray) -> dict:
     return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": rle["counts"]}
 
 
+def empty_rle(height: int, width: int) -> dict:
+    """The compressed RLE of an empty ``height`` x ``width`` mask, made without allocating the mask."""
+    rle = mask_utils.frPyObjects({"size": [height, width], "counts": [height * width]}, height, width)
+    return {"size": [height, width], "counts": rle["counts"].decode("ascii")}
+
+
 def decode_rle(rle: dict) -> np.ndarray:
     """Boolean HxW mask from a COCO RLE (compressed str/bytes counts, or uncompressed list counts)."""
     h, w = (int(v) for v in rle["size"])
@@ -142,15 +148,49 @@ def _signed_area(loop) -> float:
     return 0.5 * sum(x0 * y1 - x1 * y0 for (x0, y0), (x1, y1) in zip(loop, loop[1:] + loop[:1]))
 
 
+# Vertices sit this far inside the pixel edges: pycocotools fills a pixel whose centre is inside the polygon, and
+# the cv2.fillPoly-based readers (supervision, ultralytics) truncate coordinates to integers and fill pixels on the
+# outline too; with corners a quarter pixel in, both give back exactly the mask's pixels.
+POLYGON_INSET = 0.25
+
+
+def _inset(loop: list[tuple[int, int]]) -> list[float]:
+    """A pixel-edge loop (foreground on the left) moved POLYGON_INSET inward, as a flat x, y list."""
+    out = []
+    n = len(loop)
+    for i in range(n):
+        (ax, ay), (bx, by), (cx, cy) = loop[i - 1], loop[i], loop[(i + 1) % n]
+        d1 = (np.sign(bx - ax), np.sign(by - ay))
+        d2 = (np.sign(cx - bx), np.sign(cy - by))
+        # the inward normal of a direction (dx, dy) is (dy, -dx); consecutive edges are perpendicular
+        out += [float(bx + POLYGON_INSET * (d1[1] + d2[1])), float(by - POLYGON_INSET * (d1[0] + d2[0]))]
+    return out
+
+
+def fill_polygons(polygons, shape: tuple[int, int]) -> np.ndarray:
+    """COCO polygons rasterised as cv2.fillPoly-based readers do it (supervision, ultralytics: coordinates
+    truncated to int32, outline pixels included), each polygon filled on its own."""
+    import cv2
+
+    out = np.zeros(shape, np.uint8)
+    for poly in polygons:
+        cv2.fillPoly(out, [np.asarray(poly, dtype=np.float64).reshape(-1, 2).astype(np.int32)], 1)
+    return out.astype(bool)
+
+
 def mask_to_polygons(mask: np.ndarray) -> list[list[float]] | None:
-    """COCO polygons that rasterise back to exactly ``mask``, or None if polygons cannot (holes, odd touches)."""
+    """COCO polygons that rasterise back to exactly ``mask`` in pycocotools and in cv2.fillPoly-based readers, or
+    None if polygons cannot (holes, odd touches)."""
+    mask = np.asarray(mask, dtype=bool)
     loops = _boundary_loops(mask)
     outer = [lp for lp in loops if _signed_area(lp) < 0]  # image y points down: outer loops come out negative
     if len(outer) != len(loops) or not loops:
         return None  # a hole: COCO polygons are unioned by readers, so holes would be filled
-    polys = [[float(v) for xy in lp for v in xy] for lp in outer]
-    if any(len(p) < 6 for p in polys):
+    if any(len(lp) < 3 for lp in outer):
         return None
+    polys = [_inset(lp) for lp in outer]
     h, w = mask.shape
     back = mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(polys, h, w))).astype(bool)
-    return polys if np.array_equal(back, np.asarray(mask, dtype=bool)) else None
+    if not np.array_equal(back, mask) or not np.array_equal(fill_polygons(polys, (h, w)), mask):
+        return None
+    return polys

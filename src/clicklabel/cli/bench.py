@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import ClickLabelError
-from .common import MODEL_HELP, deprecated, say_recognised
+from .common import MODEL_HELP, count, deprecated, finite_float, positive_int, say_recognised
 
 
 def cmd_bench(args) -> int:
@@ -36,6 +36,17 @@ def cmd_bench(args) -> int:
 
         bench_propose(args.model, args.checkpoint, args.random_weights, _bench_device(args.device),
                             args.grid, args.pred_iou_thresh, args.stability_thresh, repeats=args.repeats or 1)
+        return 0
+    if args.what == "refine":
+        from ..bench.refine import bench_refine
+        from ..segment.models import family_of
+
+        if args.model in _registered() and family_of(args.model) != "sam":
+            raise ClickLabelError(f"bench refine compares against SAM's SamPredictor: give a SAM v1 model "
+                                  f"(vit_b, vit_l, vit_h), not {args.model}")
+
+        bench_refine(args.model, args.checkpoint, args.random_weights, _bench_device(args.device), boxes=args.boxes,
+                     repeats=args.repeats or 3)
         return 0
     if args.what in ("noc", "box-jitter"):
         return bench_interactive(args)
@@ -96,6 +107,12 @@ def _int_list(text: str) -> tuple[int, ...]:
     return vals
 
 
+def _registered() -> set[str]:
+    from ..weights import REGISTRY
+
+    return set(REGISTRY)
+
+
 def _bench_device(device: str) -> str:
     from ..segment.sam import resolve_device
 
@@ -104,32 +121,35 @@ def _bench_device(device: str) -> str:
 
 def add_bench_parser(sub) -> None:
     p = sub.add_parser("bench", help="benchmarks against the stock baseline, measured in the same run")
-    p.add_argument("what", choices=["latency", "models", "encoder", "propose", "labels", "noc", "box-jitter"])
+    p.add_argument("what", choices=["latency", "models", "encoder", "propose", "refine", "labels", "noc",
+                                    "box-jitter"])
     p.add_argument("--models", help="models: which ones, comma separated (default: every registered model)")
     p.add_argument("--engine", default="sam", help="noc, box-jitter: sam, grabcut or a model name")
-    p.add_argument("--max-clicks", type=int, default=20, help="noc")
+    p.add_argument("--max-clicks", type=positive_int, default=20, help="noc")
     p.add_argument("--box", action="store_true", help="noc: the GT box first, then corrective clicks")
     p.add_argument("--out", help="noc, box-jitter: output folder (CSV, PNG, JSON)")
-    p.add_argument("--grid", type=int, default=16, help="propose: points per side")
-    p.add_argument("--pred-iou-thresh", type=float, help="propose: default 0.88 (0 with random weights)")
-    p.add_argument("--stability-thresh", type=float, help="propose: default 0.95 (0 with random weights)")
+    p.add_argument("--grid", type=positive_int, default=16, help="propose: points per side")
+    p.add_argument("--pred-iou-thresh", type=finite_float, help="propose: default 0.88 (0 with random weights)")
+    p.add_argument("--stability-thresh", type=finite_float, help="propose: default 0.95 (0 with random weights)")
     p.add_argument("--model", default=None, help=MODEL_HELP + " (default vit_b)")
     p.add_argument("--lmm", help="labels: the multimodal model (default gpt-4o-mini)")
     p.add_argument("--data", help="labels, noc: data set folder; encoder: source images for --precompute-images")
-    p.add_argument("--limit", type=int, help="labels: at most this many objects")
+    p.add_argument("--limit", type=positive_int, help="labels: at most this many objects")
     p.add_argument("--vocab", help="labels: allowed labels, comma separated")
     p.add_argument("--detail", default="low", choices=["low", "high", "auto"])
     p.add_argument("--crop-mode", default="mask", choices=["mask", "box", "both"])
-    p.add_argument("--concurrency", type=int, default=8)
+    p.add_argument("--concurrency", type=positive_int, default=8)
     p.add_argument("--no-cache", action="store_true", help="labels: ask the model even for crops seen before")
     p.add_argument("--checkpoint")
     p.add_argument("--random-weights", action="store_true", help="random weights (timing only)")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--repeats", type=int, default=None, help="latency: 20, encoder: 10, propose: 1, models: 3")
+    p.add_argument("--repeats", type=positive_int, default=None,
+                   help="latency: 20, encoder: 10, propose: 1, refine: 3, models: 3")
+    p.add_argument("--boxes", type=positive_int, default=20, help="refine: boxes on the 1024x768 image")
     p.add_argument("--batch", default="1,8", help="encoder: batch sizes, comma separated")
     p.add_argument("--no-compile", action="store_true", help="encoder: leave out the torch.compile rows")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
                    help="encoder: the reduced precision to try (auto: bf16 on CUDA, fp32 on a CPU)")
-    p.add_argument("--precompute-images", type=int, default=0,
+    p.add_argument("--precompute-images", type=count, default=0,
                    help="encoder: also time precompute of this many distinct JPEGs made from --data's images")
     p.set_defaults(func=cmd_bench)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 from ..errors import PromptError
@@ -13,6 +14,46 @@ ENGINE_HELP = "sam or grabcut, or a model name (shorthand for --engine sam --mod
 MODEL_HELP = ("vit_b (default), vit_l, vit_h, sam2.1_hiera_tiny|small|base_plus|large, hq_vit_tiny|b|l|h "
               "(`clicklabel weights list`), or auto: the family and size read from --checkpoint")
 DEFAULT_MODEL = "vit_b"
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line (the usage is one ``--help`` away), exit status 2."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _number(kind, text: str, low: float | None, what: str):
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+    if not math.isfinite(value) or (low is not None and value < low):
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1."""
+    return _number(int, text, 1, "a whole number >= 1")
+
+
+def count(text: str) -> int:
+    """argparse type: a whole number >= 0."""
+    return _number(int, text, 0, "a whole number >= 0")
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    value = _number(float, text, 0, "a finite number > 0")
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number > 0")
+    return value
+
+
+def finite_float(text: str) -> float:
+    """argparse type: a finite number."""
+    return _number(float, text, None, "a finite number")
 
 
 def parse_point(text: str) -> tuple[float, float, int]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import ClickLabelError
-from .common import add_engine_args, engine_from_args
+from .common import add_engine_args, count, engine_from_args, finite_float, positive_int
 
 
 def cmd_add(args) -> int:
@@ -23,7 +23,7 @@ def cmd_add(args) -> int:
     for line in rep.skipped:
         print(f"skipped: {line}")
     print(f"{store.path}: {rep.added} images added, {len(store.images())} in the project (root {store.root})")
-    return 0
+    return 1 if rep.skipped else 0
 
 
 def cmd_propose(args) -> int:
@@ -55,6 +55,8 @@ def cmd_propose(args) -> int:
     rep = propose_project(store, engine, settings, accept_above=args.accept_above,
                           progress=lambda done, total: bar.update(done - bar.n))
     bar.close()
+    for line in rep.errors:
+        print(f"skipped: {line}")
     print(f"{len(rep.proposed)} proposals written to {store.path}; {len(rep.accepted)} accepted "
           f"(score >= {args.accept_above})")
     if args.label and rep.accepted:
@@ -73,6 +75,9 @@ def cmd_export(args) -> int:
 
     rep = export_coco(open_project(args.project), args.out, polygons=args.polygons, images_root=args.images_root)
     print(f"wrote {args.out}: {rep.images} images, {rep.annotations} annotations")
+    if rep.boxes:
+        print(f"{rep.boxes} objects are box-only (no mask yet), written with an empty segmentation; "
+              "`clicklabel refine` gives them masks")
     if rep.unlabelled:
         print(f"{rep.unlabelled} objects have no label yet (category 'unlabelled'); run `clicklabel label`")
     if rep.rle_fallbacks:
@@ -83,12 +88,25 @@ def cmd_export(args) -> int:
 
 
 def cmd_import(args) -> int:
-    from ..coco import import_coco
+    from ..coco import import_coco, read_coco_file
     from ..project import open_project
 
+    if not Path(args.images).is_dir():
+        raise ClickLabelError(f"--images {args.images} is not a folder")
+    read_coco_file(args.coco_json)  # a file that is not COCO at all creates no project
     store = open_project(args.project, create=True, root=args.images)
-    rep = import_coco(args.coco_json, args.images, store, strict=args.strict)
+    mode = "merge" if args.merge else "replace" if args.replace else "skip"
+    rep = import_coco(args.coco_json, args.images, store, strict=args.strict, mode=mode)
     print(f"imported {rep.annotations} annotations on {rep.images} images into {store.path}")
+    if rep.boxes:
+        print(f"{rep.boxes} of them are box-only (no mask yet): `clicklabel refine {args.project}` gives them masks")
+    if rep.skipped:
+        print(f"{rep.skipped} annotations were already in the project (imported before) and were skipped; "
+              "--merge adds them again, --replace replaces them")
+    if rep.replaced:
+        print(f"{rep.replaced} objects of an earlier import were replaced (undoable)")
+    for note in rep.notes:
+        print(f"note: {note}")
     for p in rep.problems:
         print(f"skipped: {p}")
     return 1 if rep.problems else 0
@@ -100,7 +118,8 @@ def cmd_report(args) -> int:
 
     nums = write_report(open_project(args.project), args.out)
     print(f"wrote {Path(args.out) / 'index.html'} ({sum(r['objects'] for r in nums['by_provenance'].values())} "
-          f"objects, {len(nums['pairs'])} manual/SAM pairs)")
+          f"objects, {len(nums['pairs'])} manual/SAM pairs, {len(nums['flagged'])} flagged for review, "
+          f"{len(nums['disagreements'])} disagreements with the model waiting for a decision)")
     return 0
 
 
@@ -113,12 +132,12 @@ def add_project_parsers(sub) -> None:
 
     p = sub.add_parser("propose", help="SAM proposes every object: into a project for review, or a COCO file")
     p.add_argument("target", help="a project (.clicklabel or folder) or one image")
-    p.add_argument("--grid", type=int, default=32, help="points per side")
-    p.add_argument("--min-area", type=int, default=0)
-    p.add_argument("--max", type=int, help="at most this many proposals per image (best first)")
-    p.add_argument("--pred-iou-thresh", type=float, default=0.88)
-    p.add_argument("--stability-thresh", type=float, default=0.95)
-    p.add_argument("--accept-above", type=float, help="accept proposals with at least this predicted IoU")
+    p.add_argument("--grid", type=positive_int, default=32, help="points per side")
+    p.add_argument("--min-area", type=count, default=0)
+    p.add_argument("--max", type=positive_int, help="at most this many proposals per image (best first)")
+    p.add_argument("--pred-iou-thresh", type=finite_float, default=0.88)
+    p.add_argument("--stability-thresh", type=finite_float, default=0.95)
+    p.add_argument("--accept-above", type=finite_float, help="accept proposals with at least this predicted IoU")
     p.add_argument("--label", action="store_true", help="label the accepted proposals in the same run")
     p.add_argument("--lmm", "--lmm-model", dest="lmm", help="the multimodal model for --label (default: the "
                                                             "project's labelling settings)")
@@ -138,9 +157,14 @@ def add_project_parsers(sub) -> None:
     p.add_argument("--images", required=True, help="the folder the file_name entries are relative to")
     p.add_argument("--project", required=True, help="project file (created if missing)")
     p.add_argument("--strict", action="store_true", help="import nothing if any annotation is bad")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--merge", action="store_true", help="add annotations imported before again, as new objects")
+    g.add_argument("--replace", action="store_true", help="replace the objects an earlier import of these "
+                                                          "annotations made (default: skip them)")
     p.set_defaults(func=cmd_import)
 
-    p = sub.add_parser("report", help="HTML comparison of manual and SAM selection in a project")
+    p = sub.add_parser("report", help="HTML comparison of manual and SAM selection in a project, with the objects "
+                                      "flagged for review and the class audit's disagreements")
     p.add_argument("project")
     p.add_argument("--out", required=True, help="output folder")
     p.set_defaults(func=cmd_report)

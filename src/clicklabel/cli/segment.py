@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from .common import add_engine_args, engine_from_args, parse_box, parse_point
+from .common import add_engine_args, engine_from_args, parse_box, parse_point, positive_int
 
 SAMPLES = Path(__file__).parents[1] / "data" / "samples"
 
@@ -60,11 +60,11 @@ def cmd_demo(args) -> int:
     from PIL import Image
 
     from ..errors import WeightsError
-    from ..files import atomic_write
+    from ..files import atomic_write, ensure_folder
     from ..images import list_images, load_image
     from ..segment import Prompt, make_engine
 
-    out = Path(args.out)
+    out = ensure_folder(args.out)  # before any model loads
     try:
         engine = engine_from_args(args)
     except WeightsError as exc:
@@ -126,12 +126,13 @@ def add_segment_parsers(sub) -> None:
     p = sub.add_parser("precompute", help="fill the embedding cache for a folder or project (resumable)")
     p.add_argument("target", help="folder of images or a project")
     add_engine_args(p, engine=False)
-    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--batch", type=positive_int, default=8)
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
                    help="auto = bf16 with the fast encoder on CUDA, else fp32")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the encoder (a minute or more once; pays off over hundreds of images)")
-    p.add_argument("--workers", type=int, help="CPU threads reading and resizing images (default: cores, max 16)")
+    p.add_argument("--workers", type=positive_int,
+                   help="CPU threads reading and resizing images (default: cores, max 16)")
     p.add_argument("--cache", help="cache folder (default $CLICKLABEL_CACHE or the user cache folder); copy it to "
                                    "another machine and pass it to `clicklabel gui --cache`")
     p.set_defaults(func=cmd_precompute)

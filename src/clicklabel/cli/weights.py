@@ -5,10 +5,20 @@ from __future__ import annotations
 from ..errors import ClickLabelError
 
 
+def _state(name: str, ck) -> str:
+    from .. import weights
+
+    path = weights.checkpoint_path(name)
+    size = path.stat().st_size if path.is_file() else None
+    if size is None:
+        return "missing"
+    return "present" if size == ck.size else f"incomplete ({size:,} of {ck.size:,} bytes: download again)"
+
+
 def cmd_weights(args) -> int:
     from .. import weights
     from ..bench.harness import print_table
-    from ..segment.models import FAMILIES, installed, weights_present
+    from ..segment.models import FAMILIES, installed
 
     if args.action == "list":
         rows = []
@@ -16,7 +26,7 @@ def cmd_weights(args) -> int:
             fam = FAMILIES[ck.family]
             package = "" if installed(ck.family) else f", needs [{fam.extra}]"
             rows.append([name, fam.label + package, f"{ck.size / 1e6:,.0f} MB",
-                         "yes" if ck.pinned else "no", ck.pin, "present" if weights_present(name) else "missing",
+                         "yes" if ck.pinned else "no", ck.pin, _state(name, ck),
                          ck.url])
         print_table(rows, ["model", "family", "size", "hash-pinned", "verified by", "here", "URL"])
         print(f"weights folder: {weights.weights_dir()}")

@@ -116,8 +116,12 @@ def iou_ignoring(pred: np.ndarray, gt: np.ndarray, ignore: np.ndarray | None) ->
 def simulate(engine, item: Item, max_clicks: int = 20, box_first: bool = False, stop_iou: float | None = None
              ) -> list[float]:
     """IoU after each interaction (the GT box counts as the first one in the box variant)."""
-    engine.set_image(item.image())
+    image = item.image()
     gt, ign = item.gt, item.ignore
+    if gt.shape != image.shape[:2]:  # e.g. an EXIF-rotated photo with a mask of the stored pixels
+        raise ClickLabelError(f"{item.name}: the mask is {gt.shape[1]}x{gt.shape[0]} but the image is "
+                              f"{image.shape[1]}x{image.shape[0]} as displayed")
+    engine.set_image(image)
     prompt = Prompt()
     prev = None
     ious: list[float] = []

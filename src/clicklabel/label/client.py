@@ -59,29 +59,39 @@ class LabelResult:
 
 
 class LabelCache:
-    """Answers by (crop bytes, model, prompt, vocabulary, detail): a small SQLite file in the cache folder."""
+    """Answers by (crop bytes, model, prompt, vocabulary, detail): a small SQLite file in the cache folder, shared
+    by every run on the machine. An answer is put here before it is written to the project, so one that the
+    project could not take (busy, full disk) is not paid for again."""
 
     def __init__(self, path: str | Path | None = None):
         if path is None:
             path = cache_path("labels") / "answers.sqlite"
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self.conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, answer TEXT NOT NULL)")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, answer TEXT NOT NULL)")
+        except (OSError, sqlite3.Error) as exc:
+            raise LabelError(f"the label cache {self.path} cannot be used ({exc}); delete it (it only saves "
+                             "paying twice for the same crop) or set CLICKLABEL_CACHE") from None
 
     def get(self, key: str) -> Answer | None:
-        with self._lock:
-            row = self.conn.execute("SELECT answer FROM answers WHERE key=?", (key,)).fetchone()
-        if row is None:
+        try:
+            with self._lock:
+                row = self.conn.execute("SELECT answer FROM answers WHERE key=?", (key,)).fetchone()
+            d = json.loads(row[0]) if row else None
+            return Answer(str(d["label"]), d.get("supercategory"), d.get("confidence")) if d else None
+        except (sqlite3.Error, ValueError, TypeError, KeyError):  # a damaged entry is a miss
             return None
-        d = json.loads(row[0])
-        return Answer(d["label"], d.get("supercategory"), d.get("confidence"))
 
     def put(self, key: str, answer: Answer) -> None:
-        with self._lock:
-            self.conn.execute("INSERT OR REPLACE INTO answers VALUES (?, ?)", (key, json.dumps(answer.__dict__)))
+        try:
+            with self._lock:
+                self.conn.execute("INSERT OR REPLACE INTO answers VALUES (?, ?)", (key, json.dumps(answer.__dict__)))
+        except sqlite3.Error:  # the cache is busy or its disk full: the answer still goes to the project
+            pass
 
 
 class Labeler:
@@ -172,27 +182,34 @@ class Labeler:
             return self._read(resp, key)
 
     def _read(self, resp, key: str) -> LabelResult:
-        usage = getattr(resp, "usage", None)
-        pt = int(getattr(usage, "prompt_tokens", 0) or 0)
-        ct = int(getattr(usage, "completion_tokens", 0) or 0)
-        money = cost(self.config.lmm, pt, ct, self.prices)
-        choices = getattr(resp, "choices", None) or []
-        if not choices:
-            return LabelResult(None, "the server's answer has no choices", pt, ct, money)
-        msg = choices[0].message
-        if getattr(msg, "refusal", None):
-            return LabelResult(None, f"the model refused: {msg.refusal[:200]}", pt, ct, money)
         try:
-            ans = parse_answer(msg.content, self.config.vocabulary)
+            usage = getattr(resp, "usage", None)
+            pt = _count(getattr(usage, "prompt_tokens", 0))
+            ct = _count(getattr(usage, "completion_tokens", 0))
+            choices = getattr(resp, "choices", None)
+            msg = getattr(choices[0], "message", None) if isinstance(choices, list) and choices else None
+            content, refusal = getattr(msg, "content", None), getattr(msg, "refusal", None)
+        except Exception as exc:  # noqa: BLE001 - the SDK builds responses without validating them
+            return LabelResult(None, f"unusable response: {type(exc).__name__}: {_short(exc)}")
+        money = cost(self.config.lmm, pt, ct, self.prices)
+        if msg is None:
+            return LabelResult(None, "the server's answer has no choices", pt, ct, money)
+        if refusal:
+            return LabelResult(None, f"the model refused: {_short(refusal)}", pt, ct, money)
+        if content is not None and not isinstance(content, str):
+            return LabelResult(None, f"the server's answer is a {type(content).__name__}, not text", pt, ct, money)
+        try:
+            ans = parse_answer(content, self.config.vocabulary)
         except LabelError as exc:
             return LabelResult(None, str(exc), pt, ct, money)
         if self.cache is not None:
             self.cache.put(key, ans)
         return LabelResult(ans, None, pt, ct, money)
 
-    async def label_many(self, crops, on_result) -> None:
+    async def label_many(self, crops, on_result, before_send=None) -> None:
         """Label an async or sync iterable of (key, crop bytes) with ``concurrency`` requests in flight;
-        ``on_result(key, LabelResult)`` is called as each one ends (in the event loop's thread)."""
+        ``on_result(key, LabelResult)`` is called as each one ends (in the event loop's thread);
+        ``before_send(key) -> bool``, if given, is asked right before each request (False: not sent)."""
         queue: asyncio.Queue = asyncio.Queue(maxsize=self.config.concurrency * 2)
         n = self.config.concurrency
 
@@ -212,6 +229,8 @@ class Labeler:
                 if item is None:
                     return
                 key, crop = item
+                if before_send is not None and not before_send(key):
+                    continue
                 on_result(key, await self.label(crop))
 
         _ = self.client  # fail fast on a missing key, before any work
@@ -224,3 +243,8 @@ class Labeler:
 
 def _short(exc) -> str:
     return str(exc).replace("\n", " ")[:200]
+
+
+def _count(value) -> int:
+    """A token count from the server (anything else counts as 0)."""
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**9 else 0

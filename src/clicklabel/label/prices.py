@@ -44,9 +44,12 @@ def load_prices(path: str | Path | None = None) -> dict[str, Price]:
         try:
             raw = json.loads(Path(path).read_text())
             for model, p in raw.items():
-                table[model] = Price(float(p["input"]), float(p["output"]), int(p.get("image_base", 85)),
-                                     int(p.get("image_tile", 170)))
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+                price = Price(float(p["input"]), float(p["output"]), int(p.get("image_base", 85)),
+                              int(p.get("image_tile", 170)))
+                if not all(math.isfinite(v) and v >= 0 for v in (price.input, price.output)):
+                    raise ValueError(f"{model}: prices must be finite numbers >= 0")
+                table[model] = price
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
             raise LabelError(f"price table {path} is not valid ({exc})") from None
     return table
 

@@ -4,10 +4,14 @@ a defensive parser for servers that cannot enforce the schema."""
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 
 from ..errors import LabelError
+from ..project.schema import MAX_LABEL_CHARS
+
+MAX_ANSWER_CHARS = 1000  # the model's whole answer (we ask for max_tokens=200: anything longer is not an answer)
 
 SYSTEM_PROMPT = (
     "You label objects for an image-annotation tool. The image shows one object: the part in full colour, "
@@ -58,32 +62,46 @@ _JSON_OBJECT = re.compile(r"\{.*\}", re.S)
 
 def parse_answer(text: str | None, vocabulary: list[str] | None = None) -> Answer:
     """Read the model's answer. JSON (possibly inside prose or a code fence) is preferred; a short plain-text
-    answer is taken as the label. Labels outside the vocabulary are refused."""
+    answer is taken as the label. Answers longer than MAX_ANSWER_CHARS, names longer than MAX_LABEL_CHARS and
+    labels outside the vocabulary are refused."""
     if not text or not text.strip():
         raise LabelError("the model sent an empty answer")
+    text = text.strip()
+    if len(text) > MAX_ANSWER_CHARS:
+        raise LabelError(f"the model's answer is {len(text):,} characters long; at most {MAX_ANSWER_CHARS:,} are "
+                         f"taken: {text[:60]!r}...")
     data = None
     m = _JSON_OBJECT.search(text)
     if m:
         try:
             data = json.loads(m.group(0))
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):
             data = None
     if isinstance(data, dict) and isinstance(data.get("label"), str) and data["label"].strip():
         label = data["label"].strip()
         cat = data.get("supercategory", data.get("category"))  # servers without the schema may use either
         conf = data.get("confidence")
         try:
-            conf = None if conf is None else min(1.0, max(0.0, float(conf)))
+            conf = None if conf is None or isinstance(conf, bool) else float(conf)
+            conf = min(1.0, max(0.0, conf)) if conf is not None and math.isfinite(conf) else None
         except (TypeError, ValueError):
             conf = None
         ans = Answer(label, cat.strip() if isinstance(cat, str) and cat.strip() else None, conf)
-    elif data is None and not m and len(text.strip()) <= 80 and "\n" not in text.strip():
-        ans = Answer(text.strip().strip('."'), None, None)
+    elif "{" in text or "[" in text:
+        raise LabelError(f"the model's answer is not the JSON we asked for: {text[:120]!r}")
+    elif len(text) <= 80 and "\n" not in text:
+        ans = Answer(text.strip('."'), None, None)
     else:
-        raise LabelError(f"the model's answer is not the JSON we asked for: {text.strip()[:120]!r}")
+        raise LabelError(f"the model's answer is not the JSON we asked for: {text[:120]!r}")
+    for name in (ans.label, ans.supercategory or ""):
+        if len(name) > MAX_LABEL_CHARS:
+            raise LabelError(f"the model's answer names a label of {len(name):,} characters; at most "
+                             f"{MAX_LABEL_CHARS} are taken: {name[:60]!r}...")
+    if not ans.label:
+        raise LabelError(f"the model's answer has no label: {text[:120]!r}")
     if vocabulary:
         match = next((v for v in vocabulary if v.lower() == ans.label.lower()), None)
         if match is None:
-            raise LabelError(f"the model answered {ans.label!r}, which is not in the vocabulary")
+            raise LabelError(f"the model answered {ans.label[:80]!r}, which is not in the vocabulary")
         ans.label = match
     return ans

@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import socket
 import threading
+import time
+import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ClickLabelError
-from ..images import load_image
 from ..project import Store
 from .client import Labeler, LabelResult
-from .crop import encode_image, render_crop
+from .crop import encode_image, object_crop
 from .prices import cost, image_tokens, price_for
 from .prompt import SYSTEM_PROMPT, user_text
 
@@ -22,11 +25,18 @@ FORMAT_META = "lmm_response_format:{model}@{base}"
 TYPICAL_COMPLETION_TOKENS = 30
 
 
+LEASE_MARGIN = 120.0  # seconds a claim outlives one request with all its retries
+
+
 @dataclass
 class RunSummary:
     labelled: int = 0
     failed: int = 0
     cached: int = 0
+    skipped: int = 0  # another run holds them, or they changed (relabelled, deleted, labelled) meanwhile
+    unstored: int = 0  # answers that arrived but could not be written (the project stayed busy): in the cache
+    agreed: int = 0  # a check (the class audit): of the labelled, those whose answer agrees with the object's label
+    disagreed: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost: float = 0.0
@@ -34,7 +44,7 @@ class RunSummary:
 
     @property
     def done(self) -> int:
-        return self.labelled + self.failed
+        return self.labelled + self.failed + self.skipped + self.unstored
 
 
 def objects_to_label(store: Store, relabel_all: bool = False) -> list[int]:
@@ -43,31 +53,48 @@ def objects_to_label(store: Store, relabel_all: bool = False) -> list[int]:
     return [o.id for o in store.objects(label_status=statuses)]
 
 
-def iter_crops(store: Store, object_ids, labeler: Labeler, stop: threading.Event | None = None):
-    """(object id, encoded crop) per object, loading each image once; images that cannot be read yield errors."""
+def lease_seconds(labeler: Labeler) -> float:
+    """How long a run's claim on an object lasts: one request with every retry, plus a margin."""
+    c = labeler.config
+    return c.timeout * (c.max_retries + 1) + LEASE_MARGIN
+
+
+def iter_crops(store: Store, object_ids, labeler: Labeler, stop: threading.Event | None = None, claim=None):
+    """(object id, encoded crop) per object, loading each image once; images that cannot be read yield errors.
+    ``claim(ids) -> ids`` (a labelling run's lease) is asked for each image's objects before its crops are made:
+    objects it does not return are left out."""
     by_image = defaultdict(list)
     for ob in store.objects_by_id(object_ids):
         by_image[ob.image_id].append(ob)
     for image_id, obs in by_image.items():
         if stop is not None and stop.is_set():
             return
+        if claim is not None:
+            mine = set(claim([ob.id for ob in obs]))
+            obs = [ob for ob in obs if ob.id in mine]
+            if not obs:
+                continue
         try:
-            image = load_image(store.image_path(image_id))
+            image = store.load_image(image_id)
         except ClickLabelError as exc:
             for ob in obs:
                 yield ob.id, exc
             continue
         for ob in obs:
             try:
-                yield ob.id, encode_image(render_crop(image, ob.mask, labeler.config.crop), labeler.config.crop.fmt)
+                yield ob.id, encode_image(object_crop(image, ob, labeler.config.crop), labeler.config.crop.fmt)
             except ClickLabelError as exc:
                 yield ob.id, exc
 
 
 def label_objects(store: Store, object_ids, labeler: Labeler, progress=None, stop: threading.Event | None = None,
-                  ) -> RunSummary:
+                  check: bool = False) -> RunSummary:
     """Label ``object_ids`` and store each result as it arrives. ``progress(done, total)`` is called after each;
-    setting ``stop`` ends the run early (what is done stays done)."""
+    setting ``stop`` ends the run early (what is done stays done). With ``check`` (the class audit), the objects
+    already have labels: the model's answer is recorded beside each, with whether it agrees, and no label changes.
+
+    The run claims each image's objects in the store (a lease) before rendering them and renews the claim right
+    before each request, so a second run on the project (the CLI or the widget) sends none of them again."""
     summary = RunSummary()
     total = len(object_ids)
     base = labeler.config.base_url or "default"
@@ -75,17 +102,58 @@ def label_objects(store: Store, object_ids, labeler: Labeler, progress=None, sto
     remembered = store.get_meta(meta_key)
     if remembered:
         labeler.format = remembered
+    owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+    seconds = lease_seconds(labeler)
+    since = time.time()
+    halt = threading.Event()  # the caller's stop, or a store that cannot be written
+    failure: list[ClickLabelError] = []
 
-    def on_result(oid: int, res: LabelResult) -> None:
-        record(store, oid, res, labeler.config.lmm, summary)
+    def stopped() -> bool:
+        if stop is not None and stop.is_set():
+            halt.set()
+        return halt.is_set()
+
+    def tell() -> None:
         if progress is not None:
             progress(summary.done, total)
 
+    def claim(ids: list[int]) -> list[int]:
+        got = store.claim_for_labelling(ids, owner, seconds, since, check=check)
+        if len(got) < len(ids):
+            summary.skipped += len(ids) - len(got)
+            tell()
+        return got
+
+    def before_send(oid: int) -> bool:
+        if stopped():
+            return False
+        if store.renew_lease(oid, owner, seconds):
+            return True
+        summary.skipped += 1
+        tell()
+        return False
+
+    def on_result(oid: int, res: LabelResult) -> None:
+        if not failure:
+            try:
+                record(store, oid, res, labeler.config.lmm, summary, lease=owner, check=check)
+            except ClickLabelError as exc:  # the project cannot be written (busy, full disk): stop sending
+                failure.append(exc)
+                halt.set()
+        if failure:
+            summary.unstored += 1
+        tell()
+
     async def crops():
-        it = iter_crops(store, object_ids, labeler, stop)
+        it = iter_crops(store, object_ids, labeler, halt, claim)
         while True:
-            item = await asyncio.to_thread(next, it, None)
-            if item is None or (stop is not None and stop.is_set()):
+            try:
+                item = await asyncio.to_thread(next, it, None)
+            except ClickLabelError as exc:  # the claim could not be written: send nothing more
+                failure.append(exc)
+                halt.set()
+                return
+            if item is None or stopped():
                 return
             oid, crop = item
             if isinstance(crop, Exception):
@@ -95,30 +163,67 @@ def label_objects(store: Store, object_ids, labeler: Labeler, progress=None, sto
 
     async def main():
         try:
-            await labeler.label_many(crops(), on_result)
+            await labeler.label_many(crops(), on_result, before_send)
         finally:
             await labeler.aclose()
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    finally:
+        try:
+            store.release_leases(owner)
+        except ClickLabelError:
+            pass  # they run out by themselves
+    if failure and not summary.unstored:
+        raise failure[0]
+    if failure:
+        kept = "are kept in the label cache: run the labelling again when the project is free (they are not paid " \
+            "for twice)" if labeler.cache is not None else "were lost (no label cache)"
+        raise type(failure[0])(f"{failure[0]}; the {summary.unstored} answer(s) that arrived but were not written "
+                               f"{kept}")
     if labeler.format != remembered:
         store.set_meta(meta_key, labeler.format)
     return summary
 
 
-def record(store: Store, oid: int, res: LabelResult, model: str, summary: RunSummary) -> None:
-    """Write one result to the store and the run's totals."""
+def record(store: Store, oid: int, res: LabelResult, model: str, summary: RunSummary, lease: str | None = None,
+           check: bool = False) -> None:
+    """Write one result to the store and the run's totals (with ``lease``, only while the run holds the object;
+    with ``check``, as the class audit's answer beside the object's own label)."""
     summary.prompt_tokens += res.prompt_tokens
     summary.completion_tokens += res.completion_tokens
     summary.cost += res.cost
+    if check:
+        tokens = (res.prompt_tokens, res.completion_tokens, res.cost)
+        if res.ok:
+            a = res.answer
+            verdict = store.set_check(oid, a.label, a.supercategory, a.confidence, model, *tokens, lease=lease)
+        else:
+            verdict = store.set_check_failed(oid, res.error or "unknown error", model, *tokens, lease=lease)
+        if verdict is None:
+            summary.skipped += 1
+        elif verdict == "failed":
+            summary.failed += 1
+            summary.errors[oid] = res.error or ""
+        else:
+            summary.labelled += 1
+            summary.cached += res.cached
+            summary.agreed += verdict == "agree"
+            summary.disagreed += verdict == "disagree"
+        return
     if res.ok:
         a = res.answer
-        store.set_label(oid, a.label, a.supercategory, a.confidence, model, res.prompt_tokens, res.completion_tokens,
-                        res.cost)
+        if not store.set_label(oid, a.label, a.supercategory, a.confidence, model, res.prompt_tokens,
+                               res.completion_tokens, res.cost, lease=lease):
+            summary.skipped += 1
+            return
         summary.labelled += 1
         summary.cached += res.cached
     else:
-        store.set_label_failed(oid, res.error or "unknown error", model, res.prompt_tokens, res.completion_tokens,
-                               res.cost)
+        if not store.set_label_failed(oid, res.error or "unknown error", model, res.prompt_tokens,
+                                      res.completion_tokens, res.cost, lease=lease):
+            summary.skipped += 1
+            return
         summary.failed += 1
         summary.errors[oid] = res.error or ""
 

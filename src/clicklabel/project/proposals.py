@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..images import load_image
+from .batch import embedded_images
 from .objects import ObjectRecord
 from .store import Store
 
@@ -20,6 +20,7 @@ class ProposeReport:
     accepted: list[int] = field(default_factory=list)  # accepted at once (score >= accept_above)
     images: int = 0
     cancelled: bool = False
+    errors: list[str] = field(default_factory=list)  # images that could not be read, with the reason
 
 
 def propose_current(store: Store, engine, image_id: int, settings=None, accept_above: float | None = None,
@@ -45,19 +46,14 @@ def propose_current(store: Store, engine, image_id: int, settings=None, accept_a
 def propose_project(store: Store, engine, settings=None, accept_above: float | None = None, image_ids=None,
                     progress: Callable[[int, int], None] | None = None, stop=None) -> ProposeReport:
     """``propose_current`` over the project's images (or ``image_ids``); ``progress(done, total)`` per image."""
-    images = [im for im in store.images() if image_ids is None or im.id in set(image_ids)]
+    images = [im.id for im in store.images() if image_ids is None or im.id in set(image_ids)]
     total = ProposeReport()
-    for n, im in enumerate(images):
-        if stop is not None and stop.is_set():
-            total.cancelled = True
-            break
-        engine.set_image(load_image(store.image_path(im)))
-        rep = propose_current(store, engine, im.id, settings, accept_above, stop=stop)
+    for image_id in embedded_images(store, engine, images, total.errors, progress, stop):
+        rep = propose_current(store, engine, image_id, settings, accept_above, stop=stop)
         total.proposed += rep.proposed
         total.accepted += rep.accepted
         total.images += 1
-        if progress is not None:
-            progress(n + 1, len(images))
+    total.cancelled = stop is not None and stop.is_set()
     return total
 
 

@@ -1,8 +1,9 @@
 """The project store: one SQLite file (WAL) per project, one transaction per user action.
 
 Tables: images, categories, objects (RLE mask, tight box, label and its status, provenance, timings, model and
-token use), label_history, and an append-only event log that the comparison report reads. Undo / redo of
-accept, delete, relabel and proposal decisions works from the event log, not from widget state.
+token use; or a box without a mask yet), label_history, label_checks (the class audit), and an append-only event
+log that the comparison report reads. Undo / redo of accept, delete, relabel, proposal decisions, refine, review
+and audit decisions works from the event log, not from widget state.
 A killed process loses at most the action in flight (WAL, ``synchronous=NORMAL``).
 """
 
@@ -13,13 +14,22 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import StoreError
+import numpy as np
+
+from ..errors import ImageError, ResourceError, StoreError
+from ..files import MACHINE_ERRNOS, describe_os_error
+from ..images import file_hash, image_size, load_image
+from .boxes import BoxesMixin
+from .checks import ChecksMixin
+from .database import Transaction, begin, busy_timeout, connect, report_wait, rollback, sqlite_error
 from .history import History
+from .leases import LeasesMixin
 from .objects import ObjectsMixin
-from .schema import MIGRATIONS, SCHEMA_VERSION, UNDOABLE
+from .schema import CHECK_SIZES_KEY, MIGRATIONS, SCHEMA_VERSION, UNDOABLE
 
 PROJECT_FILE = "project.clicklabel"  # the project inside a folder; any other name ending .clicklabel works too
 
@@ -34,28 +44,33 @@ class ImageRecord:
     status: str
 
 
-class Store(ObjectsMixin, History):
+class Store(ObjectsMixin, BoxesMixin, ChecksMixin, LeasesMixin, History):
     """A project: ``Store(path)`` creates or opens it; image paths are stored relative to ``root``."""
 
     def __init__(self, path: str | Path, root: str | Path | None = None):
         self.path = Path(path)
         if self.path.is_dir():
             self.path = self.path / PROJECT_FILE
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
+        self.busy_timeout = busy_timeout()  # seconds a write waits for another program's write lock
+        self.on_busy: Callable[[str], None] | None = report_wait  # told while waiting (None: say nothing)
         try:
-            self.conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.execute("PRAGMA synchronous=NORMAL")
-            self.conn.execute("PRAGMA foreign_keys=ON")
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            kind = ResourceError if exc.errno in MACHINE_ERRNOS else StoreError
+            raise kind(describe_os_error(exc, self.path.parent)) from None
+        try:
+            self.conn = connect(self.path)
             self._migrate()
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{self.path} is not a clicklabel project ({exc})") from None
+        except sqlite3.Error as exc:
+            raise sqlite_error(exc, self.path) from None
         if root is not None:
             self.set_root(root)
         elif self.get_meta("root") is None:
             self.set_meta("root", ".")
         self.root = (self.path.parent / self.get_meta("root")).resolve()
+        if self.get_meta(CHECK_SIZES_KEY):
+            self.check_image_sizes()
 
     def set_root(self, root: str | Path) -> None:
         """The folder that image paths are relative to (stored relative to the project file)."""
@@ -72,7 +87,7 @@ class Store(ObjectsMixin, History):
             if version > SCHEMA_VERSION:
                 raise StoreError(f"{self.path} was written by a newer clicklabel (schema {version}); please upgrade")
             for v in range(version + 1, SCHEMA_VERSION + 1):
-                self.conn.execute("BEGIN IMMEDIATE")
+                begin(self.conn, self.path, self.busy_timeout, self.on_busy)
                 try:
                     for stmt in MIGRATIONS[v].split(";"):
                         if stmt.strip():
@@ -82,12 +97,13 @@ class Store(ObjectsMixin, History):
                     )
                     self.conn.execute("COMMIT")
                 except BaseException:
-                    self.conn.execute("ROLLBACK")
+                    rollback(self.conn)
                     raise
 
     def transaction(self):
-        """Context manager: one atomic action (BEGIN IMMEDIATE ... COMMIT, ROLLBACK on error)."""
-        return _Transaction(self)
+        """Context manager: one atomic action (BEGIN IMMEDIATE ... COMMIT, ROLLBACK on error), waiting at most
+        ``busy_timeout`` seconds for another program's write lock."""
+        return Transaction(self)
 
     def close(self) -> None:
         with self._lock:
@@ -146,23 +162,17 @@ class Store(ObjectsMixin, History):
             return int(cur.lastrowid)
 
     def add_image_file(self, path: str | Path) -> int:
-        """Add an image file by path (size read from its header, content hashed); returns its id."""
-        from PIL import Image, UnidentifiedImageError
-
-        from ..errors import ImageError
-        from ..images import file_hash
-
+        """Add an image file by path (its size as displayed, EXIF orientation applied, read from its header;
+        content hashed); returns its id."""
         p = Path(path)
         if not p.is_absolute():
-            p = (Path.cwd() / p)
+            p = Path.cwd() / p
+        h, w = image_size(p)
         try:
-            with Image.open(p) as im:
-                w, h = im.size
-        except FileNotFoundError:
-            raise ImageError(f"image not found: {p}") from None
-        except (UnidentifiedImageError, OSError):
-            raise ImageError(f"not an image (or a format we cannot read): {p}") from None
-        return self.add_image(p, w, h, file_hash(p))
+            digest = file_hash(p)
+        except OSError as exc:
+            raise ImageError(f"cannot read image {p}: {exc.strerror or exc}") from None
+        return self.add_image(p, w, h, digest)
 
     def image(self, image_id: int) -> ImageRecord:
         row = self.conn.execute("SELECT id, path, width, height, hash, status FROM images WHERE id=?", (image_id,))
@@ -178,6 +188,49 @@ class Store(ObjectsMixin, History):
     def image_path(self, image: ImageRecord | int) -> Path:
         rec = self.image(image) if isinstance(image, int) else image
         return self.root / rec.path
+
+    def load_image(self, image: ImageRecord | int) -> np.ndarray:
+        """The image's pixels as displayed (EXIF orientation applied), checked against the project's size for it."""
+        rec = self.image(image) if isinstance(image, int) else image
+        pixels = load_image(self.image_path(rec))
+        self._check_size(rec, *pixels.shape[:2])
+        return pixels
+
+    def check_image_sizes(self) -> list[str]:
+        """Compare each image's stored size with its file's header (files that cannot be read are left alone):
+        an image stored with its size before EXIF rotation (clicklabel 0.1 did) is repaired; returns the images
+        whose size disagrees otherwise."""
+        problems = []
+        for rec in self.images():
+            try:
+                self._check_size(rec, *image_size(self.image_path(rec)))
+            except ImageError as exc:
+                if self.image_path(rec).is_file():
+                    problems.append(str(exc))
+        with self.transaction():
+            self.conn.execute("DELETE FROM meta WHERE key=?", (CHECK_SIZES_KEY,))
+        return problems
+
+    def _check_size(self, rec: ImageRecord, height: int, width: int) -> None:
+        if (rec.height, rec.width) == (height, width):
+            return
+        imported = self.conn.execute("SELECT 1 FROM objects WHERE image_id=? AND provenance='imported' LIMIT 1",
+                                     (rec.id,)).fetchone()
+        if (rec.height, rec.width) == (width, height) and not imported:
+            # Stored before its EXIF rotation; every mask on it was made on the image as displayed, so the
+            # displayed size makes them whole again.
+            with self.transaction():
+                self.conn.execute("UPDATE images SET width=?, height=? WHERE id=?", (width, height, rec.id))
+                self._event("repair_size", rec.id, None, {"before": [rec.width, rec.height],
+                                                          "after": [width, height]})
+            rec.width, rec.height = width, height
+            return
+        if (rec.height, rec.width) == (width, height):
+            raise ImageError(f"{self.image_path(rec)} is {width}x{height} as displayed, but the project has it at its "
+                             f"size before EXIF rotation, {rec.width}x{rec.height}, and objects were imported at that "
+                             "size: delete them and import them again with the displayed size")
+        raise ImageError(f"{self.image_path(rec)} is {width}x{height} as displayed, but the project has it as "
+                         f"{rec.width}x{rec.height}: the file was replaced or edited; put the original back")
 
     def set_image_status(self, image_id: int, status: str) -> None:
         with self.transaction():
@@ -195,6 +248,8 @@ class Store(ObjectsMixin, History):
             if supercategory and not row[1]:
                 self.conn.execute("UPDATE categories SET supercategory=? WHERE id=?", (supercategory, row[0]))
             return int(row[0])
+        if cid is not None and self.conn.execute("SELECT 1 FROM categories WHERE id=?", (cid,)).fetchone():
+            cid = None  # the id names another category here: categories match by name, this one gets a new id
         cur = self.conn.execute(
             "INSERT INTO categories(id, name, supercategory) VALUES (?, ?, ?)", (cid, name, supercategory)
         )
@@ -220,24 +275,3 @@ class Store(ObjectsMixin, History):
 
     def integrity_ok(self) -> bool:
         return self.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-
-
-class _Transaction:
-    def __init__(self, store: Store):
-        self.store = store
-        self.outer = False
-
-    def __enter__(self):
-        self.store._lock.acquire()
-        self.outer = not self.store.conn.in_transaction
-        if self.outer:
-            self.store.conn.execute("BEGIN IMMEDIATE")
-        return self.store.conn
-
-    def __exit__(self, exc_type, exc, tb):
-        try:
-            if self.outer:
-                self.store.conn.execute("ROLLBACK" if exc_type else "COMMIT")
-        finally:
-            self.store._lock.release()
-        return False

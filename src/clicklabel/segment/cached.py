@@ -105,6 +105,7 @@ class CachedEngine:
         self.embedding: Embedding | None = None
         self._state = None
         self.last_from_cache = False
+        self.cache_error: str | None = None  # why the last embedding could not be written to disk, if it was not
         self._inflight: dict[str, threading.Lock] = {}
         self._inflight_guard = threading.Lock()
 
@@ -125,11 +126,31 @@ class CachedEngine:
         """Encode several RGB uint8 images in one batch, exactly as the family's stock predictor prepares them."""
         return self.encoder.encode(images)
 
-    def _cached(self, key: str) -> Embedding | None:
+    def _cached(self, key: str, img: np.ndarray) -> Embedding | None:
+        """The cache entry for ``img``, if it is one for this image and model: its sizes and feature shape must
+        be what encoding ``img`` gives (an entry that claims another size is dropped, never trusted), and it
+        must hold this family's arrays (else it is recomputed)."""
         emb = self.cache.get(key)
-        if emb is not None and not all(k in emb.extra for k in self.required_extras):
-            return None  # an entry without this family's arrays: recompute
-        return emb
+        if emb is None:
+            return None
+        if not all(k in emb.extra for k in self.required_extras):
+            return None
+        if self._fits(emb, *img.shape[:2]):
+            return emb
+        self.cache.discard(key)
+        return None
+
+    def _fits(self, emb: Embedding, h: int, w: int) -> bool:
+        if tuple(emb.original_size) != (h, w):
+            return False
+        t = getattr(self, "transform", None)
+        if hasattr(t, "get_preprocess_shape") and \
+                tuple(emb.input_size) != tuple(t.get_preprocess_shape(h, w, t.target_length)):
+            return False
+        pe = getattr(self.module, "prompt_encoder", None) or getattr(self.module, "sam_prompt_encoder", None)
+        if pe is None:
+            return True
+        return tuple(emb.features.shape) == (1, int(pe.embed_dim), *(int(v) for v in pe.image_embedding_size))
 
     def get_embedding(self, image: np.ndarray) -> Embedding:
         """The embedding of ``image`` from the cache, computing and caching it on a miss. Thread-safe: a second
@@ -137,18 +158,21 @@ class CachedEngine:
         that result instead of encoding it again."""
         img = to_rgb8(image)
         key = self.embedding_key(img)
-        emb = self._cached(key)
+        emb = self._cached(key, img)
         if emb is not None:
             self.last_from_cache = True
             return emb
         with self._inflight_guard:
             lock = self._inflight.setdefault(key, threading.Lock())
         with lock:
-            emb = self._cached(key)
+            emb = self._cached(key, img)
             self.last_from_cache = emb is not None
             if emb is None:
                 emb = self.encode(img)
-                self.cache.put(key, emb)
+                try:
+                    self.cache.put(key, emb)
+                except ClickLabelError as exc:  # a full or read-only cache disk: the embedding is in memory
+                    self.cache_error = str(exc)
         with self._inflight_guard:
             self._inflight.pop(key, None)
         return emb

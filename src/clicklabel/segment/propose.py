@@ -12,10 +12,12 @@ first), and the removal of proposals that repeat an object already accepted.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..errors import ClickLabelError
 from ..masks import mask_iou, tight_bbox
 
 
@@ -30,6 +32,18 @@ class ProposeSettings:
     min_area: int = 0
     max_proposals: int | None = None
     dedupe_iou: float = 0.8  # drop a proposal this close to an existing object
+
+    def __post_init__(self):
+        if not isinstance(self.grid, int) or not 1 <= self.grid <= 256:
+            raise ClickLabelError(f"grid {self.grid!r}: give 1 to 256 points per side")
+        if not isinstance(self.points_per_batch, int) or self.points_per_batch < 1:
+            raise ClickLabelError(f"points_per_batch {self.points_per_batch!r} must be at least 1")
+        for name in ("pred_iou_thresh", "stability_thresh", "stability_offset", "nms_thresh", "dedupe_iou"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise ClickLabelError(f"{name.replace('_', '-')} {v!r} is not a finite number")
+        if self.min_area < 0 or (self.max_proposals is not None and self.max_proposals < 1):
+            raise ClickLabelError("min-area must be >= 0 and max >= 1")
 
 
 @dataclass

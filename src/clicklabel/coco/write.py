@@ -1,0 +1,172 @@
+"""COCO writers: a project's accepted objects (RLE by default, exact polygons on request; box-only objects as COCO's
+box-only annotations, an empty segmentation), the proposals of one image, a label image. Every file is written
+atomically, as strict JSON."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import CocoError
+from ..files import atomic_write
+from ..masks import encode_rle, mask_to_polygons, rle_bbox, tight_bbox
+from ..project import Store
+
+EXTRA_KEY = "clicklabel"  # our per-object fields, ignored by COCO readers
+UNLABELLED = "unlabelled"
+
+
+@dataclass
+class ExportReport:
+    images: int = 0
+    annotations: int = 0
+    rle_fallbacks: list[int] = field(default_factory=list)
+    unlabelled: int = 0
+    boxes: int = 0  # box-only objects, written with an empty segmentation
+
+
+def export_coco(
+    store: Store, out: str | Path, polygons: bool = False, images_root: str | Path | None = None
+) -> ExportReport:
+    """Write the project's accepted objects as a COCO instances file (atomically); returns what was written."""
+    rep = ExportReport()
+    root = Path(images_root).resolve() if images_root else None
+    images = []
+    for im in store.images():
+        name = im.path
+        if root is not None:
+            name = Path(os.path.relpath(store.root / im.path, root)).as_posix()
+        images.append({"id": im.id, "file_name": name, "width": im.width, "height": im.height})
+    rep.images = len(images)
+    cats = [{"id": cid, "name": name, "supercategory": sup or name} for cid, name, sup in store.categories()]
+    unl_id = None
+    anns = []
+    objects = store.objects(states=("accepted",))
+    # imported objects keep their annotation ids, so a round trip changes nothing; others get fresh ones
+    next_id = max([o.source_id for o in objects if o.source_id is not None] + [0]) + 1
+    used: set[int] = set()
+    for ob in objects:
+        if ob.source_id is not None and ob.source_id not in used:
+            ann_id = ob.source_id
+        else:
+            ann_id, next_id = next_id, next_id + 1
+        used.add(ann_id)
+        cid = ob.category_id
+        if cid is None:
+            if unl_id is None:
+                unl_id = max([c["id"] for c in cats], default=0) + 1
+                cats.append({"id": unl_id, "name": UNLABELLED, "supercategory": UNLABELLED})
+            cid = unl_id
+            rep.unlabelled += 1
+        seg: dict | list = {"size": ob.rle["size"], "counts": ob.rle["counts"]}
+        if not ob.has_mask:  # box-only until refined: COCO's box-only form
+            seg = []
+            rep.boxes += 1
+        elif polygons and not ob.iscrowd:
+            poly = mask_to_polygons(ob.mask)
+            if poly is None:
+                rep.rle_fallbacks.append(ob.id)
+            else:
+                seg = poly
+        extra = {
+            "object_id": ob.id,
+            "label": ob.label,
+            "supercategory": ob.supercategory,
+            "label_status": ob.label_status,
+            "label_confidence": ob.label_confidence,
+            "provenance": ob.provenance,
+            "clicks": ob.clicks,
+            "seconds": ob.seconds,
+            "score": ob.score,
+            "engine": ob.engine,
+            "model": ob.model,
+            "lmm_model": ob.lmm_model,
+            "tokens": ob.prompt_tokens + ob.completion_tokens,
+            "cost": ob.cost,
+            "mask_state": ob.mask_state,
+            "given_bbox": list(ob.given_bbox) if ob.given_bbox else None,  # the box it came with, before refine
+            "review": ob.review,  # why refine wants a person to look at it
+        }
+        anns.append(
+            {
+                "id": ann_id,
+                "image_id": ob.image_id,
+                "category_id": cid,
+                "segmentation": seg,
+                "area": ob.area,
+                "bbox": _bbox(ob),
+                "iscrowd": int(ob.iscrowd),
+                EXTRA_KEY: {k: v for k, v in extra.items() if v is not None},
+            }
+        )
+    rep.annotations = len(anns)
+    doc = {
+        "info": {"description": "exported by clicklabel", "version": "1.0"},
+        "licenses": [],
+        "images": images,
+        "annotations": anns,
+        "categories": cats,
+    }
+    write_json(out, doc)
+    return rep
+
+
+def _bbox(ob) -> list[float]:
+    """The object's box; a stored box that is not finite (projects of clicklabel 0.1 could hold one) is the
+    mask's own tight box instead, so the file stays valid JSON."""
+    box = [float(v) for v in ob.bbox]
+    if len(box) == 4 and all(math.isfinite(v) for v in box):
+        return box
+    return [float(v) for v in (rle_bbox(ob.rle) or (0, 0, 0, 0))]
+
+
+def write_json(path: str | Path, doc: dict) -> None:
+    """A COCO document as compact JSON, atomically (strict JSON: a NaN anywhere is an error, not bare ``NaN``)."""
+    try:
+        text = json.dumps(doc, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        raise CocoError(f"not written: {path} would hold a NaN or infinite number") from None
+    with atomic_write(path, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+def write_proposals(props, image_path: Path, shape, out: str | Path) -> None:
+    """Proposals of one image as a COCO file: category 'object', a score per annotation."""
+    doc = {
+        "images": [{"id": 1, "file_name": Path(image_path).name, "height": int(shape[0]), "width": int(shape[1])}],
+        "categories": [{"id": 1, "name": "object", "supercategory": "object"}],
+        "annotations": [
+            {"id": i + 1, "image_id": 1, "category_id": 1, "segmentation": encode_rle(p.mask), "area": p.area,
+             "bbox": list(p.bbox), "iscrowd": 0, "score": round(p.predicted_iou, 5),
+             EXTRA_KEY: {"stability": round(p.stability, 5), "point": list(p.point)}}
+            for i, p in enumerate(props)
+        ],
+    }
+    write_json(out, doc)
+
+
+
+
+def labels_to_coco(labels: np.ndarray, out: str | Path, file_name: str = "image.png", category: str = "object") -> int:
+    """Write an instance label image (0 = background, one value per object) as a COCO file; returns the count."""
+    labels = np.asarray(labels)
+    if labels.ndim != 2:
+        raise CocoError(f"expected a 2-D label image, got shape {labels.shape}")
+    h, w = labels.shape
+    anns = []
+    for n, value in enumerate(v for v in np.unique(labels) if v != 0):
+        m = labels == value
+        anns.append({"id": n + 1, "image_id": 1, "category_id": 1, "segmentation": encode_rle(m),
+                     "area": int(m.sum()), "bbox": [float(v) for v in tight_bbox(m)], "iscrowd": 0,
+                     EXTRA_KEY: {"label_value": int(value)}})
+    doc = {"images": [{"id": 1, "file_name": file_name, "width": w, "height": h}],
+           "categories": [{"id": 1, "name": category, "supercategory": category}], "annotations": anns}
+    write_json(out, doc)
+    return len(anns)
+
+
