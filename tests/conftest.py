@@ -62,6 +62,26 @@ def vit_b_checkpoint(tmp_path_factory) -> Path:
     return save_random_checkpoint(tmp_path_factory.mktemp("ck") / "vit_b_random.pth", "vit_b", seed=0)
 
 
+def _family_checkpoint(tmp_path_factory, package: str, model: str) -> Path:
+    """A random checkpoint of ``model`` built by its family's own package (skipped where the extra is missing)."""
+    pytest.importorskip(package, reason=f"{model} needs its extra: pip install 'clicklabel[sam2,hq]'")
+    from clicklabel.segment.models import save_random_checkpoint
+
+    return save_random_checkpoint(tmp_path_factory.mktemp("ck") / f"{model}_random.pt", model, seed=0)
+
+
+@pytest.fixture(scope="session")
+def sam2_checkpoint(tmp_path_factory) -> Path:
+    """SAM 2.1 hiera tiny, the real architecture (random weights)."""
+    return _family_checkpoint(tmp_path_factory, "sam2", "sam2.1_hiera_tiny")
+
+
+@pytest.fixture(scope="session")
+def hq_checkpoint(tmp_path_factory) -> Path:
+    """HQ-SAM vit_tiny (Light HQ-SAM), the real architecture (random weights)."""
+    return _family_checkpoint(tmp_path_factory, "segment_anything_hq", "hq_vit_tiny")
+
+
 @pytest.fixture(scope="session")
 def session_cache_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("emb_cache")

@@ -122,7 +122,7 @@ def test_missing_weights_offline_message(capsys, monkeypatch, tmp_path):
     monkeypatch.setenv("CLICKLABEL_WEIGHTS", str(tmp_path))
     ck = weights.REGISTRY["vit_b"]
     url = "http://127.0.0.1:9/" + ck.filename
-    monkeypatch.setitem(weights.REGISTRY, "vit_b", weights.Checkpoint("vit_b", url, ck.xxh128, ck.size))
+    monkeypatch.setitem(weights.REGISTRY, "vit_b", weights.Checkpoint("vit_b", "sam", url, ck.size, xxh128=ck.xxh128))
     monkeypatch.setattr(weights, "download", partial(weights.download, retries=0))
     code, _, err = run(capsys, "segment", SAMPLES / "chelsea.jpg", "--point", "1,1")
     errors = [line for line in err.splitlines() if line.startswith("clicklabel: error:")]
@@ -132,12 +132,20 @@ def test_missing_weights_offline_message(capsys, monkeypatch, tmp_path):
 
 
 def test_weights_list_and_verify(capsys, monkeypatch, tmp_path):
+    from clicklabel import weights
+
     monkeypatch.setenv("CLICKLABEL_WEIGHTS", str(tmp_path))
     code, out, _ = run(capsys, "weights", "list")
     assert code == 0 and "vit_h" in out and "missing" in out
+    rows = {r.split("|")[1].strip(): [c.strip() for c in r.split("|")[2:-1]] for r in out.splitlines()
+            if r.startswith("| ") and "hash-pinned" not in r}
+    assert set(rows) == set(weights.REGISTRY) and len(rows) == 11
+    assert rows["sam2.1_hiera_tiny"][0] == "SAM 2.1" and rows["hq_vit_tiny"][0] == "HQ-SAM"
+    assert rows["hq_vit_tiny"][1:4] == ["43 MB", "yes", "sha256"] and rows["vit_b"][3] == "xxh128"
+    assert rows["vit_l"][5] == weights.REGISTRY["vit_l"].url
     (tmp_path / "sam_vit_b_01ec64.pth").write_bytes(b"short")
     code, out, _ = run(capsys, "weights", "list")
-    vit_b = next(line for line in out.splitlines() if line.startswith("vit_b"))
+    vit_b = next(line for line in out.splitlines() if line.startswith("| vit_b "))
     assert code == 0 and "incomplete (5 of" in vit_b and "present" not in vit_b  # a truncated download
     code, out, _ = run(capsys, "weights", "verify")
     assert code == 1 and "wrong size" in out
@@ -167,3 +175,6 @@ def test_gui_program_reads_every_engine_option():
     args = build_parser().parse_args(["--model", "vit_h"])
     assert engine_choice(args.engine, args.model) == "vit_h"
     assert engine_choice("vit_l", "vit_b") == "vit_l"  # the 0.1 spelling, --engine vit_l
+    assert engine_choice("sam", None) is None  # nothing chosen: the widget's default (CPU: fastest weights here)
+    args = build_parser().parse_args(["--model", "hq_vit_tiny"])
+    assert engine_choice(args.engine, args.model) == "hq_vit_tiny"

@@ -8,6 +8,7 @@ from magicgui.widgets import ComboBox, Container, FileEdit, LineEdit, PushButton
 from qtpy.QtWidgets import QAbstractItemView, QLabel, QProgressBar, QTableWidget, QVBoxLayout
 
 from clicklabel.segment import ENCODER_CHOICES, ENCODER_HELP
+from clicklabel.weights import REGISTRY
 
 HELP = """<b>Keys</b><br>
 click: positive point &nbsp; right-click or Shift+click: negative point &nbsp; drag: box<br>
@@ -18,10 +19,10 @@ Ctrl+Z / Ctrl+Shift+Z: undo / redo &nbsp; G: accept the drawn box or polygon (ma
 
 def build_ui(w) -> None:
     """Create ``w``'s controls as attributes, lay them out and connect them to ``w``'s methods."""
-    w.engine_box = ComboBox(label="engine", choices=["vit_b", "vit_l", "vit_h", "grabcut"], value="vit_b")
+    w.engine_box = ComboBox(label="engine", choices=[*REGISTRY, "grabcut"], value="vit_b")
     w.device_box = ComboBox(label="device", choices=["auto", "cpu", "cuda", "mps"], value="auto")
     w.encoder_box = ComboBox(label="encoder", choices=list(ENCODER_CHOICES), value="auto", tooltip=ENCODER_HELP)
-    w.checkpoint = FileEdit(label="checkpoint", mode="r", filter="*.pth", value="")
+    w.checkpoint = FileEdit(label="checkpoint", mode="r", filter="*.pt *.pth", value="")
     w.load_btn = PushButton(text="Load engine")
     w.download_btn = PushButton(text="Download weights", visible=False)
     w.folder = FileEdit(label="images", mode="d", value="")

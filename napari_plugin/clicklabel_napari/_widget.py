@@ -74,6 +74,8 @@ class ClickLabelWidget(LabellingMixin, AuditMixin, QWidget):
         self._waiting = None  # what to open once an engine is loaded (weights downloading, or a choice to make)
         build_ui(self)
         build_audit_ui(self)
+        if engine is None:
+            self._suggest_model()
         self.label_progress.connect(self._on_label_progress)
         self.refine_progress.connect(self._on_refine_progress)
         self._bind_keys()
@@ -98,6 +100,15 @@ class ClickLabelWidget(LabellingMixin, AuditMixin, QWidget):
         return self.session.engine if self.session is not None else self._engine
 
     # -- engine ---------------------------------------------------------------------------------------------
+    def _suggest_model(self) -> None:
+        """No GPU and no choice made yet: start on the fastest model whose weights are here, saying why."""
+        from clicklabel.segment.models import suggest_model
+
+        suggestion = suggest_model(self.device_box.value)
+        if suggestion is not None:
+            self.engine_box.value = suggestion.model
+            self.say(suggestion.reason)
+
     def load_engine(self) -> bool:
         """Build the engine from the settings; missing weights show what to do, not a traceback."""
         from clicklabel.segment import make_engine

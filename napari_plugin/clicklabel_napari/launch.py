@@ -37,8 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def engine_choice(engine: str, model: str) -> str:
-    """The widget's engine setting for --engine/--model: a model name, or grabcut."""
+def engine_choice(engine: str, model: str | None) -> str | None:
+    """The widget's engine setting for --engine/--model: a model name, grabcut, or None when neither was given
+    (the widget's own default stands: on a CPU, the fastest model whose weights are here)."""
     if engine == "grabcut":
         return "grabcut"
     return model if engine == "sam" else engine
@@ -63,11 +64,12 @@ def main(argv: list[str] | None = None) -> int:
     viewer = napari.Viewer(title="clicklabel")
     widget = ClickLabelWidget(viewer, auto_download=True)
     choice = engine_choice(args.engine, args.model)
-    if choice not in widget.engine_box.choices:
+    if choice is not None and choice not in widget.engine_box.choices:
         print(f"clicklabel: error: unknown engine {choice!r}; use one of {', '.join(widget.engine_box.choices)}",
               file=sys.stderr)
         return EXIT_USER_ERROR
-    widget.engine_box.value = choice
+    if choice is not None:
+        widget.engine_box.value = choice
     widget.device_box.value = args.device
     widget.encoder_box.value = args.encoder
     if args.checkpoint:
