@@ -62,6 +62,26 @@ def vit_b_checkpoint(tmp_path_factory) -> Path:
     return save_random_checkpoint(tmp_path_factory.mktemp("ck") / "vit_b_random.pth", "vit_b", seed=0)
 
 
+def _family_checkpoint(tmp_path_factory, package: str, model: str) -> Path:
+    """A random checkpoint of ``model`` built by its family's own package (skipped where the extra is missing)."""
+    pytest.importorskip(package, reason=f"{model} needs its extra: pip install 'clicklabel[sam2,hq]'")
+    from clicklabel.segment.models import save_random_checkpoint
+
+    return save_random_checkpoint(tmp_path_factory.mktemp("ck") / f"{model}_random.pt", model, seed=0)
+
+
+@pytest.fixture(scope="session")
+def sam2_checkpoint(tmp_path_factory) -> Path:
+    """SAM 2.1 hiera tiny, the real architecture (random weights)."""
+    return _family_checkpoint(tmp_path_factory, "sam2", "sam2.1_hiera_tiny")
+
+
+@pytest.fixture(scope="session")
+def hq_checkpoint(tmp_path_factory) -> Path:
+    """HQ-SAM vit_tiny (Light HQ-SAM), the real architecture (random weights)."""
+    return _family_checkpoint(tmp_path_factory, "segment_anything_hq", "hq_vit_tiny")
+
+
 @pytest.fixture(scope="session")
 def session_cache_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("emb_cache")
@@ -102,3 +122,44 @@ def needs_shared(sub: str) -> Path:
     if not p.exists():
         pytest.skip(f"../shared/data/{sub} is not present (benchmark data lives outside the repo)")
     return p
+
+
+# -- a detection data set: one picture and a COCO file whose annotations are boxes, a polygon and an RLE --------
+W, H = 160, 120  # box_scene's size
+
+
+def box_scene(path):
+    """A dark picture with a bright block, a green ellipse, and a plain dark corner."""
+    import cv2
+    from PIL import Image
+
+    img = np.full((H, W, 3), 12, np.uint8)
+    img[20:60, 30:90] = 220
+    cv2.ellipse(img, (120, 90), (10, 8), 0, 0, 360, (0, 200, 0), -1)
+    Image.fromarray(img).save(path)
+    return img
+
+
+def box_only_file(tmp_path, extra=()):
+    """One image; every way tools write a box-only annotation, beside a polygon and an RLE, plus ``extra``."""
+    import json
+
+    from clicklabel.masks import encode_rle
+
+    box_scene(tmp_path / "scene.png")
+    rect = np.zeros((H, W), bool)
+    rect[70:100, 10:40] = True
+    anns = [
+        {"id": 1, "image_id": 1, "category_id": 1, "bbox": [28, 18, 64, 44], "segmentation": [], "area": 2816},
+        {"id": 2, "image_id": 1, "category_id": 2, "bbox": [95, 65, 55, 50]},  # no segmentation key at all
+        {"id": 3, "image_id": 1, "category_id": 2, "bbox": [2, 2, 20, 15], "segmentation": None},
+        {"id": 4, "image_id": 1, "category_id": 1, "bbox": [140.5, 100.25, 30, 30], "segmentation": [[]]},  # past
+        {"id": 5, "image_id": 1, "category_id": 1, "segmentation": [[60, 70, 80, 70, 80, 90, 60, 95]],
+         "bbox": [60, 70, 20, 25]},
+        {"id": 6, "image_id": 1, "category_id": 2, "segmentation": encode_rle(rect), "bbox": [10, 70, 30, 30]},
+        *extra,
+    ]
+    doc = {"images": [{"id": 1, "file_name": "scene.png", "width": W, "height": H}], "annotations": anns,
+           "categories": [{"id": 1, "name": "block", "supercategory": "shape"}, {"id": 2, "name": "blob"}]}
+    (tmp_path / "boxes.json").write_text(json.dumps(doc))
+    return tmp_path / "boxes.json", doc

@@ -5,9 +5,9 @@ import pytest
 from PIL import Image
 
 from clicklabel.cli import main
-from clicklabel.masks import tight_bbox
+from clicklabel.masks import mask_iou, tight_bbox
 
-from conftest import SAMPLES
+from conftest import SAMPLES, sample
 
 
 def run(capsys, *argv):
@@ -24,14 +24,36 @@ def test_segment_writes_mask_and_json(capsys, tmp_path, tiny_checkpoint):
     assert code == 0
     info = json.loads(stdout)
     mask = np.array(Image.open(out)) > 0
-    assert mask.shape == (300, 451)
+    assert mask.shape == (300, 451) and mask.any() and not info["empty"]
     assert info["area"] == mask.sum()
-    assert info["bbox"] == (list(tight_bbox(mask)) if mask.any() else None)
+    assert info["bbox"] == list(tight_bbox(mask))
     assert set(info) >= {"bbox", "area", "score"}
+    # the mask written is the engine's answer to these prompts
+    from clicklabel.embeddings import EmbeddingCache
+    from clicklabel.segment import Prompt
+    from clicklabel.segment.sam import SamEngine
+
+    eng = SamEngine("auto", tiny_checkpoint, device="cpu", cache=EmbeddingCache(tmp_path / "own", disk=False))
+    eng.set_image(sample("chelsea"))
+    ref = eng.predict(Prompt.make([(200, 150), (20, 20)], [1, 0], (100, 50, 350, 280)))[0]
+    assert mask_iou(mask, ref.mask) >= 0.99 and info["score"] == pytest.approx(ref.score, abs=1e-3)
 
 
 def test_segment_fast_encoder_gives_the_same_mask(capsys, tmp_path, tiny_checkpoint, monkeypatch):
-    """Two real encodings (each run has an empty cache of its own), compared on a non-empty mask."""
+    """Two real encodings (each run has an empty cache of its own), one with stock attention and one with SDPA,
+    compared on a non-empty mask."""
+    from clicklabel.segment import fast_encoder
+    from clicklabel.segment.encoder import ImageEncoder
+
+    ran = []
+    forward = ImageEncoder.forward
+
+    def spy(self, x):  # what the encoder really ran with: its switches and the attention in the model
+        out = forward(self, x)
+        ran.append((self.describe(), fast_encoder.is_enabled(self.sam)))
+        return out
+
+    monkeypatch.setattr(ImageEncoder, "forward", spy)
     masks = []
     for enc in ("stock", "fast"):
         monkeypatch.setenv("CLICKLABEL_CACHE", str(tmp_path / f"cache_{enc}"))
@@ -43,6 +65,7 @@ def test_segment_fast_encoder_gives_the_same_mask(capsys, tmp_path, tiny_checkpo
         info = json.loads(stdout)
         assert info["embedding_cached"] is False and not info["empty"]
         masks.append(np.array(Image.open(out)) > 0)
+    assert ran == [("fp32", False), ("fp32 + SDPA", True)]
     assert masks[0].sum() > 100
     inter, union = (masks[0] & masks[1]).sum(), (masks[0] | masks[1]).sum()
     assert inter / union >= 0.999
@@ -90,25 +113,39 @@ def test_wrong_and_truncated_checkpoints(capsys, tmp_path, vit_b_checkpoint):
 
 
 def test_missing_weights_offline_message(capsys, monkeypatch, tmp_path):
+    """The real download, offline (a closed port), without its waits between retries: one line that says what
+    to do."""
+    from functools import partial
+
     from clicklabel import weights
 
     monkeypatch.setenv("CLICKLABEL_WEIGHTS", str(tmp_path))
     ck = weights.REGISTRY["vit_b"]
-    monkeypatch.setitem(weights.REGISTRY, "vit_b", weights.Checkpoint("vit_b", "http://127.0.0.1:9/" + ck.filename,
-                                                                        ck.xxh128, ck.size))
-    monkeypatch.setattr(weights, "download", lambda name, **kw: (_ for _ in ()).throw(
-        weights.WeightsError(f"cannot download {name}")))
+    url = "http://127.0.0.1:9/" + ck.filename
+    monkeypatch.setitem(weights.REGISTRY, "vit_b", weights.Checkpoint("vit_b", "sam", url, ck.size, xxh128=ck.xxh128))
+    monkeypatch.setattr(weights, "download", partial(weights.download, retries=0))
     code, _, err = run(capsys, "segment", SAMPLES / "chelsea.jpg", "--point", "1,1")
-    assert code == 2 and "cannot download vit_b" in err
+    errors = [line for line in err.splitlines() if line.startswith("clicklabel: error:")]
+    assert code == 2 and "Traceback" not in err and len(errors) == 1  # after pooch's "Downloading file" notice
+    assert "cannot download vit_b" in errors[0] and url in errors[0] and str(tmp_path / ck.filename) in errors[0]
+    assert not (tmp_path / ck.filename).exists()
 
 
 def test_weights_list_and_verify(capsys, monkeypatch, tmp_path):
+    from clicklabel import weights
+
     monkeypatch.setenv("CLICKLABEL_WEIGHTS", str(tmp_path))
     code, out, _ = run(capsys, "weights", "list")
     assert code == 0 and "vit_h" in out and "missing" in out
+    rows = {r.split("|")[1].strip(): [c.strip() for c in r.split("|")[2:-1]] for r in out.splitlines()
+            if r.startswith("| ") and "hash-pinned" not in r}
+    assert set(rows) == set(weights.REGISTRY) and len(rows) == 11
+    assert rows["sam2.1_hiera_tiny"][0] == "SAM 2.1" and rows["hq_vit_tiny"][0] == "HQ-SAM"
+    assert rows["hq_vit_tiny"][1:4] == ["43 MB", "yes", "sha256"] and rows["vit_b"][3] == "xxh128"
+    assert rows["vit_l"][5] == weights.REGISTRY["vit_l"].url
     (tmp_path / "sam_vit_b_01ec64.pth").write_bytes(b"short")
     code, out, _ = run(capsys, "weights", "list")
-    vit_b = next(line for line in out.splitlines() if line.startswith("vit_b"))
+    vit_b = next(line for line in out.splitlines() if line.startswith("| vit_b "))
     assert code == 0 and "incomplete (5 of" in vit_b and "present" not in vit_b  # a truncated download
     code, out, _ = run(capsys, "weights", "verify")
     assert code == 1 and "wrong size" in out
@@ -138,3 +175,6 @@ def test_gui_program_reads_every_engine_option():
     args = build_parser().parse_args(["--model", "vit_h"])
     assert engine_choice(args.engine, args.model) == "vit_h"
     assert engine_choice("vit_l", "vit_b") == "vit_l"  # the 0.1 spelling, --engine vit_l
+    assert engine_choice("sam", None) is None  # nothing chosen: the widget's default (CPU: fastest weights here)
+    args = build_parser().parse_args(["--model", "hq_vit_tiny"])
+    assert engine_choice(args.engine, args.model) == "hq_vit_tiny"

@@ -12,6 +12,7 @@ from segment_anything import SamPredictor
 from clicklabel.cli import main
 from clicklabel.embeddings import EmbeddingCache
 from clicklabel.errors import ClickLabelError
+from clicklabel.segment import fast_encoder
 from clicklabel.segment.encoder import ImageEncoder
 from clicklabel.segment.precompute import bounded_map, precompute
 from clicklabel.segment.sam import SamEngine
@@ -54,8 +55,10 @@ def test_compiled_encoder_agrees_and_pads_last_batch_without_recompiling(stock_e
     short = enc.run(prepared[2:], pad_to=2)  # one image, padded to the compiled batch of 2
     assert counters["stats"]["unique_graphs"] == compiled_frames, "a short last batch recompiled the encoder"
     assert full.shape[0] == 2 and short.shape[0] == 1
+    assert fast_encoder.is_enabled(stock_engine.sam)  # the compiled encoder put SDPA into the shared model ...
     for img, feats in zip(imgs, [full[0], full[1], short[0]]):
-        ref = _stock_features(stock_engine.sam, img)
+        with fast_encoder.stock_attention(stock_engine.sam):  # ... so the reference takes it out again
+            ref = _stock_features(stock_engine.sam, img)
         assert np.abs(feats.numpy() - ref[0]).max() < 1e-4
     stock_engine.encoder.activate()  # the shared model back to stock attention for the other tests
 

@@ -6,7 +6,7 @@ import torch
 from clicklabel.cli import main
 from clicklabel.embeddings import EmbeddingCache
 from clicklabel.masks import mask_iou
-from clicklabel.segment import Prompt
+from clicklabel.segment import Prompt, fast_encoder
 from clicklabel.segment.sam import SamEngine
 
 from conftest import SAMPLES, sample
@@ -23,10 +23,14 @@ def test_sdpa_fp32_is_exact_and_bf16_close(tiny_checkpoint, tmp_path):
     bf = SamEngine("auto", tiny_checkpoint, device="cpu", cache=EmbeddingCache(tmp_path / "c", disk=False),
                    fast=True, precision="bf16")
     e3 = bf.encode(img)
+    # three different computations, not one three times: the attention each model really ran with
+    assert [e.encoder.describe() for e in (stock, fast, bf)] == ["fp32", "fp32 + SDPA", "bf16 + SDPA"]
+    assert [fast_encoder.is_enabled(e.sam) for e in (stock, fast, bf)] == [False, True, True]
     for eng, emb in ((stock, e1), (fast, e2), (bf, e3)):
         eng.set_embedding(emb)
     p = Prompt.make([(200, 150)])
     ref = stock.predict(p)[0].mask
+    assert ref.sum() > 1000  # IoU of two empty masks is 1.0
     assert mask_iou(ref, fast.predict(p)[0].mask) >= 0.999
     assert mask_iou(ref, bf.predict(p)[0].mask) >= 0.98
     assert torch.isfinite(torch.as_tensor(e3.features)).all()

@@ -1,8 +1,12 @@
 """One cache root and one atomic write (``clicklabel.files``)."""
 
+import contextlib
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -33,12 +37,44 @@ def test_atomic_write_errors_are_one_line(tmp_path):
         write_text(tmp_path / "file" / "inside.json", "x")
     with pytest.raises(ClickLabelError, match="is a file"):
         ensure_folder(tmp_path / "file")
-    if os.geteuid() != 0:  # root writes anywhere
-        ro = tmp_path / "ro"
-        ro.mkdir()
-        ro.chmod(0o500)
-        with pytest.raises(ClickLabelError, match="no permission"):
-            write_text(ro / "x.json", "x")
+
+
+def test_no_permission_is_one_line(open_folder):
+    """A folder one may enter but not write in, and one that may not even be looked into: one-line errors (the
+    second was a PermissionError traceback). Run as root, the writes are made as 'nobody'."""
+    ro, locked = open_folder / "ro", open_folder / "locked"
+    ro.mkdir(mode=0o555)
+    locked.mkdir(mode=0o000)
+    for target in (ro / "x.json", locked / "x.json"):
+        with _unprivileged(), pytest.raises(ClickLabelError, match="no permission to write"):
+            write_text(target, "x")
+    with _unprivileged(), pytest.raises(ClickLabelError, match="no permission to write"):
+        ensure_folder(locked / "out")
+    assert list(ro.iterdir()) == [] and list(locked.iterdir()) == []
+
+
+@pytest.fixture
+def open_folder():
+    """A folder every user may enter (pytest's tmp_path is private to its owner: 'nobody' could not enter it)."""
+    d = Path(tempfile.mkdtemp(prefix="clicklabel-test-"))
+    d.chmod(0o755)
+    yield d
+    for p in d.iterdir():
+        p.chmod(0o755)
+    shutil.rmtree(d)
+
+
+@contextlib.contextmanager
+def _unprivileged():
+    """Root writes anywhere: as root, act as 'nobody' for the block (the effective uid only, given back after)."""
+    if os.geteuid() != 0:
+        yield
+        return
+    os.seteuid(65534)
+    try:
+        yield
+    finally:
+        os.seteuid(0)
 
 
 def test_cache_root_is_the_environment_variable(monkeypatch, tmp_path):

@@ -37,5 +37,10 @@ def test_batch_boxes():
     img, disk = _disk_image()
     eng = GrabCutEngine()
     eng.set_image(img)
-    out = eng.predict_boxes([(50, 20, 130, 100), (0, 0, 40, 40)])
+    boxes = [(50, 20, 130, 100), (0, 0, 40, 40)]
+    out = eng.predict_boxes(boxes)
     assert len(out) == 2 and mask_iou(out[0].mask, disk) > 0.9
+    # the second box holds background only: its mask (if any) stays inside it, off the disk
+    assert not out[1].mask[40:].any() and not out[1].mask[:, 40:].any() and not (out[1].mask & disk).any()
+    for b, r in zip(boxes, out):  # each the mask a single call gives for its own box
+        assert mask_iou(r.mask, eng.predict(Prompt.make(box=b))[0].mask) >= 0.99

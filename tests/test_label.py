@@ -1,5 +1,4 @@
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -96,17 +95,16 @@ def test_a_huge_answer_fails_that_object_only(project, tmp_path):
         assert got.label is None and got.label_status == "failed" and len(got.label_error) < 300
 
 
-def test_200_crops_fast_and_all_stored(project, tmp_path):
+def test_200_crops_concurrent_bounded_and_all_stored(project, tmp_path):
+    """Requests overlap (a slow server is not asked one crop at a time) but never beyond the concurrency asked for.
+    Seconds are not asserted here (a timed test breaks on a loaded machine): `bench labels` measures them."""
     store, _ = project
     with FakeLMM(latency=0.2) as server:
         labeler = _labeler(server, tmp_path, concurrency=16)
         ids = [o.id for o in store.objects()]
-        t = time.perf_counter()
         summary = label_objects(store, ids, labeler)
-        elapsed = time.perf_counter() - t
     assert summary.labelled == 200 and summary.failed == 0
-    assert elapsed < 4.0, f"{elapsed:.1f} s for 200 crops at 200 ms each, concurrency 16"
-    assert server.max_in_flight >= 12
+    assert 12 <= server.max_in_flight <= 16
     assert all(o.label == "Siamese cat" and o.label_status == "done" for o in store.objects())
     assert store.usage()["prompt_tokens"] == 200 * 100
 
@@ -190,7 +188,12 @@ def test_cli_retries_only_pending_and_failed_and_uses_cache(project, tmp_path, m
     ids = [o.id for o in store.objects()]
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     monkeypatch.setenv("CLICKLABEL_CACHE", str(tmp_path / "cache" / "emb"))
-    with FakeLMM(plan=lambda attempt, key: "500" if attempt == 0 and key < "4" else "ok") as server:
+    def plan(attempt, key):  # first sends: a 500 (the SDK retries it within the run) or a refusal (fails the object)
+        if attempt == 0 and key < "2":
+            return "500"
+        return "refusal" if attempt == 0 and key < "4" else "ok"
+
+    with FakeLMM(plan=plan) as server:
         monkeypatch.setenv("OPENAI_BASE_URL", server.url)
         path = str(store.path)
         store.close()
@@ -198,9 +201,13 @@ def test_cli_retries_only_pending_and_failed_and_uses_cache(project, tmp_path, m
         first = len(server.requests)
         s = Store(path)
         failed = [o.id for o in s.objects(label_status=["failed"])]
-        assert code == (1 if failed else 0)
-        main(["label", path])  # only what failed is sent again
+        assert code == 1 and 10 <= len(failed) <= 50  # about one crop in eight was refused
+        assert len(s.objects(label_status=["done"])) == 200 - len(failed)
+        capsys.readouterr()
+        assert main(["label", path]) == 0  # only what failed is sent again (the others are not even read from cache)
         assert len(server.requests) == first + len(failed)
+        assert f"labelled {len(failed)}, failed 0 (0 from the cache)" in capsys.readouterr().out
+        assert len(s.objects(label_status=["done"])) == 200
         before = s.usage()["prompt_tokens"]
         assert main(["label", path, "--all"]) == 0  # every crop is in the cache: nothing is sent or billed
         assert len(server.requests) == first + len(failed) and s.usage()["prompt_tokens"] == before

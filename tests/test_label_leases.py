@@ -109,9 +109,13 @@ def test_busy_project_keeps_every_answer(tmp_path):
 
     def plan(attempt, key):
         if "conn" not in holder:  # after the first request arrives, another program starts a long write
-            holder["conn"] = sqlite3.connect(tmp_path / "p.clicklabel", isolation_level=None,
-                                             check_same_thread=False)
-            holder["conn"].execute("BEGIN IMMEDIATE")
+            conn = sqlite3.connect(tmp_path / "p.clicklabel", isolation_level=None, check_same_thread=False,
+                                   timeout=0.05)
+            try:  # the run may be writing this very moment: then the next request tries again
+                conn.execute("BEGIN IMMEDIATE")
+                holder["conn"] = conn
+            except sqlite3.OperationalError:
+                conn.close()
         return "ok"
 
     with FakeLMM(latency=0.2, plan=plan) as server:

@@ -232,6 +232,22 @@ def test_offline_first_run_shows_the_first_sample_with_grabcut(make_napari_viewe
     assert len(w.session.state.candidates) == 3  # SAM's three masks for one click
 
 
+def test_cpu_default_is_the_fastest_model_whose_weights_are_here(make_napari_viewer, monkeypatch, tmp_path):
+    import torch
+
+    from clicklabel import weights
+
+    if torch.cuda.is_available():
+        pytest.skip("the CPU default applies without a GPU")
+    monkeypatch.setenv("CLICKLABEL_WEIGHTS", str(tmp_path))
+    for name in ("vit_b", "hq_vit_tiny"):
+        with open(weights.checkpoint_path(name), "wb") as f:
+            f.truncate(weights.REGISTRY[name].size)  # sparse files of the right size
+    w = ClickLabelWidget(make_napari_viewer())
+    assert set(weights.REGISTRY) | {"grabcut"} == set(w.engine_box.choices)
+    assert w.engine_box.value == "hq_vit_tiny" and "no GPU: hq_vit_tiny is the fastest" in w.status.text()
+
+
 def test_reader_writer_and_samples(tmp_path):
     from clicklabel_napari._io import get_coco_reader, sample_images, write_coco
 

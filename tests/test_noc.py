@@ -5,6 +5,7 @@ import pytest
 
 from clicklabel.cli import main
 from clicklabel.evaluate.noc import Item, jitter_box, next_click, noc, run_box_jitter, run_noc
+from clicklabel.masks import mask_iou, tight_bbox
 from clicklabel.segment.base import MaskResult
 
 from conftest import needs_shared
@@ -88,8 +89,37 @@ def test_box_jitter_is_bounded():
         assert 0 <= x0 < x1 <= 200 and 0 <= y0 < y1 <= 200
     assert jitter_box((20, 30, 40, 50), 0.0, rng, (200, 200)) == (20, 30, 60, 80)
     gt = _disks(1)
-    res = run_box_jitter(PerfectEngine(gt), [Item("a", lambda: np.zeros((*gt.shape, 3), np.uint8), gt)])
-    assert all(v == [1.0] * len(v) for v in res.values())
+    eng = BoxEngine(gt.shape)
+    res = run_box_jitter(eng, [Item("a", lambda: np.zeros((*gt.shape, 3), np.uint8), gt)], trials=3)
+    assert {lv: len(v) for lv, v in res.items()} == {0.0: 1, 0.05: 3, 0.1: 3, 0.2: 3, 0.3: 3}
+    assert len(eng.boxes) == 13 and all(0 <= x0 < x1 <= gt.shape[1] and 0 <= y0 < y1 <= gt.shape[0]
+                                        for x0, y0, x1, y1 in eng.boxes)
+    x, y, w, h = tight_bbox(gt)
+    assert eng.boxes[0] == (x, y, x + w, y + h)  # level 0: the object's own box
+    assert res[0.0] == [mask_iou(eng.rect(eng.boxes[0]), gt)]  # the IoU of what the engine returned
+    assert len(set(eng.boxes[1:])) == 12  # every jittered trial a box of its own
+
+
+class BoxEngine:
+    """Returns the prompt's box filled in, and records each box it was given."""
+
+    name = model = "box"
+
+    def __init__(self, shape):
+        self.shape, self.boxes = shape, []
+
+    def set_image(self, image):
+        pass
+
+    def rect(self, box):
+        x0, y0, x1, y1 = (int(round(v)) for v in box)
+        m = np.zeros(self.shape, bool)
+        m[y0:y1, x0:x1] = True
+        return m
+
+    def predict(self, prompt, multimask=False, previous=None):
+        self.boxes.append(tuple(prompt.box))
+        return [MaskResult(self.rect(prompt.box), 1.0)]
 
 
 def test_cli_noc_grabcut_on_real_data(tmp_path, capsys):

@@ -56,8 +56,12 @@ def test_dedupe_min_area_and_cap(tiny_engine):
     existing = [allp[0].mask]
     deduped = propose(tiny_engine, s, existing=existing)
     assert all(mask_iou(p.mask, existing[0]) < 0.8 for p in deduped) and len(deduped) < len(allp)
+    # exactly the proposals that are not close to the existing object: no more, no fewer
+    assert [p.bbox for p in deduped] == [p.bbox for p in allp if mask_iou(p.mask, existing[0]) < 0.8]
     big = sorted(p.area for p in allp)[len(allp) // 2]
-    assert all(p.area >= big for p in propose(tiny_engine, ProposeSettings(**{**s.__dict__, "min_area": big})))
+    large = propose(tiny_engine, ProposeSettings(**{**s.__dict__, "min_area": big}))
+    assert all(p.area >= big for p in large)
+    assert [p.bbox for p in large] == [p.bbox for p in allp if p.area >= big] != []
     capped = propose(tiny_engine, ProposeSettings(**{**s.__dict__, "max_proposals": 3}))
     assert [p.predicted_iou for p in capped] == sorted((p.predicted_iou for p in allp), reverse=True)[:3]
 

@@ -131,7 +131,8 @@ def test_empty_mask_is_reported_as_empty(tiny_on_chelsea):
 
 @pytest.mark.slow
 def test_vit_b_end_to_end(vit_b_engine, vit_b_checkpoint):
-    """The real vit_b architecture from a random checkpoint through our loader: point, box, points, refinement."""
+    """The real vit_b architecture from a random checkpoint through our loader: point, box, points with refinement,
+    each the mask stock SamPredictor gives for the same embedding."""
     eng = vit_b_engine
     assert eng.model == "vit_b"
     img = sample("coffee")
@@ -142,9 +143,14 @@ def test_vit_b_end_to_end(vit_b_engine, vit_b_checkpoint):
     pt = Prompt.make([(w // 2, h // 2)])
     res = eng.predict(pt, multimask=True)
     m, s, _ = stock.predict(np.array([[w // 2, h // 2]]), np.array([1]), multimask_output=True)
-    assert mask_iou(res[0].mask, m[int(np.argmax(s))]) >= 0.999
+    assert res[0].mask.any() and mask_iou(res[0].mask, m[int(np.argmax(s))]) >= 0.999  # IoU(empty, empty) is 1
     box = eng.predict(Prompt.make(box=(50, 40, 400, 300)))[0]
+    m, _, _ = stock.predict(box=np.array([50, 40, 400, 300]), multimask_output=False)
+    assert box.mask.any() and mask_iou(box.mask, m[0]) >= 0.999
     pts = eng.predict(Prompt.make([(w // 2, h // 2), (20, 20)], [1, 0]), previous=res[0])[0]
+    m, _, _ = stock.predict(np.array([[w // 2, h // 2], [20, 20]]), np.array([1, 0]), mask_input=res[0].logits[None],
+                            multimask_output=False)
+    assert pts.mask.any() and mask_iou(pts.mask, m[0]) >= 0.999
     for r in (*res, box, pts):
         assert r.mask.shape == (h, w) and r.bbox == tight_bbox(r.mask)
 

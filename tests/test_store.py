@@ -140,9 +140,10 @@ def test_sigkill_mid_write_keeps_committed_objects(tmp_path):
     assert len(s.events(["accept"])) == len(obs)
 
 
-@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("version", [1, 2, 3])
 def test_projects_of_earlier_schemas_open_and_migrate(tmp_path, version):
-    """A project written at schema 1 or 2 opens: its objects and labels read back, and labelling leases work."""
+    """A project written at schema 1, 2 or 3 opens: its objects and labels read back, its objects have their masks
+    (schema 4 adds box-only objects), and labelling leases work."""
     import sqlite3
 
     from clicklabel.masks import encode_rle
@@ -161,9 +162,10 @@ def test_projects_of_earlier_schemas_open_and_migrate(tmp_path, version):
                  "'click', 0, 0)", (encode_rle(_mask())["counts"],))
     conn.close()
     s = Store(p)
-    assert s.get_meta("schema_version") == str(SCHEMA_VERSION) == "3"
+    assert s.get_meta("schema_version") == str(SCHEMA_VERSION) == "4"
     (ob,) = s.objects()
     assert np.array_equal(ob.mask, _mask()) and (ob.label, ob.supercategory) == ("cat", "animal")
+    assert ob.has_mask and ob.given_bbox is None and ob.review is None and s.checks() == []
     assert s.claim_for_labelling([ob.id], "run-a", 60, since=time.time()) == []  # labelled: nothing to claim
     s.mark_pending([ob.id])
     assert s.claim_for_labelling([ob.id], "run-a", 60, since=time.time()) == [ob.id]

@@ -34,16 +34,66 @@ def file_server(tmp_path):
     httpd.shutdown()
 
 
-def _register(monkeypatch, url, path):
-    ck = weights.Checkpoint("vit_test", url + path.name, weights.file_xxh128(path), path.stat().st_size)
+def _register(monkeypatch, url, path, algorithm="xxh128"):
+    digest = {algorithm: weights.file_digest(path, algorithm)} if algorithm else {}
+    ck = weights.Checkpoint("vit_test", "sam", url + path.name, path.stat().st_size, **digest)
     monkeypatch.setitem(weights.REGISTRY, "vit_test", ck)
     return ck
 
 
 def test_registry_has_official_checkpoints():
-    assert set(weights.REGISTRY) == {"vit_b", "vit_l", "vit_h"}
-    assert weights.REGISTRY["vit_b"].xxh128 == "6923c33df3637b6a922d7682bfc9a86b"
+    reg = weights.REGISTRY
+    assert set(reg) == {"vit_b", "vit_l", "vit_h", "sam2.1_hiera_tiny", "sam2.1_hiera_small", "sam2.1_hiera_base_plus",
+                        "sam2.1_hiera_large", "hq_vit_tiny", "hq_vit_b", "hq_vit_l", "hq_vit_h"}
+    assert {n for n, c in reg.items() if c.family == "sam2.1"} == {n for n in reg if n.startswith("sam2.1_")}
+    assert {n for n, c in reg.items() if c.family == "hq"} == {n for n in reg if n.startswith("hq_")}
+    assert reg["vit_b"].xxh128 == "6923c33df3637b6a922d7682bfc9a86b" and reg["vit_b"].known_hash.startswith("xxh128:")
     assert weights.checkpoint_path("vit_b").name == "sam_vit_b_01ec64.pth"
+    for ck in reg.values():
+        assert ck.url.startswith("https://") and ck.size > 40_000_000 and ck.hash_source
+        assert ck.sha256 is None or (len(ck.sha256) == 64 and int(ck.sha256, 16) >= 0)
+    assert reg["hq_vit_tiny"].known_hash == "sha256:" + reg["hq_vit_tiny"].sha256
+    assert reg["sam2.1_hiera_tiny"].filename == "sam2.1_hiera_tiny.pt"
+
+
+def test_sha256_pinned_download(monkeypatch, tmp_path, file_server, tiny_checkpoint):
+    served, url, _ = file_server
+    src = served / "sam_test.pth"
+    src.write_bytes(tiny_checkpoint.read_bytes())
+    monkeypatch.setenv("CLICKLABEL_WEIGHTS", str(tmp_path / "w"))
+    ck = _register(monkeypatch, url, src, "sha256")
+    assert ck.pinned and ck.known_hash.startswith("sha256:")
+    assert weights.download("vit_test", progressbar=False).read_bytes() == src.read_bytes()
+    assert weights.verify("vit_test") == (True, f"vit_test: ok, sha256 verified ({tmp_path / 'w' / src.name})")
+    bad = weights.Checkpoint("vit_test", "sam", ck.url, ck.size, sha256="0" * 64)
+    monkeypatch.setitem(weights.REGISTRY, "vit_test", bad)
+    assert weights.verify("vit_test")[0] is False
+
+
+def test_unpinned_checkpoint_trusts_first_download_only(monkeypatch, tmp_path, file_server, tiny_checkpoint):
+    """No published hash: the size is checked, the first download's sha256 is recorded beside the file, and a
+    later file that differs is refused (and not kept when this call downloaded it)."""
+    served, url, _ = file_server
+    src = served / "sam_test.pth"
+    data = tiny_checkpoint.read_bytes()
+    src.write_bytes(data)
+    monkeypatch.setenv("CLICKLABEL_WEIGHTS", str(tmp_path / "w"))
+    ck = _register(monkeypatch, url, src, None)
+    assert not ck.pinned and ck.known_hash is None and ck.pin.startswith("size")
+    path = weights.download("vit_test", progressbar=False)
+    record = weights.first_use_record("vit_test")
+    assert record.read_text().split() == [weights.file_digest(path, "sha256"), src.name]
+    assert weights.verify("vit_test")[0]
+    path.unlink()
+    src.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))  # same size, other bytes
+    with pytest.raises(WeightsError, match="not the file first downloaded"):
+        weights.download("vit_test", progressbar=False)
+    assert not path.exists()
+    path.write_bytes(src.read_bytes())  # put there by hand
+    ok, line = weights.verify("vit_test")
+    assert not ok and "not the file first downloaded" in line
+    path.write_bytes(data[:100])
+    assert "wrong size" in weights.verify("vit_test")[1]
 
 
 def test_weights_dir_env(monkeypatch, tmp_path):
@@ -82,7 +132,8 @@ def test_hash_mismatch_is_refused(monkeypatch, tmp_path, file_server, tiny_check
     src.write_bytes(tiny_checkpoint.read_bytes())
     monkeypatch.setenv("CLICKLABEL_WEIGHTS", str(tmp_path / "w"))
     ck = _register(monkeypatch, url, src)
-    monkeypatch.setitem(weights.REGISTRY, "vit_test", weights.Checkpoint("vit_test", ck.url, "0" * 32, ck.size))
+    monkeypatch.setitem(weights.REGISTRY, "vit_test", weights.Checkpoint("vit_test", "sam", ck.url, ck.size,
+                                                                       xxh128="0" * 32))
     with pytest.raises(WeightsError, match="did not verify"):
         weights.download("vit_test", progressbar=False, retries=0)
     assert not (tmp_path / "w" / "sam_test.pth").exists()
@@ -90,7 +141,7 @@ def test_hash_mismatch_is_refused(monkeypatch, tmp_path, file_server, tiny_check
 
 def test_offline_error_names_url_and_path(monkeypatch, tmp_path):
     monkeypatch.setenv("CLICKLABEL_WEIGHTS", str(tmp_path / "w"))
-    ck = weights.Checkpoint("vit_test", "http://127.0.0.1:9/sam_x.pth", "0" * 32, 10)
+    ck = weights.Checkpoint("vit_test", "sam", "http://127.0.0.1:9/sam_x.pth", 10, xxh128="0" * 32)
     monkeypatch.setitem(weights.REGISTRY, "vit_test", ck)
     with pytest.raises(WeightsError) as info:
         weights.download("vit_test", progressbar=False, retries=0)

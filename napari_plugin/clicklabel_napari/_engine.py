@@ -9,21 +9,32 @@ from clicklabel.errors import ClickLabelError, WeightsError
 
 
 def sam_help(model: str) -> str:
-    """How to get a SAM model's weights, in the widget's terms (the checkpoint field, the button, the URL, the path)."""
+    """How to get a model's weights, in the widget's terms (the checkpoint field, the button, the URL, the path)."""
     from clicklabel.weights import REGISTRY, checkpoint_path
 
     ck = REGISTRY.get(model)
     if ck is None:
         return "Pick a checkpoint file in the Project tab, then press Load engine."
-    return (f"To use SAM {model}: press <b>Download weights</b> (Project tab, {ck.size / 1e6:.0f} MB), or download "
+    return (f"To use {model}: press <b>Download weights</b> (Project tab, {ck.size / 1e6:.0f} MB), or download "
             f"<a href='{ck.url}'>{ck.url}</a> yourself and put it at <tt>{checkpoint_path(model)}</tt>, or pick any "
-            "SAM .pth file in the <b>checkpoint</b> field; then press <b>Load engine</b>.")
+            "SAM, SAM 2.1 or HQ-SAM checkpoint (.pth, .pt) in the <b>checkpoint</b> field; then press "
+            "<b>Load engine</b>.")
 
 
 class EngineMixin:
     """Uses the widget's engine controls, ``say`` and session."""
 
     engine_note = ""  # said with each new image while a fallback engine is in use
+
+    def _suggest_model(self) -> None:
+        """No GPU and no choice made yet: start on the fastest model whose weights are here, saying why."""
+        from clicklabel.segment.models import suggest_model
+
+        suggestion = suggest_model(self.device_box.value)
+        if suggestion is not None:
+            self.engine_box.value = suggestion.model
+            self.engine_help.setText(suggestion.reason)
+            self.say(suggestion.reason)
 
     def _build_engine(self, name: str):
         """The engine for the controls' settings (raises WeightsError / ClickLabelError)."""

@@ -121,6 +121,9 @@ class ImagesMixin:
         """Show image ``index``: read and embed it in a worker (the bar shows if that takes a while), then hand
         the data to the layers; the next image's embedding is then computed ahead."""
         s = self.session
+        if self.refining:  # the engine is on this image until refine ends
+            self.say("Refine is running on this image: wait for it, or press Stop.")
+            return
         if self._loading is not None:
             self._wanted = index
             self._say_counter(index)
@@ -162,6 +165,7 @@ class ImagesMixin:
         self.show_waiting(waiting, proposal_crops)
         self._fill_table(objects)
         self._say_counter()
+        self.audit_image_shown()
         more = f" {len(waiting)} proposal(s) wait here: P reviews them." if waiting else ""
         self.say(f"{s.images[index].path}: click an object, or drag a box around it.{more}{self.engine_note}")
         _freeze_startup_objects()

@@ -35,13 +35,16 @@ def rect(x: float, y: float, w: float, h: float) -> np.ndarray:
 
 
 def object_text(ob) -> str:
-    """What a box says: the label and its confidence, or the label's state."""
+    """What a box says: the label and its confidence, or the label's state; a box-only object (no mask yet) and
+    one that refine flagged say so."""
+    marks = ("" if getattr(ob, "has_mask", True) else " [box only]") + (" [review]" if getattr(ob, "review", None)
+                                                                        else "")
     if ob.label_status == "pending":
-        return f"#{ob.id} label pending"
+        return f"#{ob.id} label pending{marks}"
     if ob.label_status == "failed":
-        return f"#{ob.id} label failed"
+        return f"#{ob.id} label failed{marks}"
     conf = f" {ob.label_confidence:.2f}" if ob.label_confidence is not None and ob.label_status == "done" else ""
-    return f"#{ob.id} {ob.label}{conf}"
+    return f"#{ob.id} {ob.label}{conf}{marks}"
 
 
 def crop_of(mask: np.ndarray):

@@ -42,7 +42,8 @@ class PromptingMixin:
         return self._job is not None
 
     def _ready(self) -> bool:
-        return self.session is not None and self.session.image is not None and self._loading is None
+        return self.session is not None and self.session.image is not None and self._loading is None \
+            and not self.refining
 
     def _why_no_click(self, viewer) -> str | None:
         """One sentence when a click on the canvas cannot be a prompt, else None."""

@@ -106,7 +106,7 @@ def build_ui(w) -> None:
     w.engine_box = ComboBox(label="engine", choices=choices, value="vit_b" if "vit_b" in choices else choices[0])
     w.device_box = ComboBox(label="device", choices=["auto", "cpu", "cuda", "mps"], value="auto")
     w.encoder_box = ComboBox(label="encoder", choices=list(ENCODER_CHOICES), value="auto", tooltip=ENCODER_HELP)
-    w.checkpoint = FileEdit(label="checkpoint", mode="r", filter="*.pth", value="")
+    w.checkpoint = FileEdit(label="checkpoint", mode="r", filter="*.pt *.pth", value="")
     w.load_btn = PushButton(text="Load engine")
     w.download_btn = PushButton(text="Download weights", visible=False)
     w.engine_help = QLabel("")

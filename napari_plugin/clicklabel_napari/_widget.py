@@ -29,6 +29,7 @@ from clicklabel.label import run as _label_run  # noqa: F401
 from clicklabel.segment import propose as _propose  # noqa: F401
 from clicklabel.segment import sam as _sam  # noqa: F401
 
+from ._audit import AuditMixin, build_audit_ui
 from ._engine import EngineMixin
 from ._images import ImagesMixin
 from ._labelling import LabellingMixin
@@ -50,11 +51,12 @@ def _shutdown(alive: dict) -> None:
         stop.set()
 
 
-class ClickLabelWidget(ImagesMixin, PromptingMixin, ReviewMixin, LabellingMixin, EngineMixin, QWidget):
+class ClickLabelWidget(ImagesMixin, PromptingMixin, ReviewMixin, AuditMixin, LabellingMixin, EngineMixin, QWidget):
     """Click or box an object, see its mask at once, accept, get the label, move on; or review SAM's proposals."""
 
     label_progress = Signal(int, int)  # (done, total) from the labelling worker; Qt queues it to the main thread
     task_progress = Signal(int, int)  # (done, total) from the proposing worker
+    refine_progress = Signal(int, int)  # (boxes done, boxes) from the refine worker
 
     def __init__(self, napari_viewer, project: str | None = None, engine=None, labeler=None, auto_label: bool = True):
         super().__init__()
@@ -83,8 +85,12 @@ class ClickLabelWidget(ImagesMixin, PromptingMixin, ReviewMixin, LabellingMixin,
         self._init_review()
         self._init_labelling()
         build_ui(self)
+        build_audit_ui(self)
+        if engine is None:
+            self._suggest_model()
         self.label_progress.connect(self._on_label_progress)
         self.task_progress.connect(self._on_task_progress)
+        self.refine_progress.connect(self._on_refine_progress)
         self._bind_keys(napari_viewer)
         napari_viewer.mouse_drag_callbacks.append(self._on_mouse)
         if project:
@@ -161,10 +167,11 @@ class ClickLabelWidget(ImagesMixin, PromptingMixin, ReviewMixin, LabellingMixin,
 
     def _fill_table(self, obs) -> None:
         self.table.blockSignals(True)
-        self.table.setRowCount(len(obs))
-        for r, ob in enumerate(obs):
+        rows = self.table_objects(obs)  # the review panel's filter and columns
+        self.table.setRowCount(len(rows))
+        for r, (ob, extra) in enumerate(rows):
             conf = f"{ob.label_confidence:.2f}" if ob.label_confidence is not None else ""
-            for c, v in enumerate([str(ob.id), ob.label or "", ob.label_status, conf, ob.provenance]):
+            for c, v in enumerate([str(ob.id), ob.label or "", ob.label_status, conf, ob.provenance, *extra]):
                 item = QTableWidgetItem(v)
                 if c != 1:
                     item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEditable)  # read-only except the label
@@ -276,8 +283,11 @@ class ClickLabelWidget(ImagesMixin, PromptingMixin, ReviewMixin, LabellingMixin,
         self._update_progress()
 
     def stop(self) -> None:
-        """The bar's Stop: ends proposing (keeping what was found) or labelling (keeping the answers in)."""
-        if self._propose_stop is not None:
+        """The bar's Stop: ends proposing (keeping what was found), refining or labelling (keeping what is
+        done)."""
+        if self.refining:
+            self.stop_refining()
+        elif self._propose_stop is not None:
             self._propose_stop.set()
             self.say("Stopping the proposals: those found so far are kept ...")
         elif self._label_worker is not None:
@@ -288,7 +298,7 @@ class ClickLabelWidget(ImagesMixin, PromptingMixin, ReviewMixin, LabellingMixin,
     def _update_progress(self) -> None:
         """The widget's bar, from the state: loading an image (busy), proposing or labelling (done/total)."""
         bar = self.progress
-        stoppable = self._propose_worker is not None or self._label_worker is not None
+        stoppable = self._propose_worker is not None or self._label_worker is not None or self.refining
         if (self._loading is not None and self._slow_load) or self._downloading:
             bar.setRange(0, 0)
             bar.setFormat("downloading" if self._downloading else "opening the image")
@@ -296,6 +306,11 @@ class ClickLabelWidget(ImagesMixin, PromptingMixin, ReviewMixin, LabellingMixin,
             bar.setRange(0, max(1, self._task[1]))
             bar.setValue(self._task[0])
             bar.setFormat("proposing %v/%m")
+        elif self.refining:
+            done, total = self._refine_counts
+            bar.setRange(0, max(1, total))
+            bar.setValue(done)
+            bar.setFormat("refining %v/%m boxes")
         elif self._label_worker is not None:
             done, total = self._label_counts
             bar.setRange(0, total)

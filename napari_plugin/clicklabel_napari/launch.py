@@ -37,8 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def engine_choice(engine: str, model: str) -> str:
-    """The widget's engine setting for --engine/--model: a model name, or grabcut."""
+def engine_choice(engine: str, model: str | None) -> str | None:
+    """The widget's engine setting for --engine/--model: a model name, grabcut, or None when neither was given
+    (the widget's own default stands: on a CPU, the fastest model whose weights are here)."""
     if engine == "grabcut":
         return "grabcut"
     return model if engine == "sam" else engine
@@ -59,12 +60,13 @@ def build(argv: list[str] | None = None, viewer=None):
     from ._widget import ClickLabelWidget
 
     choice = engine_choice(args.engine, args.model)
-    if choice not in engine_choices():
+    if choice is not None and choice not in engine_choices():
         raise ClickLabelError(f"unknown engine {choice!r}; use one of {', '.join(engine_choices())}")
     items = args.images or ([] if args.project else [str(sample_folder())])
     viewer = viewer or napari.Viewer(title="clicklabel")
     widget = ClickLabelWidget(viewer)
-    widget.engine_box.value = choice
+    if choice is not None:
+        widget.engine_box.value = choice
     widget.device_box.value = args.device
     widget.encoder_box.value = args.encoder
     if args.checkpoint:

@@ -1,10 +1,14 @@
 """The image-embedding cache: computed once per (image content, model), kept in memory and on disk.
 
-Disk entries are ``.npz`` files (features in float16, plus the original and resized image sizes), written to
-a temporary name and renamed into place, so a killed process never leaves a half file under a real key.
-zipfile checks each member's CRC on read, and the loader checks shapes and finiteness: a corrupt entry is
-deleted and recomputed, never trusted. Entries hold no paths or machine details, so a cache folder filled on
+Disk entries are ``.npz`` files (the image features and any further named arrays a model family needs, such as
+SAM 2.1's high-resolution features or HQ-SAM's HQ features, all in float16, plus the original and resized image
+sizes), written to a temporary name and renamed into place, so a killed process never leaves a half file under a
+real key. zipfile checks each member's CRC on read, and the loader checks shapes and finiteness: a corrupt entry
+is deleted and recomputed, never trusted. Entries hold no paths or machine details, so a cache folder filled on
 a GPU machine works on a laptop.
+
+File format versions (the ``format`` member): 1 = features and sizes only (no ``format`` member; SAM v1 entries
+written before 0.2 still read), 2 = plus ``extra_<name>`` arrays. An entry of a newer format is a miss.
 """
 
 from __future__ import annotations
@@ -12,23 +16,26 @@ from __future__ import annotations
 import threading
 import zipfile
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from .files import atomic_write, cache_path
 
-FORMAT_VERSION = 1
+KEY_VERSION = 1  # part of every key: changing it makes every existing entry a miss
+FORMAT_VERSION = 2  # the newest file format this module writes and reads
 
 
 @dataclass
 class Embedding:
-    """SAM image features plus the sizes needed to map prompts and masks back to the image."""
+    """Image features plus the sizes needed to map prompts and masks back to the image, and any further
+    prompt-independent arrays of the model family (``extra``: name -> (1, ...) array)."""
 
     features: np.ndarray  # (1, C, 64, 64) float32
     original_size: tuple[int, int]  # (H, W) of the image
-    input_size: tuple[int, int]  # (H, W) after resizing the long side to the encoder's size
+    input_size: tuple[int, int]  # (H, W) of the image as the encoder saw it (before padding)
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def cache_dir() -> Path:
@@ -54,7 +61,7 @@ class EmbeddingCache:
     @staticmethod
     def key(image_key: str, model_id: str) -> str:
         """Cache key of an image (content hash) under a model (architecture + weights fingerprint)."""
-        return f"{model_id}-{image_key}-v{FORMAT_VERSION}"
+        return f"{model_id}-{image_key}-v{KEY_VERSION}"
 
     def path(self, key: str) -> Path:
         return self.folder / key[:2] / f"{key}.npz"
@@ -98,6 +105,8 @@ class EmbeddingCache:
                 features=emb.features.astype(np.float16),
                 original_size=np.asarray(emb.original_size, dtype=np.int64),
                 input_size=np.asarray(emb.input_size, dtype=np.int64),
+                **{f"extra_{k}": np.asarray(v).astype(np.float16) for k, v in emb.extra.items()},
+                format=np.asarray(FORMAT_VERSION, dtype=np.int64),
             )
 
     def discard(self, key: str) -> None:
@@ -125,14 +134,21 @@ class EmbeddingCache:
     def _read(p: Path) -> Embedding | None:
         try:
             with np.load(p, allow_pickle=False) as z:
+                version = int(z["format"]) if "format" in z.files else 1
+                if version > FORMAT_VERSION:  # written by a newer clicklabel: recompute rather than guess
+                    return None
                 feats = z["features"]
                 osize = tuple(int(v) for v in z["original_size"])
                 isize = tuple(int(v) for v in z["input_size"])
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+                extra = {k[len("extra_"):]: z[k] for k in z.files if k.startswith("extra_")}
+        except (OSError, ValueError, KeyError, EOFError, TypeError, zipfile.BadZipFile):
             return None
         if feats.ndim != 4 or feats.shape[0] != 1 or len(osize) != 2 or len(isize) != 2:
             return None
-        feats = feats.astype(np.float32)
-        if not np.isfinite(feats).all():
+        if any(v.ndim < 2 or v.shape[0] != 1 for v in extra.values()):
             return None
-        return Embedding(feats, osize, isize)
+        arrays = {k: v.astype(np.float32) for k, v in {"features": feats, **extra}.items()}
+        if not all(np.isfinite(v).all() for v in arrays.values()):
+            return None
+        feats = arrays.pop("features")
+        return Embedding(feats, osize, isize, arrays)

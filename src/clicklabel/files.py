@@ -65,10 +65,10 @@ def atomic_write(path: str | Path, mode: str = "wb", encoding: str | None = None
     """``with atomic_write(p, "w") as f: ...``: ``f`` is a temporary file that replaces ``p`` when the block ends
     without an error. The folder is created if needed. OS errors become one-line ClickLabelErrors."""
     path = Path(path)
-    if path.is_dir():
-        raise ClickLabelError(f"{path} is a folder; give a file name")
     tmp = _temporary(path)
     try:
+        if path.is_dir():  # inside the try: a folder that may not be looked into raises PermissionError here
+            raise ClickLabelError(f"{path} is a folder; give a file name")
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, mode, encoding=encoding if "b" not in mode else None) as f:
             yield f
@@ -94,9 +94,9 @@ def _remove(tmp: Path) -> None:
 def ensure_folder(path: str | Path) -> Path:
     """Create the output folder ``path`` (and its parents); one-line errors for a file in the way, no space, ..."""
     p = Path(path)
-    if p.exists() and not p.is_dir():
-        raise ClickLabelError(f"{p} is a file; give a folder for the output")
     try:
+        if p.exists() and not p.is_dir():  # inside the try: exists() raises PermissionError where one may not look
+            raise ClickLabelError(f"{p} is a file; give a folder for the output")
         p.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         kind = ResourceError if exc.errno in MACHINE_ERRNOS else ClickLabelError

@@ -25,6 +25,12 @@ def encode_rle(mask: np.ndarray) -> dict:
     return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": rle["counts"]}
 
 
+def empty_rle(height: int, width: int) -> dict:
+    """The compressed RLE of an empty ``height`` x ``width`` mask, made without allocating the mask."""
+    rle = mask_utils.frPyObjects({"size": [height, width], "counts": [height * width]}, height, width)
+    return {"size": [height, width], "counts": rle["counts"].decode("ascii")}
+
+
 def decode_rle(rle: dict) -> np.ndarray:
     """Boolean HxW mask from a COCO RLE (compressed str/bytes counts, or uncompressed list counts)."""
     h, w = (int(v) for v in rle["size"])

@@ -119,7 +119,7 @@ def bench_encoder(
     rows_to_run = [t for t in techniques(low) if compile or "compile" not in t[1]]
     big = sorted(b for b in set(batches) if b > 1)
     results: list[tuple[str, dict]] = []
-    with bench_engine(model, checkpoint, random_weights, device, fast=False) as setup:
+    with bench_engine(model, checkpoint, random_weights, device, encoder="stock", family="sam") as setup:
         eng, tmpdir, is_random = setup.engine, setup.workdir, setup.random_weights
 
         def measured(name: str, r: dict) -> None:

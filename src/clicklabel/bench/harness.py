@@ -58,17 +58,21 @@ def synchronize(device: str) -> None:
 
 
 def checkpoint_for(model: str, checkpoint: str | None, random_weights: bool, workdir: Path) -> tuple[str, bool]:
-    """The checkpoint path to benchmark, writing a random one if asked."""
-    from ..weights import resolve_checkpoint, save_random_checkpoint
+    """The checkpoint path to benchmark, writing a random one (built by the family's own builder) if asked."""
+    from ..errors import ClickLabelError
+    from ..segment.models import save_random_checkpoint
+    from ..weights import resolve_checkpoint
 
     if random_weights:
+        if model == "auto":
+            raise ClickLabelError("--random-weights needs a model name (e.g. --model sam2.1_hiera_tiny), not auto")
         return str(save_random_checkpoint(workdir / f"{model}_random.pth", model)), True
     return str(resolve_checkpoint(model, checkpoint)), False
 
 
 @dataclass
 class BenchSetup:
-    engine: object  # a SamEngine
+    engine: object  # a SamEngine, Sam2Engine or HqEngine
     checkpoint: str
     random_weights: bool
     workdir: Path
@@ -83,16 +87,24 @@ class BenchSetup:
 
 
 @contextlib.contextmanager
-def bench_engine(model: str, checkpoint: str | None, random_weights: bool, device: str, **engine_options
-                 ) -> Iterator[BenchSetup]:
-    """A SamEngine for a benchmark: the checkpoint (random if asked), an empty temporary embedding cache, and on
-    a GPU one warm-up encoding (CUDA context, cuBLAS handles, kernels) so no row pays for start-up."""
-    from ..segment.sam import SamEngine
+def bench_engine(model: str, checkpoint: str | None, random_weights: bool, device: str, encoder: str = "auto",
+                 family: str | None = None) -> Iterator[BenchSetup]:
+    """The engine of ``model``'s family for a benchmark: the checkpoint (random if asked), an empty temporary
+    embedding cache, and on a GPU one warm-up encoding (CUDA context, cuBLAS handles, kernels) so no row pays for
+    start-up. ``family``: the one family the benchmark measures (others get one clear line)."""
+    from ..errors import ClickLabelError
+    from ..segment import make_engine
+    from ..segment.models import FAMILIES, family_of
 
+    if family is not None and model != "auto" and family_of(model) != family:
+        raise ClickLabelError(f"this benchmark measures {FAMILIES[family].label} models; {model} is a "
+                              f"{FAMILIES[family_of(model)].label} model (bench latency and noc take every family)")
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         ck, is_random = checkpoint_for(model, checkpoint, random_weights, workdir)
-        eng = SamEngine(model, ck, device=device, cache=EmbeddingCache(workdir / "cache"), **engine_options)
+        eng = make_engine("sam", model, ck, device=device, cache=EmbeddingCache(workdir / "cache"), encoder=encoder)
+        if family is not None and eng.name != family:
+            raise ClickLabelError(f"this benchmark measures {FAMILIES[family].label} models, not {eng.model}")
         if eng.device.startswith("cuda"):
             eng.encode(sample_image())
             synchronize(eng.device)

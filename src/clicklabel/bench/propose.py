@@ -34,7 +34,7 @@ def bench_propose(
     pit = pred_iou_thresh if pred_iou_thresh is not None else (0.0 if random_weights else 0.88)
     stt = stability_thresh if stability_thresh is not None else (0.0 if random_weights else 0.95)
     settings = ProposeSettings(grid=grid, pred_iou_thresh=pit, stability_thresh=stt)
-    with bench_engine(model, checkpoint, random_weights, device) as setup:
+    with bench_engine(model, checkpoint, random_weights, device, family="sam") as setup:
         eng, is_random = setup.engine, setup.random_weights
         eng.set_image(img)
 

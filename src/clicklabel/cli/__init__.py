@@ -13,6 +13,7 @@ from .common import EXIT_USER_ERROR, Parser
 from .gui import add_gui_parser, cmd_gui
 from .label import add_label_parser
 from .project import add_project_parsers
+from .refine import add_refine_parser
 from .segment import add_segment_parsers
 from .weights import add_weights_parser
 
@@ -25,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_gui_parser(sub)
     add_project_parsers(sub)
     add_label_parser(sub)
+    add_refine_parser(sub)
     add_bench_parser(sub)
     return parser
 

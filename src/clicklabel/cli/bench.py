@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import ClickLabelError
-from .common import MODEL_HELP, count, deprecated, finite_float, positive_int
+from .common import MODEL_HELP, count, deprecated, finite_float, positive_int, say_recognised
 
 
 def cmd_bench(args) -> int:
@@ -19,6 +19,11 @@ def cmd_bench(args) -> int:
         bench_latency(args.model, args.checkpoint, args.random_weights, _bench_device(args.device),
                             args.repeats or 20)
         return 0
+    if args.what == "models":
+        from ..bench.models import bench_models
+
+        bench_models(args.models.split(",") if args.models else None, _bench_device(args.device), args.repeats or 3)
+        return 0
     if args.what == "encoder":
         from ..bench.encoder import bench_encoder
 
@@ -31,6 +36,17 @@ def cmd_bench(args) -> int:
 
         bench_propose(args.model, args.checkpoint, args.random_weights, _bench_device(args.device),
                             args.grid, args.pred_iou_thresh, args.stability_thresh, repeats=args.repeats or 1)
+        return 0
+    if args.what == "refine":
+        from ..bench.refine import bench_refine
+        from ..segment.models import family_of
+
+        if args.model in _registered() and family_of(args.model) != "sam":
+            raise ClickLabelError(f"bench refine compares against SAM's SamPredictor: give a SAM v1 model "
+                                  f"(vit_b, vit_l, vit_h), not {args.model}")
+
+        bench_refine(args.model, args.checkpoint, args.random_weights, _bench_device(args.device), boxes=args.boxes,
+                     repeats=args.repeats or 3)
         return 0
     if args.what in ("noc", "box-jitter"):
         return bench_interactive(args)
@@ -59,6 +75,8 @@ def bench_interactive(args) -> int:
         raise ClickLabelError(f"bench {args.what} needs --data DIR (e.g. ../shared/data/grabcut)")
     items = list(read_dataset(args.data, args.limit))
     engine = make_engine(args.engine, args.model, args.checkpoint, _bench_device(args.device))
+    if args.model == "auto":
+        say_recognised(engine, args.checkpoint)
     name = f"{engine.name} {engine.model}" if engine.model != engine.name else engine.name
     out = Path(args.out or f"bench_out/{args.what}_{engine.name}_{Path(args.data).name}")
     bar = tqdm(total=len(items), unit="image", desc=args.what, disable=None)
@@ -89,6 +107,12 @@ def _int_list(text: str) -> tuple[int, ...]:
     return vals
 
 
+def _registered() -> set[str]:
+    from ..weights import REGISTRY
+
+    return set(REGISTRY)
+
+
 def _bench_device(device: str) -> str:
     from ..segment.sam import resolve_device
 
@@ -97,7 +121,9 @@ def _bench_device(device: str) -> str:
 
 def add_bench_parser(sub) -> None:
     p = sub.add_parser("bench", help="benchmarks against the stock baseline, measured in the same run")
-    p.add_argument("what", choices=["latency", "encoder", "propose", "labels", "noc", "box-jitter"])
+    p.add_argument("what", choices=["latency", "models", "encoder", "propose", "refine", "labels", "noc",
+                                    "box-jitter"])
+    p.add_argument("--models", help="models: which ones, comma separated (default: every registered model)")
     p.add_argument("--engine", default="sam", help="noc, box-jitter: sam, grabcut or a model name")
     p.add_argument("--max-clicks", type=positive_int, default=20, help="noc")
     p.add_argument("--box", action="store_true", help="noc: the GT box first, then corrective clicks")
@@ -117,7 +143,9 @@ def add_bench_parser(sub) -> None:
     p.add_argument("--checkpoint")
     p.add_argument("--random-weights", action="store_true", help="random weights (timing only)")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--repeats", type=positive_int, default=None, help="latency: 20, encoder: 10, propose: 1")
+    p.add_argument("--repeats", type=positive_int, default=None,
+                   help="latency: 20, encoder: 10, propose: 1, refine: 3, models: 3")
+    p.add_argument("--boxes", type=positive_int, default=20, help="refine: boxes on the 1024x768 image")
     p.add_argument("--batch", default="1,8", help="encoder: batch sizes, comma separated")
     p.add_argument("--no-compile", action="store_true", help="encoder: leave out the torch.compile rows")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],

@@ -11,7 +11,9 @@ from ..segment import ENCODER_CHOICES, ENCODER_HELP
 
 EXIT_USER_ERROR = 2
 ENGINE_HELP = "sam or grabcut, or a model name (shorthand for --engine sam --model NAME)"
-MODEL_HELP = "SAM model: vit_b, vit_l, vit_h, or auto (read from --checkpoint)"
+MODEL_HELP = ("vit_b (default), vit_l, vit_h, sam2.1_hiera_tiny|small|base_plus|large, hq_vit_tiny|b|l|h "
+              "(`clicklabel weights list`), or auto: the family and size read from --checkpoint")
+DEFAULT_MODEL = "vit_b"
 
 
 class Parser(argparse.ArgumentParser):
@@ -78,22 +80,40 @@ def parse_box(text: str) -> tuple[float, float, float, float]:
     return vals  # type: ignore[return-value]
 
 
-def add_engine_args(p: argparse.ArgumentParser, engine: bool = True, model: str = "vit_b") -> None:
-    """--engine (if the command can use GrabCut), --model, --checkpoint, --device, --encoder."""
+def add_engine_args(p: argparse.ArgumentParser, engine: bool = True) -> None:
+    """--engine (if the command can use GrabCut), --model, --checkpoint, --device, --encoder. ``--model`` stays
+    None when not given (``model_from_args`` gives the default), so a program can tell the user's choice apart."""
     if engine:
         p.add_argument("--engine", default="sam", help=ENGINE_HELP)
-    p.add_argument("--model", default=model, help=MODEL_HELP)
+    p.add_argument("--model", default=None, help=MODEL_HELP)
     p.add_argument("--checkpoint", help="your own checkpoint file (no hash check)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     p.add_argument("--encoder", default="auto", choices=ENCODER_CHOICES, help=ENCODER_HELP)
 
 
+def model_from_args(args) -> str:
+    """--model, or the default."""
+    return args.model or DEFAULT_MODEL
+
+
 def engine_from_args(args, **options):
-    """The engine the arguments ask for (``options``: cache, download)."""
+    """The engine the arguments ask for (``options``: cache, download, precision, compile). With ``--model auto``
+    the model recognised in the checkpoint is named on stderr."""
     from ..segment import make_engine
 
-    return make_engine(getattr(args, "engine", "sam"), args.model, args.checkpoint, args.device,
-                       encoder=args.encoder, **options)
+    engine = make_engine(getattr(args, "engine", "sam"), model_from_args(args), args.checkpoint, args.device,
+                         encoder=args.encoder, **options)
+    if args.model == "auto":
+        say_recognised(engine, args.checkpoint)
+    return engine
+
+
+def say_recognised(engine, checkpoint) -> None:
+    """One line on stderr: the model ``--model auto`` found in the checkpoint."""
+    from ..segment.models import FAMILIES
+
+    family = FAMILIES[engine.name].label if engine.name in FAMILIES else engine.name
+    print(f"clicklabel: recognised {engine.model} ({family}) in {checkpoint}", file=sys.stderr)
 
 
 def deprecated(old: str, new: str) -> None:

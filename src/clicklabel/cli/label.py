@@ -29,8 +29,11 @@ def cmd_label(args) -> int:
         lmm=args.lmm or args.model, vocabulary=read_vocabulary(args.vocab, args.vocab_file) or None,
         template=template, detail=args.detail, concurrency=args.concurrency, crop_mode=args.crop_mode)
     save_label_settings(store, settings)
-    labeler = Labeler(settings.labeler_config(timeout=args.timeout), LabelCache(), load_prices(args.prices))
-    ids = objects_to_label(store, relabel_all=args.all)
+    config = settings.labeler_config(timeout=args.timeout)
+    if args.check and not (args.vocab or args.vocab_file):  # the audit answers in the project's own categories
+        config.vocabulary = store.labels_in_use() or None
+    labeler = Labeler(config, LabelCache(), load_prices(args.prices))
+    ids = store.objects_to_check(recheck=args.all) if args.check else objects_to_label(store, relabel_all=args.all)
     est = estimate(store, ids, labeler)
     lmm = settings.lmm
     price_note = f"prices: {SOURCE}" if est["priced"] else f"no price known for {lmm}: cost shown as 0"
@@ -40,32 +43,40 @@ def cmd_label(args) -> int:
               f"(${est['cost_per_object']:.6f} per object, detail {settings.detail}); {price_note}")
         return 0
     if not ids:
-        print("nothing to label: every object is labelled (use --all to relabel)")
+        print("nothing to check: every object with a label was checked (use --all to check again)" if args.check
+              else "nothing to label: every object is labelled (use --all to relabel)")
         return 0
     busy = store.leased_elsewhere(ids)
     if busy == len(ids):
         print(f"nothing to send: another labelling run holds all {busy} objects; run again when it is done")
         return 0
-    if args.all:
+    if args.all and not args.check:
         store.mark_pending(ids)
-    bar = tqdm(total=len(ids), unit="obj", desc="labelling", disable=None)
+    bar = tqdm(total=len(ids), unit="obj", desc="checking" if args.check else "labelling", disable=None)
     try:
-        summary = label_objects(store, ids, labeler, progress=lambda done, total: bar.update(done - bar.n))
+        summary = label_objects(store, ids, labeler, progress=lambda done, total: bar.update(done - bar.n),
+                                check=args.check)
     finally:
         bar.close()
     n = summary.done or 1
-    print(f"labelled {summary.labelled}, failed {summary.failed} ({summary.cached} from the cache); "
+    print(f"{'checked' if args.check else 'labelled'} {summary.labelled}, failed {summary.failed} "
+          f"({summary.cached} from the cache); "
           f"{summary.prompt_tokens:,} prompt + {summary.completion_tokens:,} completion tokens, "
           f"${summary.cost:.4f} (${summary.cost / n:.6f} per object); {price_note}")
     usage = store.usage()
     print(f"project total: {usage['prompt_tokens']:,} prompt + {usage['completion_tokens']:,} completion tokens, "
           f"${usage['cost']:.4f}")
+    if args.check:
+        vocab = f"one of {len(config.vocabulary)} labels" if config.vocabulary else "any label"
+        print(f"class audit ({lmm} answering {vocab}): {summary.agreed} agree, {summary.disagreed} disagree; "
+              f"{len(store.disagreements())} disagreements in the project wait for a decision (`clicklabel report` "
+              "lists them with crops; the widget filters to them)")
     if summary.skipped:
         print(f"{summary.skipped} objects skipped: another labelling run has them, or they changed meanwhile")
     for oid, err in list(summary.errors.items())[:10]:
         print(f"object {oid}: {err}")
     if summary.failed:
-        print("run `clicklabel label` again to retry the failed ones")
+        print(f"run `clicklabel label{' --check' if args.check else ''}` again to retry the failed ones")
     return 0 if not summary.failed else 1
 
 
@@ -83,6 +94,10 @@ def add_label_parser(sub) -> None:
     p.add_argument("--prompt-template", help="file with the user prompt ({vocabulary} is filled in)")
     p.add_argument("--timeout", type=positive_float, default=60.0, help="seconds per request")
     p.add_argument("--prices", help="JSON price table to use instead of the built-in one")
-    p.add_argument("--all", action="store_true", help="relabel every object (old labels stay in the history)")
+    p.add_argument("--all", action="store_true", help="relabel every object (old labels stay in the history); "
+                                                      "with --check, check every labelled object again")
+    p.add_argument("--check", action="store_true",
+                   help="class audit: objects that have a label get the model's too, and whether they agree is "
+                        "recorded; no label changes (the vocabulary defaults to the project's labels)")
     p.add_argument("--dry-run", action="store_true", help="count requests and estimate the cost; send nothing")
     p.set_defaults(func=cmd_label)

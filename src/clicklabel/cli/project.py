@@ -75,6 +75,9 @@ def cmd_export(args) -> int:
 
     rep = export_coco(open_project(args.project), args.out, polygons=args.polygons, images_root=args.images_root)
     print(f"wrote {args.out}: {rep.images} images, {rep.annotations} annotations")
+    if rep.boxes:
+        print(f"{rep.boxes} objects are box-only (no mask yet), written with an empty segmentation; "
+              "`clicklabel refine` gives them masks")
     if rep.unlabelled:
         print(f"{rep.unlabelled} objects have no label yet (category 'unlabelled'); run `clicklabel label`")
     if rep.rle_fallbacks:
@@ -95,6 +98,8 @@ def cmd_import(args) -> int:
     mode = "merge" if args.merge else "replace" if args.replace else "skip"
     rep = import_coco(args.coco_json, args.images, store, strict=args.strict, mode=mode)
     print(f"imported {rep.annotations} annotations on {rep.images} images into {store.path}")
+    if rep.boxes:
+        print(f"{rep.boxes} of them are box-only (no mask yet): `clicklabel refine {args.project}` gives them masks")
     if rep.skipped:
         print(f"{rep.skipped} annotations were already in the project (imported before) and were skipped; "
               "--merge adds them again, --replace replaces them")
@@ -113,7 +118,8 @@ def cmd_report(args) -> int:
 
     nums = write_report(open_project(args.project), args.out)
     print(f"wrote {Path(args.out) / 'index.html'} ({sum(r['objects'] for r in nums['by_provenance'].values())} "
-          f"objects, {len(nums['pairs'])} manual/SAM pairs)")
+          f"objects, {len(nums['pairs'])} manual/SAM pairs, {len(nums['flagged'])} flagged for review, "
+          f"{len(nums['disagreements'])} disagreements with the model waiting for a decision)")
     return 0
 
 
@@ -157,7 +163,8 @@ def add_project_parsers(sub) -> None:
                                                           "annotations made (default: skip them)")
     p.set_defaults(func=cmd_import)
 
-    p = sub.add_parser("report", help="HTML comparison of manual and SAM selection in a project")
+    p = sub.add_parser("report", help="HTML comparison of manual and SAM selection in a project, with the objects "
+                                      "flagged for review and the class audit's disagreements")
     p.add_argument("project")
     p.add_argument("--out", required=True, help="output folder")
     p.set_defaults(func=cmd_report)

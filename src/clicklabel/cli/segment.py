@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 
 from .common import add_engine_args, engine_from_args, parse_box, parse_point, positive_int
@@ -32,7 +33,9 @@ def cmd_segment(args) -> int:
     prompt = Prompt.make([(x, y) for x, y, _ in pts], [lab for _, _, lab in pts], box)
     prompt.validate(image.shape)  # before loading any model: bad prompts fail fast
     engine = engine_from_args(args)
+    started = time.perf_counter()
     engine.set_image(image)
+    set_image_ms = (time.perf_counter() - started) * 1000
     result = engine.predict(prompt, multimask=False)[0]
     if args.out:
         write_mask_png(result.mask, args.out)
@@ -45,6 +48,7 @@ def cmd_segment(args) -> int:
         "model": engine.model,
         "image_size": [int(image.shape[1]), int(image.shape[0])],
         "embedding_cached": bool(engine.last_from_cache),
+        "set_image_ms": round(set_image_ms, 1),
         "out": args.out,
     }))
     return 0
@@ -89,14 +93,10 @@ def cmd_precompute(args) -> int:
     from ..embeddings import EmbeddingCache
     from ..project import image_files
     from ..segment.precompute import precompute
-    from ..segment.sam import SamEngine
 
     paths = image_files(args.target)
-    engine = SamEngine(args.model, args.checkpoint, device=args.device,
-                       cache=EmbeddingCache.at_root(args.cache) if args.cache else None,
-                       fast=None if args.encoder == "auto" else args.encoder == "fast",
-                       precision=None if args.precision == "auto" else args.precision,
-                       compile=args.compile)
+    engine = engine_from_args(args, cache=EmbeddingCache.at_root(args.cache) if args.cache else None,
+                              precision=None if args.precision == "auto" else args.precision, compile=args.compile)
     bar = tqdm(total=len(paths), unit="image", desc=f"embedding ({engine.model}, {engine.device})", disable=None)
     stats = precompute(engine, paths, batch=args.batch, workers=args.workers, progress=bar.update)
     bar.close()

@@ -1,20 +1,35 @@
-"""``clicklabel weights list | download | verify``: the official checkpoints on this machine."""
+"""``clicklabel weights list | download | verify``: the official checkpoints of every family on this machine."""
 
 from __future__ import annotations
 
 from ..errors import ClickLabelError
 
 
-def cmd_weights(args) -> int:
+def _state(name: str, ck) -> str:
     from .. import weights
 
+    path = weights.checkpoint_path(name)
+    size = path.stat().st_size if path.is_file() else None
+    if size is None:
+        return "missing"
+    return "present" if size == ck.size else f"incomplete ({size:,} of {ck.size:,} bytes: download again)"
+
+
+def cmd_weights(args) -> int:
+    from .. import weights
+    from ..bench.harness import print_table
+    from ..segment.models import FAMILIES, installed
+
     if args.action == "list":
+        rows = []
         for name, ck in weights.REGISTRY.items():
-            path = weights.checkpoint_path(name)
-            size = path.stat().st_size if path.is_file() else None
-            state = "missing" if size is None else "present" if size == ck.size else \
-                f"incomplete ({size:,} of {ck.size:,} bytes: download again)"
-            print(f"{name}\t{ck.size / 1e6:,.0f} MB\t{state}\t{path}\t{ck.url}")
+            fam = FAMILIES[ck.family]
+            package = "" if installed(ck.family) else f", needs [{fam.extra}]"
+            rows.append([name, fam.label + package, f"{ck.size / 1e6:,.0f} MB",
+                         "yes" if ck.pinned else "no", ck.pin, _state(name, ck),
+                         ck.url])
+        print_table(rows, ["model", "family", "size", "hash-pinned", "verified by", "here", "URL"])
+        print(f"weights folder: {weights.weights_dir()}")
         return 0
     if args.action == "download":
         if not args.name:
@@ -34,7 +49,7 @@ def cmd_weights(args) -> int:
 
 
 def add_weights_parser(sub) -> None:
-    p = sub.add_parser("weights", help="list, download or verify SAM checkpoints")
+    p = sub.add_parser("weights", help="list, download or verify the official checkpoints (SAM, SAM 2.1, HQ-SAM)")
     p.add_argument("action", choices=["list", "download", "verify"])
     p.add_argument("name", nargs="?")
     p.set_defaults(func=cmd_weights)

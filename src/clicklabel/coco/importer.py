@@ -1,8 +1,10 @@
 """Importing a COCO file into a project. Every category, image and annotation is checked first (``validate``:
 types, finite coordinates, sizes against the image files themselves, RLE counts), each bad one refused with a
-reason, and only then is the rest written, in one transaction. Duplicate annotation ids are renumbered (and
-said so), an image id used by two images places none of its annotations, categories match the project's by name,
-and importing a file again skips what is already there unless asked to merge or replace."""
+reason, and only then is the rest written, in one transaction. An annotation with a box and no mask becomes a
+box-only object (``clicklabel refine`` gives it SAM's mask); polygons, RLE and boxes mix in one file. Duplicate
+annotation ids are renumbered (and said so), an image id used by two images places none of its annotations,
+categories match the project's by name, and importing a file again skips what is already there unless asked to
+merge or replace."""
 
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ MODES = ("skip", "merge", "replace")  # what to do with annotations the project 
 class ImportReport:
     images: int = 0
     annotations: int = 0
+    boxes: int = 0  # of the annotations, those without a mask (box-only: `clicklabel refine` gives them masks)
     skipped: int = 0  # already in the project (mode 'skip')
     replaced: int = 0  # objects of an earlier import that the file's annotations replaced (mode 'replace')
     notes: list[str] = field(default_factory=list)  # changes the user should know of: renumbered ids, ...
@@ -130,6 +133,7 @@ def _annotations(doc: dict, images: dict, cats: dict, rep: ImportReport) -> list
     next_id = max([i for i in ids if isinstance(i, int) and not isinstance(i, bool)], default=0) + 1
     seen: set = set()
     out = []
+    clipped = 0
     for n, ann in enumerate(doc["annotations"], 1):
         try:
             missing = [k for k in ("id", "image_id", "category_id") if k not in _entry(ann)]
@@ -147,8 +151,14 @@ def _annotations(doc: dict, images: dict, cats: dict, rep: ImportReport) -> list
             img = images.get(iid)
             if img is None:
                 raise CocoError(f"its image {iid} is missing or was refused")
-            bbox = validate.bbox(ann["bbox"], img.height, img.width) if ann.get("bbox") is not None else None
             shape = validate.shape(ann.get("segmentation"), img.height, img.width)
+            if shape.rle is None:  # box-only
+                if ann.get("bbox") is None:
+                    raise CocoError("has neither a segmentation nor a bbox")
+                bbox, was_clipped = validate.box_only(ann["bbox"], img.height, img.width)
+                clipped += was_clipped
+            else:
+                bbox = validate.bbox(ann["bbox"], img.height, img.width) if ann.get("bbox") is not None else None
             crowd = validate.iscrowd(ann.get("iscrowd"))
         except CocoError as exc:
             rep.problems.append(f"annotation {_which(ann, n)}: {exc}")
@@ -162,6 +172,8 @@ def _annotations(doc: dict, images: dict, cats: dict, rep: ImportReport) -> list
             source, next_id = next_id, next_id + 1
         seen.add(aid)
         out.append(_Annotation(source, img, cid, shape, bbox, crowd))
+    if clipped:
+        rep.notes.append(f"{clipped} box-only annotation(s) reached past their image's edge; kept clipped to it")
     return out
 
 
@@ -222,5 +234,7 @@ def _write(store: Store, files: list[_Image], anns: list[_Annotation], cats: dic
                     rep.notes.append(f"category {name!r} (id {a.category} in the file) is category "
                                      f"{mapped[a.category]} in the project")
             store.accept(image_id, rle=a.shape.rle, provenance="imported", label=name, supercategory=sup,
-                         iscrowd=a.iscrowd, bbox=a.bbox, source_id=a.source_id, event="import")
+                         iscrowd=a.iscrowd, bbox=a.bbox, source_id=a.source_id, event="import",
+                         mask_state="mask" if a.shape.rle is not None else "box")
             rep.annotations += 1
+            rep.boxes += a.shape.rle is None

@@ -90,6 +90,8 @@ def _instances(doc: dict, im: dict, h: int, w: int) -> list[Instance]:
             continue
         try:
             rle = validate.shape(a.get("segmentation"), h, w).rle
+            if rle is None:  # box-only: no mask to show or to measure against
+                continue
             mask = decode_rle(rle)
             bbox = validate.bbox(a["bbox"], h, w) if "bbox" in a else None
         except (CocoError, TypeError):
@@ -111,7 +113,7 @@ def _size(path: Path, im) -> tuple[int, int]:
 
 def image_instances(path: str | Path, image_index: int = 0) -> tuple[Path | None, tuple[int, int], list[Instance]]:
     """One image of a COCO file: its file (beside the COCO file or in images/, None if not found), its (H, W) and
-    its readable annotations (bad ones are left out)."""
+    its readable annotations with masks (bad and box-only ones are left out)."""
     path = Path(path)
     doc = read_coco_file(path)
     if not 0 <= image_index < len(doc["images"]):

@@ -28,7 +28,7 @@ MAX_RLE_DIGITS = 6  # 5-bit groups per number in compressed counts (pycocotools 
 @dataclass
 class Shape:
     """What an annotation's segmentation gives: a compressed RLE at its image's size (text counts), or None for
-    an annotation without a mask (not supported yet)."""
+    an annotation without a mask (a box-only annotation: its box is checked by ``box_only``)."""
 
     rle: dict | None
 
@@ -87,10 +87,26 @@ def bbox(v, h: int, w: int) -> tuple[float, float, float, float]:
     return x, y, bw, bh
 
 
+def box_only(v, h: int, w: int) -> tuple[tuple[float, float, float, float], bool]:
+    """The box of an annotation without a mask, and whether it was clipped. Checked like ``bbox`` (finite, at most
+    MARGIN outside the image), its width and height must be > 0, and it is clipped to the image: a box reaching
+    past an edge (float rounding, a box drawn over the border) keeps its part inside, and one with nothing
+    inside is refused."""
+    x, y, bw, bh = bbox(v, h, w)
+    if not (bw > 0 and bh > 0):
+        raise CocoError(f"bbox {_show(v)} of a box-only annotation has no area (width and height must be > 0)")
+    x0, y0, x1, y1 = max(0.0, x), max(0.0, y), min(float(w), x + bw), min(float(h), y + bh)
+    if not (x1 > x0 and y1 > y0):
+        raise CocoError(f"bbox {_show(v)} lies outside its image ({w}x{h})")
+    clipped = (x0, y0, x1, y1) != (x, y, x + bw, y + bh)
+    return ((x0, y0, x1 - x0, y1 - y0) if clipped else (x, y, bw, bh)), clipped
+
+
 # -- segmentations --------------------------------------------------------------------------------------------
 def segmentation_kind(seg) -> str:
-    """'polygons', 'rle' (compressed counts), 'counts' (uncompressed counts) or 'box' (no mask: box only)."""
-    if seg is None or seg == [] or seg == {}:
+    """'polygons', 'rle' (compressed counts), 'counts' (uncompressed counts) or 'box' (no mask: box only; tools
+    write it as a missing, null, empty or ``[[]]`` segmentation)."""
+    if seg is None or seg == [] or seg == {} or (isinstance(seg, list) and all(p == [] for p in seg)):
         return "box"
     if isinstance(seg, list):
         return "polygons"
@@ -100,7 +116,7 @@ def segmentation_kind(seg) -> str:
 
 
 def _box_only(seg, h: int, w: int) -> Shape:
-    raise CocoError("box-only annotations are not supported yet (its segmentation is empty)")
+    return Shape(None)
 
 
 def _polygons(seg: list, h: int, w: int) -> Shape:

@@ -1,5 +1,6 @@
-"""COCO writers: a project's accepted objects (RLE by default, exact polygons on request), the proposals of one
-image, a label image. Every file is written atomically, as strict JSON."""
+"""COCO writers: a project's accepted objects (RLE by default, exact polygons on request; box-only objects as COCO's
+box-only annotations, an empty segmentation), the proposals of one image, a label image. Every file is written
+atomically, as strict JSON."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ class ExportReport:
     annotations: int = 0
     rle_fallbacks: list[int] = field(default_factory=list)
     unlabelled: int = 0
+    boxes: int = 0  # box-only objects, written with an empty segmentation
 
 
 def export_coco(
@@ -62,7 +64,10 @@ def export_coco(
             cid = unl_id
             rep.unlabelled += 1
         seg: dict | list = {"size": ob.rle["size"], "counts": ob.rle["counts"]}
-        if polygons and not ob.iscrowd:
+        if not ob.has_mask:  # box-only until refined: COCO's box-only form
+            seg = []
+            rep.boxes += 1
+        elif polygons and not ob.iscrowd:
             poly = mask_to_polygons(ob.mask)
             if poly is None:
                 rep.rle_fallbacks.append(ob.id)
@@ -83,6 +88,9 @@ def export_coco(
             "lmm_model": ob.lmm_model,
             "tokens": ob.prompt_tokens + ob.completion_tokens,
             "cost": ob.cost,
+            "mask_state": ob.mask_state,
+            "given_bbox": list(ob.given_bbox) if ob.given_bbox else None,  # the box it came with, before refine
+            "review": ob.review,  # why refine wants a person to look at it
         }
         anns.append(
             {

@@ -1,6 +1,8 @@
 """``clicklabel report``: compare selections by provenance (manual / click / box / proposed) in a real project:
 objects, seconds and clicks per object, acceptance of proposals, how often people overruled the model's label,
-tokens and money per object, and the agreement of manual and SAM selections of the same object."""
+tokens and money per object, and the agreement of manual and SAM selections of the same object; then the review
+lists (``review.py``): box-only and refined objects, those refine flagged, and the class audit's disagreements,
+with crops."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import numpy as np
 from ..files import ensure_folder, save_figure, write_text
 from ..masks import box_iou, mask_iou
 from ..project import Store
+from .review import review_numbers, write_review
 
 SAM_KINDS = ("click", "box", "proposed")
 
@@ -21,6 +24,7 @@ SAM_KINDS = ("click", "box", "proposed")
 def compute(store: Store) -> dict:
     """The report's numbers, from the store's objects and event log."""
     objs = store.objects(states=("accepted",))
+    masked = [o for o in objs if o.has_mask]  # box-only objects have no mask to compare yet
     by = defaultdict(list)
     for o in objs:
         by[o.provenance].append(o)
@@ -49,9 +53,9 @@ def compute(store: Store) -> dict:
     proposals = {"accepted": acc + auto, "rejected": rej,
                  "acceptance_rate": (acc + auto) / (acc + auto + rej) if acc + auto + rej else None}
     pairs = []
-    for image_id in {o.image_id for o in objs}:
-        manual = [o for o in objs if o.image_id == image_id and o.provenance == "manual"]
-        sam = [o for o in objs if o.image_id == image_id and o.provenance in SAM_KINDS]
+    for image_id in {o.image_id for o in masked}:
+        manual = [o for o in masked if o.image_id == image_id and o.provenance == "manual"]
+        sam = [o for o in masked if o.image_id == image_id and o.provenance in SAM_KINDS]
         for m in manual:
             if not sam:
                 continue
@@ -62,7 +66,7 @@ def compute(store: Store) -> dict:
     return {"by_provenance": rows, "proposals": proposals, "pairs": pairs,
             "mean_pair_mask_iou": float(np.mean([p["mask_iou"] for p in pairs])) if pairs else None,
             "mean_pair_box_iou": float(np.mean([p["box_iou"] for p in pairs])) if pairs else None,
-            "usage": store.usage()}
+            "usage": store.usage(), **review_numbers(store)}
 
 
 def _fmt(v, digits=2):
@@ -116,6 +120,7 @@ table{{border-collapse:collapse}}</style></head><body>
 <span data-key="pairs.mask_iou">{_fmt(nums['mean_pair_mask_iou'], 4)}</span>, mean box IoU
 <span data-key="pairs.box_iou">{_fmt(nums['mean_pair_box_iou'], 4)}</span></p>
 <img src="seconds_per_object.png"><img src="manual_vs_sam_iou.png">
+{write_review(store, nums, out)}
 <h2>Model use</h2><p>{nums['usage']['prompt_tokens']:,} prompt + {nums['usage']['completion_tokens']:,} completion
 tokens, ${nums['usage']['cost']:.4f}</p>
 <script type="application/json" id="numbers">{json.dumps(nums)}</script></body></html>"""

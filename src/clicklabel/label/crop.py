@@ -45,25 +45,51 @@ def crop_box(bbox, shape, settings: CropSettings) -> tuple[int, int, int, int]:
     return max(0, x - mx), max(0, y - my), min(W, x + w + mx), min(H, y + h + my)
 
 
-def render_crop(image: np.ndarray, mask: np.ndarray, settings: CropSettings = CropSettings()) -> np.ndarray:
-    """The crop as HxWx3 uint8 (works on grayscale, RGBA and 16-bit images through ``to_rgb8``)."""
+def pixel_box(box, shape) -> tuple[int, int, int, int] | None:
+    """An XYWH box of any numbers as whole pixels inside an image of ``shape`` (the pixels it touches), or None
+    if it covers none."""
+    x, y, w, h = (float(v) for v in box)
+    x0, y0 = max(0, int(np.floor(x))), max(0, int(np.floor(y)))
+    x1, y1 = min(shape[1], int(np.ceil(x + w))), min(shape[0], int(np.ceil(y + h)))
+    return (x0, y0, x1 - x0, y1 - y0) if x1 > x0 and y1 > y0 else None
+
+
+def object_crop(image: np.ndarray, ob, settings: CropSettings = CropSettings()) -> np.ndarray:
+    """The crop of a stored object: its mask's, or for a box-only object (no mask yet) its box's."""
+    if ob.has_mask:
+        return render_crop(image, ob.mask, settings)
+    return render_crop(image, None, settings, box=ob.bbox)
+
+
+def render_crop(image: np.ndarray, mask: np.ndarray | None, settings: CropSettings = CropSettings(),
+                box=None) -> np.ndarray:
+    """The crop as HxWx3 uint8 (works on grayscale, RGBA and 16-bit images through ``to_rgb8``). Without a
+    ``mask``, the crop of the XYWH ``box`` with the box drawn (mode 'box', whatever ``settings`` says)."""
     import cv2
 
     img = to_rgb8(image)
-    m = np.asarray(mask, dtype=bool)
-    if m.shape != img.shape[:2]:
-        raise LabelError(f"mask {m.shape} does not match image {img.shape[:2]}")
-    bbox = tight_bbox(m)
-    if bbox is None:
-        raise LabelError("the mask is empty: nothing to label")
+    if mask is None:
+        bbox = pixel_box(box, img.shape) if box is not None else None
+        if bbox is None:
+            raise LabelError("the box is empty or outside the image: nothing to label")
+        m = None
+        mode = "box"
+    else:
+        m = np.asarray(mask, dtype=bool)
+        if m.shape != img.shape[:2]:
+            raise LabelError(f"mask {m.shape} does not match image {img.shape[:2]}")
+        bbox = tight_bbox(m)
+        if bbox is None:
+            raise LabelError("the mask is empty: nothing to label")
+        mode = settings.mode
     x0, y0, x1, y1 = crop_box(bbox, img.shape, settings)
     crop = img[y0:y1, x0:x1].astype(np.float32)
-    cm = m[y0:y1, x0:x1]
-    if settings.mode in ("mask", "both"):
+    if mode in ("mask", "both"):
+        cm = m[y0:y1, x0:x1]
         bg = crop.mean(axis=2, keepdims=True).repeat(3, axis=2) if settings.grey else crop
         crop = np.where(cm[..., None], crop, bg * settings.dim)
     out = np.clip(crop, 0, 255).astype(np.uint8)
-    if settings.mode in ("box", "both"):
+    if mode in ("box", "both"):
         bx, by, bw, bh = bbox
         t = max(1, round(max(out.shape[:2]) / 200))
         cv2.rectangle(out, (bx - x0, by - y0), (bx - x0 + bw - 1, by - y0 + bh - 1), (255, 0, 0), t)

@@ -17,7 +17,7 @@ from pathlib import Path
 from ..errors import ClickLabelError
 from ..project import Store
 from .client import Labeler, LabelResult
-from .crop import encode_image, render_crop
+from .crop import encode_image, object_crop
 from .prices import cost, image_tokens, price_for
 from .prompt import SYSTEM_PROMPT, user_text
 
@@ -35,6 +35,8 @@ class RunSummary:
     cached: int = 0
     skipped: int = 0  # another run holds them, or they changed (relabelled, deleted, labelled) meanwhile
     unstored: int = 0  # answers that arrived but could not be written (the project stayed busy): in the cache
+    agreed: int = 0  # a check (the class audit): of the labelled, those whose answer agrees with the object's label
+    disagreed: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost: float = 0.0
@@ -80,15 +82,16 @@ def iter_crops(store: Store, object_ids, labeler: Labeler, stop: threading.Event
             continue
         for ob in obs:
             try:
-                yield ob.id, encode_image(render_crop(image, ob.mask, labeler.config.crop), labeler.config.crop.fmt)
+                yield ob.id, encode_image(object_crop(image, ob, labeler.config.crop), labeler.config.crop.fmt)
             except ClickLabelError as exc:
                 yield ob.id, exc
 
 
 def label_objects(store: Store, object_ids, labeler: Labeler, progress=None, stop: threading.Event | None = None,
-                  ) -> RunSummary:
+                  check: bool = False) -> RunSummary:
     """Label ``object_ids`` and store each result as it arrives. ``progress(done, total)`` is called after each;
-    setting ``stop`` ends the run early (what is done stays done).
+    setting ``stop`` ends the run early (what is done stays done). With ``check`` (the class audit), the objects
+    already have labels: the model's answer is recorded beside each, with whether it agrees, and no label changes.
 
     The run claims each image's objects in the store (a lease) before rendering them and renews the claim right
     before each request, so a second run on the project (the CLI or the widget) sends none of them again."""
@@ -115,7 +118,7 @@ def label_objects(store: Store, object_ids, labeler: Labeler, progress=None, sto
             progress(summary.done, total)
 
     def claim(ids: list[int]) -> list[int]:
-        got = store.claim_for_labelling(ids, owner, seconds, since)
+        got = store.claim_for_labelling(ids, owner, seconds, since, check=check)
         if len(got) < len(ids):
             summary.skipped += len(ids) - len(got)
             tell()
@@ -124,8 +127,13 @@ def label_objects(store: Store, object_ids, labeler: Labeler, progress=None, sto
     def before_send(oid: int) -> bool:
         if stopped():
             return False
-        if store.renew_lease(oid, owner, seconds):
-            return True
+        try:
+            if store.renew_lease(oid, owner, seconds):
+                return True
+        except ClickLabelError as exc:  # the lease cannot be written (busy): send nothing more, keep what arrives
+            failure.append(exc)
+            halt.set()
+            return False
         summary.skipped += 1
         tell()
         return False
@@ -133,7 +141,7 @@ def label_objects(store: Store, object_ids, labeler: Labeler, progress=None, sto
     def on_result(oid: int, res: LabelResult) -> None:
         if not failure:
             try:
-                record(store, oid, res, labeler.config.lmm, summary, lease=owner)
+                record(store, oid, res, labeler.config.lmm, summary, lease=owner, check=check)
             except ClickLabelError as exc:  # the project cannot be written (busy, full disk): stop sending
                 failure.append(exc)
                 halt.set()
@@ -183,12 +191,31 @@ def label_objects(store: Store, object_ids, labeler: Labeler, progress=None, sto
     return summary
 
 
-def record(store: Store, oid: int, res: LabelResult, model: str, summary: RunSummary, lease: str | None = None
-           ) -> None:
-    """Write one result to the store and the run's totals (with ``lease``, only while the run holds the object)."""
+def record(store: Store, oid: int, res: LabelResult, model: str, summary: RunSummary, lease: str | None = None,
+           check: bool = False) -> None:
+    """Write one result to the store and the run's totals (with ``lease``, only while the run holds the object;
+    with ``check``, as the class audit's answer beside the object's own label)."""
     summary.prompt_tokens += res.prompt_tokens
     summary.completion_tokens += res.completion_tokens
     summary.cost += res.cost
+    if check:
+        tokens = (res.prompt_tokens, res.completion_tokens, res.cost)
+        if res.ok:
+            a = res.answer
+            verdict = store.set_check(oid, a.label, a.supercategory, a.confidence, model, *tokens, lease=lease)
+        else:
+            verdict = store.set_check_failed(oid, res.error or "unknown error", model, *tokens, lease=lease)
+        if verdict is None:
+            summary.skipped += 1
+        elif verdict == "failed":
+            summary.failed += 1
+            summary.errors[oid] = res.error or ""
+        else:
+            summary.labelled += 1
+            summary.cached += res.cached
+            summary.agreed += verdict == "agree"
+            summary.disagreed += verdict == "disagree"
+        return
     if res.ok:
         a = res.answer
         if not store.set_label(oid, a.label, a.supercategory, a.confidence, model, res.prompt_tokens,

@@ -9,7 +9,8 @@ from .schema import UNDOABLE
 
 
 class History:
-    """Mixed into ``Store``: uses its ``conn``, ``transaction()`` and ``_category_id``."""
+    """Mixed into ``Store``: uses its ``conn``, ``transaction()``, ``_category_id``, ``_set_fields`` (boxes.py) and
+    ``_take_label`` (checks.py)."""
 
     def undo(self) -> dict | None:
         """Undo the latest undoable action; returns {'kind', 'object_id', 'image_id'} or None if nothing to undo."""
@@ -49,18 +50,32 @@ class History:
                               ("proposed" if undo else after, now, oid))
             if "corrected" in data:  # accepted with a mask corrected by clicks: the proposal's own mask on undo
                 self._set_shape(oid, data["corrected"]["before" if undo else "after"])
+        elif kind == "refine":
+            self._set_fields(oid, data["before" if undo else "after"])
+        elif kind == "review":
+            self._set_fields(oid, {"review": data["before"] if undo else None})
+        elif kind == "decide_check":
+            if data["decision"] == "accepted":
+                if undo:
+                    self._restore_label(oid, data["before"], now)
+                else:
+                    self._take_label(oid, data["label"], data.get("supercategory"))
+            self.conn.execute("UPDATE label_checks SET decision=? WHERE object_id=?",
+                              (None if undo else data["decision"], oid))
         elif kind == "relabel":
             if undo:
-                b = data["before"]
-                self.conn.execute(
-                    "UPDATE objects SET label=?, supercategory=?, category_id=?, label_status=?, label_confidence=?, "
-                    "updated=? WHERE id=?",
-                    (b["label"], b.get("supercategory", b.get("coarse")),  # "coarse": events of schema 1
-                     b["category_id"], b["label_status"], b["label_confidence"], now, oid),
-                )
+                self._restore_label(oid, data["before"], now)
             else:
                 cid = self._category_id(data["label"], None)
                 self.conn.execute(
                     "UPDATE objects SET label=?, category_id=?, label_status='edited', updated=? WHERE id=?",
                     (data["label"], cid, now, oid),
                 )
+
+    def _restore_label(self, oid: int, b: dict, now: float) -> None:
+        self.conn.execute(
+            "UPDATE objects SET label=?, supercategory=?, category_id=?, label_status=?, label_confidence=?, "
+            "updated=? WHERE id=?",
+            (b["label"], b.get("supercategory", b.get("coarse")),  # "coarse": events of schema 1
+             b["category_id"], b["label_status"], b["label_confidence"], now, oid),
+        )

@@ -14,9 +14,13 @@ _CHUNK = 500  # ids per query (SQLite's parameter limit is 999 on old builds)
 class LeasesMixin:
     """Part of ``Store``: uses its ``conn`` and ``transaction()``."""
 
-    def claim_for_labelling(self, object_ids, owner: str, seconds: float, since: float) -> list[int]:
+    def claim_for_labelling(self, object_ids, owner: str, seconds: float, since: float, check: bool = False
+                            ) -> list[int]:
         """Claim those of ``object_ids`` that still wait for a label (accepted, pending or failed, unchanged since
-        ``since``) and that no other run holds; returns the ids claimed, in the order given."""
+        ``since``) and that no other run holds; returns the ids claimed, in the order given. With ``check`` (the
+        class audit), those that have a label instead: an answer or a check stored meanwhile changes the object,
+        so a second run skips it."""
+        wanted = "o.label IS NOT NULL" if check else "o.label_status IN ('pending', 'failed')"
         ids = list(object_ids)
         now = time.time()
         got: set[int] = set()
@@ -26,7 +30,7 @@ class LeasesMixin:
                 rows = self.conn.execute(
                     "SELECT o.id FROM objects o LEFT JOIN label_leases l ON l.object_id = o.id "
                     f"WHERE o.id IN ({','.join('?' * len(chunk))}) AND o.state = 'accepted' "
-                    "AND o.label_status IN ('pending', 'failed') AND o.updated <= ? "
+                    f"AND {wanted} AND o.updated <= ? "
                     "AND (l.owner IS NULL OR l.owner = ? OR l.expires < ?)",
                     (*chunk, since, owner, now),
                 )

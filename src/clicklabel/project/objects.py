@@ -12,13 +12,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import StoreError
-from ..masks import decode_rle, encode_rle, rle_area, rle_bbox, tight_bbox
-from .schema import MAX_LABEL_CHARS, PROVENANCES
+from ..masks import decode_rle, empty_rle, encode_rle, rle_area, rle_bbox, tight_bbox
+from .schema import MASK_STATES, MAX_LABEL_CHARS, PROVENANCES
 
 _OBJECT_FIELDS = (
     "id, image_id, rle, bbox, area, iscrowd, state, category_id, label, supercategory, label_status, "
     "label_confidence, label_error, provenance, clicks, seconds, score, engine, model, lmm_model, prompt_tokens, "
-    "completion_tokens, cost, source_id, created, updated"
+    "completion_tokens, cost, source_id, created, updated, mask_state, given_bbox, refined_by, review"
 )
 
 
@@ -50,11 +50,19 @@ class ObjectRecord:
     source_id: int | None
     created: float
     updated: float
+    mask_state: str = "mask"  # 'box': a box without a mask yet (its mask is empty, ``bbox`` is the box)
+    given_bbox: tuple[float, float, float, float] | None = None  # the box it came with, kept after refine
+    refined_by: str | None = None  # the engine (model_id) that refine last ran on it
+    review: str | None = None  # why a person should look at it (refine's doubt), None when nothing is wrong
+
+    @property
+    def has_mask(self) -> bool:
+        return self.mask_state == "mask"
 
     @property
     def mask(self) -> np.ndarray:
+        """The mask at the image's size (empty for a box-only object: check ``has_mask``)."""
         return decode_rle(self.rle)
-
 
 
 class ObjectsMixin:
@@ -80,10 +88,22 @@ class ObjectsMixin:
         bbox: tuple | None = None,
         source_id: int | None = None,
         event: str | None = "accept",
+        mask_state: str = "mask",
     ) -> int:
-        """Write one object (mask or RLE) in one transaction; returns its id. ``state='proposed'`` for proposals."""
+        """Write one object (mask or RLE) in one transaction; returns its id. ``state='proposed'`` for proposals.
+        ``mask_state='box'``: an object with a box (``bbox``, its size > 0) and no mask yet; its area is the box's."""
         if provenance not in PROVENANCES:
             raise StoreError(f"unknown provenance {provenance!r}; one of {', '.join(PROVENANCES)}")
+        if mask_state not in MASK_STATES:
+            raise StoreError(f"unknown mask state {mask_state!r}; one of {', '.join(MASK_STATES)}")
+        if mask_state == "box":
+            if bbox is None or len(bbox) != 4 or not all(math.isfinite(float(v)) for v in bbox) \
+                    or not (float(bbox[2]) > 0 and float(bbox[3]) > 0):
+                raise StoreError(f"a box-only object needs a box x, y, w, h with w, h > 0, not {bbox}")
+            size = self.conn.execute("SELECT height, width FROM images WHERE id=?", (image_id,)).fetchone()
+            if size is None:
+                raise StoreError(f"no image with id {image_id}")
+            rle, mask = empty_rle(*size), None
         if rle is None:
             if mask is None:
                 raise StoreError("accept needs a mask or an RLE")
@@ -97,6 +117,8 @@ class ObjectsMixin:
         if bbox is None:
             bbox = box or (0, 0, 0, 0)
         bbox = tuple(float(v) for v in bbox)
+        if mask_state == "box":
+            area = bbox[2] * bbox[3]  # COCO's area of a box-only annotation
         if len(bbox) != 4 or not all(math.isfinite(v) for v in bbox) or bbox[2] < 0 or bbox[3] < 0:
             raise StoreError(f"bbox {list(bbox)} is not four finite numbers x, y, w, h with w, h >= 0")
         now = time.time()
@@ -105,12 +127,12 @@ class ObjectsMixin:
             cid = self._category_id(label, supercategory) if label else None
             cur = self.conn.execute(
                 "INSERT INTO objects(image_id, rle, bbox, area, iscrowd, state, category_id, label, supercategory, "
-                "label_status, provenance, clicks, seconds, score, engine, model, source_id, created, updated) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "label_status, provenance, clicks, seconds, score, engine, model, source_id, created, updated, "
+                "mask_state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     image_id, rle["counts"],
                     json.dumps(list(bbox)), area, iscrowd, state, cid, label, supercategory, status,
-                    provenance, clicks, seconds, score, engine, model, source_id, now, now,
+                    provenance, clicks, seconds, score, engine, model, source_id, now, now, mask_state,
                 ),
             )
             oid = int(cur.lastrowid)
@@ -128,11 +150,18 @@ class ObjectsMixin:
         return rows[0]
 
     def objects(
-        self, image_id: int | None = None, states=("accepted",), label_status=None
+        self, image_id: int | None = None, states=("accepted",), label_status=None, mask_state=None,
+        flagged: bool = False,
     ) -> list[ObjectRecord]:
-        """Objects (by image, state and label status), in id order."""
+        """Objects (by image, state, label status, mask state; ``flagged``: only those marked for review), in id
+        order."""
         sql = f"SELECT {_OBJECT_FIELDS} FROM objects WHERE state IN ({','.join('?' * len(states))})"
         params: list = list(states)
+        if mask_state is not None:
+            sql += " AND mask_state=?"
+            params.append(mask_state)
+        if flagged:
+            sql += " AND review IS NOT NULL"
         if image_id is not None:
             sql += " AND image_id=?"
             params.append(image_id)
@@ -166,7 +195,8 @@ class ObjectsMixin:
                 sizes[img] = self.conn.execute("SELECT height, width FROM images WHERE id=?", (img,)).fetchone()
             h, w = sizes[img]
             rle = {"size": [h, w], "counts": r[2]}
-            out.append(ObjectRecord(r[0], r[1], rle, tuple(json.loads(r[3])), *r[4:]))
+            given = tuple(json.loads(r[27])) if r[27] else None
+            out.append(ObjectRecord(r[0], r[1], rle, tuple(json.loads(r[3])), *r[4:27], given, *r[28:]))
         return out
 
     def delete(self, object_id: int) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..errors import ClickLabelError
+from .batch import embedded_images
 from .objects import ObjectRecord
 from .store import Store
 
@@ -46,23 +46,14 @@ def propose_current(store: Store, engine, image_id: int, settings=None, accept_a
 def propose_project(store: Store, engine, settings=None, accept_above: float | None = None, image_ids=None,
                     progress: Callable[[int, int], None] | None = None, stop=None) -> ProposeReport:
     """``propose_current`` over the project's images (or ``image_ids``); ``progress(done, total)`` per image."""
-    images = [im for im in store.images() if image_ids is None or im.id in set(image_ids)]
+    images = [im.id for im in store.images() if image_ids is None or im.id in set(image_ids)]
     total = ProposeReport()
-    for n, im in enumerate(images):
-        if stop is not None and stop.is_set():
-            total.cancelled = True
-            break
-        try:
-            engine.set_image(store.load_image(im))
-        except ClickLabelError as exc:
-            total.errors.append(str(exc))
-        else:
-            rep = propose_current(store, engine, im.id, settings, accept_above, stop=stop)
-            total.proposed += rep.proposed
-            total.accepted += rep.accepted
-            total.images += 1
-        if progress is not None:
-            progress(n + 1, len(images))
+    for image_id in embedded_images(store, engine, images, total.errors, progress, stop):
+        rep = propose_current(store, engine, image_id, settings, accept_above, stop=stop)
+        total.proposed += rep.proposed
+        total.accepted += rep.accepted
+        total.images += 1
+    total.cancelled = stop is not None and stop.is_set()
     return total
 
 

@@ -1,10 +1,13 @@
 """The project store's SQLite schema and its migrations (see ``store.py``)."""
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 PROVENANCES = ("manual", "click", "box", "proposed", "imported")
 LABEL_STATUSES = ("pending", "done", "failed", "edited")
 MAX_LABEL_CHARS = 100  # a label or supercategory, from a person, a model or a COCO file
-UNDOABLE = ("accept", "delete", "relabel", "accept_proposal", "reject_proposal")
+UNDOABLE = ("accept", "delete", "relabel", "accept_proposal", "reject_proposal", "refine", "review", "decide_check")
+MASK_STATES = ("mask", "box")  # an object with its mask, or a box without a mask yet (a detection data set)
+CHECK_VERDICTS = ("agree", "disagree", "failed")
+CHECK_DECISIONS = ("accepted", "kept")  # a person took the model's label, or kept the object's own
 
 _SCHEMA_V1 = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -49,5 +52,23 @@ _V3 = f"""
 CREATE TABLE label_leases (object_id INTEGER PRIMARY KEY, owner TEXT NOT NULL, expires REAL NOT NULL);
 INSERT OR REPLACE INTO meta(key, value) VALUES ('{CHECK_SIZES_KEY}', '1');
 """
+# Version 4: detection data sets. An object can be a box without a mask yet (``mask_state`` 'box': its ``rle`` is
+# the empty mask, ``bbox`` the box, ``area`` the box's area, as COCO has it for boxes); ``refine`` gives it SAM's
+# mask and keeps the box it came with (``given_bbox``), the engine that tried (``refined_by``) and why a person
+# should look at the result (``review``, NULL when nothing is wrong). ``label_checks``: the model's label for an
+# object that already has one (``clicklabel label --check``), the verdict, and a person's decision on it.
+_V4 = """
+ALTER TABLE objects ADD COLUMN mask_state TEXT NOT NULL DEFAULT 'mask' CHECK (mask_state IN ('mask', 'box'));
+ALTER TABLE objects ADD COLUMN given_bbox TEXT;
+ALTER TABLE objects ADD COLUMN refined_by TEXT;
+ALTER TABLE objects ADD COLUMN review TEXT;
+CREATE INDEX objects_mask_state ON objects(mask_state) WHERE mask_state != 'mask';
+CREATE INDEX objects_review ON objects(image_id) WHERE review IS NOT NULL;
+CREATE TABLE label_checks (
+    object_id INTEGER PRIMARY KEY, given TEXT NOT NULL, label TEXT, supercategory TEXT, confidence REAL,
+    verdict TEXT NOT NULL CHECK (verdict IN ('agree', 'disagree', 'failed')), error TEXT, lmm_model TEXT,
+    decision TEXT CHECK (decision IS NULL OR decision IN ('accepted', 'kept')), t REAL NOT NULL);
+CREATE INDEX label_checks_verdict ON label_checks(verdict, decision);
+"""
 # Migrations from version N-1 to N, applied in order; version 1 is the initial schema. Later ones only add.
-MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _V2, 3: _V3}
+MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _V2, 3: _V3, 4: _V4}

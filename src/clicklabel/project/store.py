@@ -1,8 +1,9 @@
 """The project store: one SQLite file (WAL) per project, one transaction per user action.
 
 Tables: images, categories, objects (RLE mask, tight box, label and its status, provenance, timings, model and
-token use), label_history, and an append-only event log that the comparison report reads. Undo / redo of
-accept, delete, relabel and proposal decisions works from the event log, not from widget state.
+token use; or a box without a mask yet), label_history, label_checks (the class audit), and an append-only event
+log that the comparison report reads. Undo / redo of accept, delete, relabel, proposal decisions, refine, review
+and audit decisions works from the event log, not from widget state.
 A killed process loses at most the action in flight (WAL, ``synchronous=NORMAL``).
 """
 
@@ -22,6 +23,8 @@ import numpy as np
 from ..errors import ImageError, ResourceError, StoreError
 from ..files import MACHINE_ERRNOS, describe_os_error
 from ..images import file_hash, image_size, load_image
+from .boxes import BoxesMixin
+from .checks import ChecksMixin
 from .database import Transaction, begin, busy_timeout, connect, report_wait, rollback, sqlite_error
 from .history import History
 from .leases import LeasesMixin
@@ -41,7 +44,7 @@ class ImageRecord:
     status: str
 
 
-class Store(ObjectsMixin, LeasesMixin, History):
+class Store(ObjectsMixin, BoxesMixin, ChecksMixin, LeasesMixin, History):
     """A project: ``Store(path)`` creates or opens it; image paths are stored relative to ``root``."""
 
     def __init__(self, path: str | Path, root: str | Path | None = None):

@@ -1,4 +1,4 @@
-"""The promptable-segmentation interface shared by every engine (SAM, GrabCut, later SAM 2 and friends)."""
+"""The promptable-segmentation interface shared by every engine (SAM, SAM 2.1, HQ-SAM, GrabCut)."""
 
 from __future__ import annotations
 
@@ -108,8 +108,8 @@ class MaskResult:
 class Engine(Protocol):
     """What every segmentation engine offers."""
 
-    name: str  # the family: 'sam', 'grabcut', ...
-    model: str  # the model within the family ('vit_b', ...)
+    name: str  # the family: 'sam', 'sam2.1', 'hq', 'grabcut'
+    model: str  # the model within the family ('vit_b', 'sam2.1_hiera_tiny', 'hq_vit_tiny', ...)
     model_id: str  # model + weights fingerprint: the embedding cache's key
     last_from_cache: bool  # whether the last ``set_image`` found its embedding cached
 

@@ -19,6 +19,7 @@ computes the first block's image projections afresh; everything else stays the s
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -30,6 +31,7 @@ import torch.nn.functional as F
 class ImageState:
     """Prompt-independent tensors of one image."""
 
+    features: torch.Tensor  # (1, C, h, w) the image embedding
     keys: torch.Tensor  # (1, HW, C) image tokens + no_mask_embed
     key_pe: torch.Tensor  # (1, HW, C)
     k0: torch.Tensor  # first block, token->image keys
@@ -101,8 +103,10 @@ def _image_to_token(attn, image_pos, q_image, k_in: torch.Tensor, v_in: torch.Te
     return torch.baddbmm(residual, a.transpose(1, 2), u) if residual.shape[0] == b else residual + a.mT @ u
 
 
+@functools.lru_cache(maxsize=64)
 def resize_matrix(n_low: int, n_pad: int, n_input: int, n_out: int, device, dtype=torch.float32) -> torch.Tensor:
-    """(n_out, n_low) map equal to bilinear n_low -> n_pad, crop to n_input, bilinear n_input -> n_out."""
+    """(n_out, n_low) map equal to bilinear n_low -> n_pad, crop to n_input, bilinear n_input -> n_out. Kept for
+    the next image of the same size (a folder's images often share one); callers never modify it."""
     eye = torch.eye(n_low, dtype=torch.float64).reshape(1, 1, n_low, n_low)
     up = F.interpolate(eye, size=(n_pad, n_low), mode="bilinear", align_corners=False)[..., :n_input, :]
     out = F.interpolate(up, size=(n_out, n_low), mode="bilinear", align_corners=False)
@@ -143,7 +147,7 @@ class FastMaskDecoder:
         pad = self.sam.image_encoder.img_size
         rows = resize_matrix(4 * h, pad, int(input_size[0]), int(original_size[0]), features.device)
         cols = resize_matrix(4 * w, pad, int(input_size[1]), int(original_size[1]), features.device)
-        return ImageState(keys, key_pe, k0, v0, q0, (h, w), rows, cols)
+        return ImageState(features, keys, key_pe, k0, v0, q0, (h, w), rows, cols)
 
     def _first_block_projections(self, keys, key_pe):
         layer = self.tf.layers[0]
@@ -166,7 +170,7 @@ class FastMaskDecoder:
         """Decode a batch of prompts: (low-res logits (B, n, 4h, 4w), scores (B, n)).
 
         ``sparse`` is the prompt encoder's sparse output (B, T, C); ``mask_input`` optional (B, 1, 4h, 4w)
-        logits from an earlier prediction, which needs ``features`` (the raw image embedding).
+        logits from an earlier prediction (added to ``features``, by default the state's image embedding).
         """
         b = sparse.shape[0]
         out_tokens = torch.cat([self.dec.iou_token.weight, self.dec.mask_tokens.weight], dim=0)
@@ -175,7 +179,7 @@ class FastMaskDecoder:
             keys, k0, v0, q0 = state.keys, state.k0, state.v0, state.q0
         else:
             dense = self.pe.mask_downscaling(mask_input)
-            keys = (features + dense).flatten(2).transpose(1, 2)
+            keys = ((state.features if features is None else features) + dense).flatten(2).transpose(1, 2)
             k0, v0, q0 = self._first_block_projections(keys, state.key_pe)
         hs, keys = self._transformer(tokens, keys, state.key_pe, k0, v0, q0)
         sel = slice(1, self.dec.num_mask_tokens) if multimask else slice(0, 1)

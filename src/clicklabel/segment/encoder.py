@@ -1,4 +1,5 @@
-"""SAM's image encoder as one object with the speed switches of the GPU fast path.
+"""SAM's image encoder (and HQ-SAM's, which is SAM's with extra outputs) as one object with the speed switches
+of the GPU fast path.
 
 - ``sdpa``: PyTorch's fused attention in every block (``fast_encoder``), exact in fp32.
 - ``precision``: ``"fp32"`` or ``"bf16"`` (autocast; on CPU only where bf16 runs).
@@ -9,13 +10,14 @@
   pool of CPU workers can keep the device busy (``clicklabel precompute``).
 
 The arithmetic of ``prepare`` + ``run`` is that of ``SamPredictor.set_image``: the same PIL resize of the uint8
-image, the same normalisation in fp32, zeros in the padding.
+image, the same normalisation in fp32, zeros in the padding. ``outputs`` turns what the model's encoder returns
+into the named arrays the cache keeps (SAM: the features; HQ-SAM: the features and its HQ features).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,20 +40,28 @@ class PreparedImage:
         return (int(self.pixels.shape[0]), int(self.pixels.shape[1]))
 
 
-class ImageEncoder:
-    """The encoder of one SAM model on one device, with the chosen speed switches."""
+def check_precision(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise ClickLabelError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
 
-    def __init__(self, sam, device: str, sdpa: bool = False, precision: str = "fp32", compile: bool | str = False):
+
+class ImageEncoder:
+    """The encoder of one SAM model on one device, with the chosen speed switches. ``outputs(raw)`` maps the
+    encoder's output to named (B, ...) tensors with at least 'features' (default: the output is the features);
+    SDPA applies to ViT encoders only (HQ-SAM's TinyViT keeps its own attention)."""
+
+    def __init__(self, sam, device: str, sdpa: bool = False, precision: str = "fp32", compile: bool | str = False,
+                 outputs: Callable | None = None):
         import torch
         from segment_anything.utils.transforms import ResizeLongestSide
 
-        if precision not in PRECISIONS:
-            raise ClickLabelError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+        check_precision(precision)
         self.sam = sam
         self.device = device
         self.size = int(sam.image_encoder.img_size)
         self.transform = ResizeLongestSide(self.size)
-        self.sdpa = bool(sdpa)
+        self.outputs = outputs or (lambda feats: {"features": feats})
+        self.sdpa = bool(sdpa) and hasattr(sam.image_encoder, "blocks")
         self.precision = precision
         self.activate()
         self.compile_mode = None if compile is False else ("default" if compile is True else str(compile))
@@ -71,6 +81,8 @@ class ImageEncoder:
         """Put this encoder's attention (SDPA or stock) into the model, which encoders of one model share."""
         from . import fast_encoder
 
+        if not hasattr(self.sam.image_encoder, "blocks"):  # not a ViT: nothing to swap
+            return
         if fast_encoder.is_enabled(self.sam) != self.sdpa:
             (fast_encoder.enable if self.sdpa else fast_encoder.disable)(self.sam)
 
@@ -116,6 +128,10 @@ class ImageEncoder:
     def run(self, batch: Sequence[PreparedImage], pad_to: int | None = None):
         """Encode prepared images; returns the (B, C, 64, 64) features on the device (B = len(batch); a batch
         padded to ``pad_to`` with copies of its last image has the copies' rows dropped). Asynchronous on CUDA."""
+        return self.run_all(batch, pad_to)["features"]
+
+    def run_all(self, batch: Sequence[PreparedImage], pad_to: int | None = None) -> dict:
+        """``run`` with every named output (``outputs``): name -> (B, ...) tensor on the device."""
         import torch
 
         if not batch:
@@ -131,11 +147,19 @@ class ImageEncoder:
             h, w = hw[:, 0], hw[:, 1]
             inside = (rows[None, :, None] < h[:, None, None]) & (rows[None, None, :] < w[:, None, None])
             x = torch.where(inside[:, None], x, torch.zeros((), device=self.device))
-            feats = self.forward(x)
-        return feats[: len(batch)]
+            with self.precision_context():
+                out = self.outputs(self.forward(x))
+        return {k: v[: len(batch)] for k, v in out.items()}
 
     def encode(self, images: Sequence[np.ndarray]) -> list[Embedding]:
         """Encode RGB uint8 images in one batch into float32 embeddings on the CPU."""
         prepared = [self.prepare(img) for img in images]
-        feats = self.run(prepared).float().cpu().numpy()
-        return [Embedding(feats[i : i + 1], p.original_size, p.input_size) for i, p in enumerate(prepared)]
+        return embeddings_from(self.run_all(prepared), prepared)
+
+
+def embeddings_from(arrays: dict, prepared: Sequence) -> list[Embedding]:
+    """One float32 CPU ``Embedding`` per image from a batch's named outputs (``features`` + the family's extras)."""
+    host = {k: v.float().cpu().numpy() for k, v in arrays.items()}
+    return [Embedding(host["features"][i : i + 1], p.original_size, p.input_size,
+                      {k: v[i : i + 1] for k, v in host.items() if k != "features"})
+            for i, p in enumerate(prepared)]

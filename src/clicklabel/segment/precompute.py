@@ -50,7 +50,7 @@ def precompute(
     progress: Callable[[int], None] | None = None,
     cancel: Callable[[], bool] | None = None,
 ) -> dict:
-    """Embed the images of ``paths`` that are not cached yet with ``engine`` (a SamEngine).
+    """Embed the images of ``paths`` that are not cached yet with ``engine`` (SAM, SAM 2.1 or HQ-SAM).
 
     ``progress(n)`` is called with the number of images finished (encoded and written, found cached, or
     unreadable); ``cancel()`` returning True stops after the batch in hand, keeping everything written.
@@ -98,11 +98,12 @@ def precompute(
 
     def launch(entries):
         """Queue one batch on the device; returns what ``finish`` needs (asynchronous on CUDA)."""
-        feats = enc.run([e[2] for e in entries], pad_to).to(torch.float16)
+        arrays = {k: v.to(torch.float16) for k, v in enc.run_all([e[2] for e in entries], pad_to).items()}
         if not cuda:
-            return entries, feats, None
-        host = torch.empty(feats.shape, dtype=feats.dtype, pin_memory=True)
-        host.copy_(feats, non_blocking=True)
+            return entries, arrays, None
+        host = {k: torch.empty(v.shape, dtype=v.dtype, pin_memory=True) for k, v in arrays.items()}
+        for k, v in arrays.items():
+            host[k].copy_(v, non_blocking=True)
         done = torch.cuda.Event()
         done.record()
         return entries, host, done
@@ -111,9 +112,10 @@ def precompute(
         entries, host, done = item
         if done is not None:
             done.synchronize()
-        arr = host.numpy()
+        arr = {k: v.numpy() for k, v in host.items()}
         for i, (p, key, prep) in enumerate(entries):
-            emb = Embedding(arr[i : i + 1], prep.original_size, prep.input_size)
+            emb = Embedding(arr["features"][i : i + 1], prep.original_size, prep.input_size,
+                            {k: v[i : i + 1] for k, v in arr.items() if k != "features"})
             pending.append(out.submit(write, p, key, emb))
 
     inflight = None

@@ -1,11 +1,13 @@
-"""Auto-propose: SAM offers every object in the image for the annotator to accept or reject.
+"""Auto-propose: SAM (any family: SAM, SAM 2.1, HQ-SAM) offers every object in the image for the annotator to
+accept or reject.
 
 The algorithm is ``SamAutomaticMaskGenerator``'s (one crop layer): a point grid, three masks per point, filter by
 predicted IoU and stability, boxes from masks, NMS. Differences that make it fast without changing the result:
-it uses the engine's cached embedding (never encodes twice), decodes with the faster equivalent decoder,
-filters by predicted IoU *before* any mask is upscaled (the score needs no mask), and upscales the survivors with
-the exact separable resize. Extras for annotators: a minimum area, a cap on the count (best first), and the
-removal of proposals that repeat an object already accepted.
+it uses the engine's cached embedding (never encodes twice), decodes through the engine's batched point decoding
+(``predict_points_batch``; SAM v1's faster equivalent decoder forms masks only for points that pass), filters by
+predicted IoU *before* any mask is upscaled (the score needs no mask), and upscales the survivors with the
+engine's exact separable resize (``upscale``). Extras for annotators: a minimum area, a cap on the count (best
+first), and the removal of proposals that repeat an object already accepted.
 """
 
 from __future__ import annotations
@@ -85,8 +87,7 @@ def propose(engine, settings: ProposeSettings = ProposeSettings(), existing: lis
     emb = engine._require_image()
     h, w = emb.original_size
     pts = grid_points(settings.grid, w, h)
-    state = engine._state
-    thr = engine.sam.mask_threshold
+    thr = engine.mask_threshold
     kept_masks, kept_iou, kept_stab, kept_pts = [], [], [], []
     n_batches = (len(pts) + settings.points_per_batch - 1) // settings.points_per_batch
     for b in range(n_batches):
@@ -103,8 +104,7 @@ def propose(engine, settings: ProposeSettings = ProposeSettings(), existing: lis
             logits, iou, point_idx = logits[keep], iou[keep], point_idx[keep.cpu()]
         if len(iou):
             with torch.inference_mode():
-                full = torch.cat([engine.decoder.upscale(logits[i : i + 16][None], state)[0]
-                                  for i in range(0, len(logits), 16)])
+                full = torch.cat([engine.upscale(logits[i : i + 16][None])[0] for i in range(0, len(logits), 16)])
             stab = calculate_stability_score(full, thr, settings.stability_offset)
             if settings.stability_thresh > 0.0:
                 keep = stab >= settings.stability_thresh
