@@ -234,7 +234,7 @@ class LayerSet:
         drawn stay (napari rebuilds a rectangle's meshes when it is added); anything else redraws all."""
         ids = [ob.id for ob in objects]
         layer = self.objects
-        if set(self._painted) <= set(ids) and layer.data.shape == tuple(shape):
+        if set(self._painted) <= set(ids) and layer.data.shape == tuple(shape) and not self._reshaped(objects):
             painted = set(self._painted)
             for ob in objects:
                 if ob.id not in painted:
@@ -250,6 +250,12 @@ class LayerSet:
             layer.data = labels
             self._painted = ids
         self._show_boxes(objects)
+
+    def _reshaped(self, objects) -> bool:
+        """Whether an object already drawn has another mask now (refined, replaced, undone)."""
+        painted = set(self._painted)
+        return any(ob.id in painted and ob.id in self._crops and self._crops[ob.id][0] != ob.rle["counts"]
+                   for ob in objects)
 
     def add_object(self, ob) -> None:
         """Paint one newly accepted object at once (its box and text follow with the next ``show_objects``)."""
