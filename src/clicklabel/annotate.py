@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -36,6 +37,9 @@ from .project import (
 from .project import accept_above as _accept_above
 from .review import ReviewActions
 from .segment.base import MaskResult, Prompt
+
+if TYPE_CHECKING:
+    from .label.neighbours import Vote
 
 
 @dataclass
@@ -130,6 +134,9 @@ class AnnotationSession(ReviewActions):
         self.index = index
         self.image = image
         self._reset()
+        from .label.learn import describe_image
+
+        describe_image(self.store, self.engine, self.images[index].id)
         if self.images[index].status == "todo":
             self.store.set_image_status(self.images[index].id, "in progress")
             self.images = self.store.images()
@@ -211,6 +218,7 @@ class AnnotationSession(ReviewActions):
             self.store.decide_proposal(oid, True, mask=None if pv is None else pv.mask, clicks=clicks,
                                        seconds=time.monotonic() - st.started if st.started else None)
             self._reset()
+            self._learn([oid])
             return oid
         if pv is None or pv.empty:
             raise PromptError("nothing to accept: click the object first")
@@ -222,6 +230,7 @@ class AnnotationSession(ReviewActions):
             engine=self.engine.name, model=self.engine.model,
         )
         self._reset()
+        self._learn([oid], pv.mask)
         return oid
 
     def start_manual(self) -> None:
@@ -241,6 +250,7 @@ class AnnotationSession(ReviewActions):
             seconds=time.monotonic() - started if started else None, engine="manual", model=None,
         )
         self._reset()
+        self._learn([oid], mask)
         return oid
 
     # -- proposals ------------------------------------------------------------------------------------------
@@ -261,6 +271,8 @@ class AnnotationSession(ReviewActions):
         self.store.decide_proposal(object_id, accept)
         if self.state.proposal is not None and self.state.proposal.id == object_id:
             self._reset()
+        if accept:
+            self._learn([object_id])
 
     def correct(self, object_id: int) -> None:
         """Correct proposal ``object_id`` with clicks before deciding: prompts are answered inside its box (widened
@@ -285,7 +297,24 @@ class AnnotationSession(ReviewActions):
 
     def accept_above(self, score: float) -> list[int]:
         """Accept every waiting proposal of the current image scoring at least ``score``; returns their ids."""
-        return _accept_above(self.store, self.current.id, score) if self.current else []
+        ids = _accept_above(self.store, self.current.id, score) if self.current else []
+        self._learn(ids)
+        return ids
+
+    # -- labels that learn -------------------------------------------------------------------------------------
+    def _learn(self, object_ids, mask: np.ndarray | None = None) -> None:
+        """Descriptors of objects just accepted on the current image, from its embedding (a few ms each)."""
+        from .label.learn import describe_object
+
+        for oid in object_ids:
+            describe_object(self.store, self.engine, oid, mask if mask is not None else self.store.object(oid).mask)
+
+    def suggestions(self, index: int | None = None) -> dict[int, Vote]:
+        """Provisional labels of the image's objects still waiting for the model (pending or failed): what their
+        nearest confirmed objects vote for ("cat 4/5"), before the model answers."""
+        from .label.learn import suggestions
+
+        return suggestions(self.store, self.objects(index))
 
     # -- objects --------------------------------------------------------------------------------------------
     def objects(self, index: int | None = None) -> list[ObjectRecord]:

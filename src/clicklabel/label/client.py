@@ -35,6 +35,9 @@ class LabelerConfig:
     max_retries: int = 4
     crop: CropSettings = field(default_factory=CropSettings)
     base_url: str | None = None  # default: $OPENAI_BASE_URL, else OpenAI
+    few_shot: int = 0  # send the K nearest confirmed objects' crops and labels with each crop
+    knn_only_above: float | None = None  # skip the model when this share of the k nearest agree (k = knn_k)
+    knn_k: int = 5
     api_key: str | None = None  # default: $OPENAI_API_KEY; never stored anywhere
 
     def __post_init__(self):
@@ -42,6 +45,12 @@ class LabelerConfig:
             raise LabelError(f"detail {self.detail!r}; use low, high or auto")
         if self.concurrency < 1:
             raise LabelError("concurrency must be at least 1")
+        if self.few_shot < 0 or self.few_shot > 64:
+            raise LabelError(f"few-shot {self.few_shot}: use 0 (none) to 64 examples per request")
+        if self.knn_only_above is not None and not 0 < self.knn_only_above <= 1:
+            raise LabelError(f"knn-only-above {self.knn_only_above}: a share of the neighbours, above 0, at most 1")
+        if self.knn_k < 1:
+            raise LabelError("the number of neighbours must be at least 1")
 
 
 @dataclass
@@ -121,25 +130,33 @@ class Labeler:
             )
         return self._client
 
-    def cache_key(self, crop: bytes) -> str:
+    def cache_key(self, crop: bytes, examples: tuple = ()) -> str:
+        """The answer cache's key: the crop, the model, the prompt, the vocabulary, the detail, and the few-shot
+        examples (crops and labels) if any, so an answer given with other examples is never reused."""
         c = self.config
         h = hashlib.sha256(crop)
         h.update(json.dumps([c.lmm, SYSTEM_PROMPT, user_text(c.template, c.vocabulary), c.vocabulary, c.detail,
                              self.config.crop.fmt]).encode())
+        for ex_crop, *ex_answer in examples:
+            h.update(hashlib.sha256(ex_crop).digest() + json.dumps(ex_answer).encode())
         return h.hexdigest()
 
-    def messages(self, crop: bytes) -> list[dict]:
+    def messages(self, crop: bytes, examples: tuple = ()) -> list[dict]:
+        """The chat: the system prompt, then each few-shot example as a question with its crop (at low detail, the
+        cheapest) answered with its confirmed label, then the question about ``crop``."""
         c = self.config
-        return [
-            {"role": "system", "content": SYSTEM_PROMPT},
-            {
-                "role": "user",
-                "content": [
-                    {"type": "text", "text": user_text(c.template, c.vocabulary)},
-                    {"type": "image_url", "image_url": {"url": data_url(crop, c.crop.fmt), "detail": c.detail}},
-                ],
-            },
-        ]
+        question = user_text(c.template, c.vocabulary)
+        msgs: list[dict] = [{"role": "system", "content": SYSTEM_PROMPT}]
+        for ex_crop, ex_label, ex_super in examples:
+            msgs.append({"role": "user", "content": [
+                {"type": "text", "text": question},
+                {"type": "image_url", "image_url": {"url": data_url(ex_crop, c.crop.fmt), "detail": "low"}}]})
+            answer = {"label": ex_label, **({"supercategory": ex_super} if ex_super else {}), "confidence": 1.0}
+            msgs.append({"role": "assistant", "content": json.dumps(answer)})
+        msgs.append({"role": "user", "content": [
+            {"type": "text", "text": question},
+            {"type": "image_url", "image_url": {"url": data_url(crop, c.crop.fmt), "detail": c.detail}}]})
+        return msgs
 
     def _format_arg(self) -> dict | None:
         if self.format == "json_schema":
@@ -150,16 +167,17 @@ class Labeler:
             return {"type": "json_object"}
         return None
 
-    async def label(self, crop: bytes) -> LabelResult:
-        """Label one encoded crop; never raises for the model's or the network's failures (they become errors)."""
-        key = self.cache_key(crop)
+    async def label(self, crop: bytes, examples: tuple = ()) -> LabelResult:
+        """Label one encoded crop (with few-shot ``examples``: (crop, label, supercategory) triples); never raises
+        for the model's or the network's failures (they become errors)."""
+        key = self.cache_key(crop, examples)
         if self.cache is not None:
             hit = self.cache.get(key)
             if hit is not None:
                 return LabelResult(hit, cached=True)
         while True:
             fmt = self.format
-            kwargs = {"model": self.config.lmm, "messages": self.messages(crop), "max_tokens": 200}
+            kwargs = {"model": self.config.lmm, "messages": self.messages(crop, examples), "max_tokens": 200}
             rf = self._format_arg()
             if rf is not None:
                 kwargs["response_format"] = rf
@@ -229,10 +247,10 @@ class Labeler:
                 item = await queue.get()
                 if item is None:
                     return
-                key, crop = item
+                key, crop, *examples = item  # (key, crop) or (key, crop, few-shot examples)
                 if before_send is not None and not before_send(key):
                     continue
-                on_result(key, await self.label(crop))
+                on_result(key, await self.label(crop, examples[0] if examples else ()))
 
         _ = self.client  # fail fast on a missing key, before any work
         await asyncio.gather(produce(), *(work() for _ in range(n)))

@@ -18,6 +18,7 @@ from ..errors import ClickLabelError
 from ..project import Store
 from .client import Labeler, LabelResult
 from .crop import encode_image, object_crop
+from .learn import Examples
 from .prices import cost, image_tokens, price_for
 from .prompt import SYSTEM_PROMPT, user_text
 
@@ -35,6 +36,9 @@ class RunSummary:
     cached: int = 0
     skipped: int = 0  # another run holds them, or they changed (relabelled, deleted, labelled) meanwhile
     unstored: int = 0  # answers that arrived but could not be written (the project stayed busy): in the cache
+    knn: int = 0  # of the labelled, those the neighbours' vote labelled without asking the model
+    saved: float = 0.0  # what those would have cost (the estimate's price per object)
+    without_examples: int = 0  # few-shot: objects asked without examples (no descriptor, nothing confirmed yet)
     agreed: int = 0  # a check (the class audit): of the labelled, those whose answer agrees with the object's label
     disagreed: int = 0
     prompt_tokens: int = 0
@@ -103,6 +107,10 @@ def label_objects(store: Store, object_ids, labeler: Labeler, progress=None, sto
     if remembered:
         labeler.format = remembered
     owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+    cfg = labeler.config
+    learn = None if check or not (cfg.few_shot or cfg.knn_only_above) else Examples(store, cfg.few_shot, cfg.crop)
+    if learn is not None and cfg.few_shot and cfg.vocabulary:  # labels people typed are offered too
+        cfg.vocabulary = list(dict.fromkeys([*cfg.vocabulary, *store.typed_labels()]))
     seconds = lease_seconds(labeler)
     since = time.time()
     halt = threading.Event()  # the caller's stop, or a store that cannot be written
@@ -164,7 +172,32 @@ def label_objects(store: Store, object_ids, labeler: Labeler, progress=None, sto
             if isinstance(crop, Exception):
                 on_result(oid, LabelResult(None, str(crop)))
                 continue
-            yield oid, crop
+            if learn is None:
+                yield oid, crop
+                continue
+            if cfg.knn_only_above is not None and by_vote(oid):
+                continue
+            yield oid, crop, learn.for_object(oid) if cfg.few_shot else ()
+
+    def by_vote(oid: int) -> bool:
+        """Label from the neighbours alone when enough of them agree (counted as saved cost); False: ask."""
+        v = learn.vote(oid, cfg.knn_k)
+        if v is None or v.k < cfg.knn_k or v.agreement < cfg.knn_only_above or failure:
+            return False
+        try:
+            stored = store.set_label(oid, v.label, None, v.agreement, "knn", 0, 0, 0.0, lease=owner)
+        except ClickLabelError as exc:
+            failure.append(exc)
+            halt.set()
+            return True
+        if stored:
+            summary.labelled += 1
+            summary.knn += 1
+            summary.saved += estimate(store, [oid], labeler, examples=cfg.few_shot)["cost"]
+        else:
+            summary.skipped += 1
+        tell()
+        return True
 
     async def main():
         try:
@@ -188,6 +221,8 @@ def label_objects(store: Store, object_ids, labeler: Labeler, progress=None, sto
                                f"{kept}")
     if labeler.format != remembered:
         store.set_meta(meta_key, labeler.format)
+    if learn is not None:
+        summary.without_examples = learn.without
     return summary
 
 
@@ -233,12 +268,21 @@ def record(store: Store, oid: int, res: LabelResult, model: str, summary: RunSum
         summary.errors[oid] = res.error or ""
 
 
-def estimate(store: Store, object_ids, labeler: Labeler) -> dict:
-    """Requests, tokens and money a run would cost, without sending anything."""
+def estimate(store: Store, object_ids, labeler: Labeler, examples: int | None = None) -> dict:
+    """Requests, tokens and money a run would cost, without sending anything. With few-shot, each request also
+    carries ``examples`` example crops at low detail with their question and answer (default: the few-shot K, or
+    fewer when the project has fewer confirmed objects with a descriptor)."""
     c = labeler.config
-    text_tokens = (len(SYSTEM_PROMPT) + len(user_text(c.template, c.vocabulary))) // 4 + 12
+    question = len(user_text(c.template, c.vocabulary)) // 4 + 12
+    text_tokens = len(SYSTEM_PROMPT) // 4 + question
     if labeler.format == "json_schema":
         text_tokens += len(json.dumps(c.vocabulary or [])) // 4 + 60
+    if examples is None:
+        models = store.descriptor_models() if c.few_shot else []
+        examples = min(c.few_shot, len(store.confirmed(models[0]).ids)) if models else 0
+    if examples:
+        per_example = image_tokens(c.lmm, c.crop.max_side, c.crop.max_side, "low", labeler.prices) + question + 25
+        text_tokens += examples * per_example
     per_image = {}
     prompt_tokens = 0
     for ob in store.objects_by_id(object_ids):
@@ -254,6 +298,7 @@ def estimate(store: Store, object_ids, labeler: Labeler) -> dict:
     money = cost(c.lmm, prompt_tokens, completion, labeler.prices)
     return {
         "requests": n,
+        "examples_per_request": examples,
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion,
         "cost": money,

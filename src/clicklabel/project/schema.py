@@ -1,6 +1,6 @@
 """The project store's SQLite schema and its migrations (see ``store.py``)."""
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 PROVENANCES = ("manual", "click", "box", "proposed", "imported")
 LABEL_STATUSES = ("pending", "done", "failed", "edited")
 MAX_LABEL_CHARS = 100  # a label or supercategory, from a person, a model or a COCO file
@@ -70,5 +70,15 @@ CREATE TABLE label_checks (
     decision TEXT CHECK (decision IS NULL OR decision IN ('accepted', 'kept')), t REAL NOT NULL);
 CREATE INDEX label_checks_verdict ON label_checks(verdict, decision);
 """
+# Version 5: labels that learn. Each object's descriptor (the segmentation model's image features pooled under its
+# mask, L2-normalised float32) and each image's (the features pooled over the whole image), with the model they come
+# from (descriptors of different models are never compared). The neighbours of an object are found among the
+# accepted objects whose label a person gave or confirmed; the labels are read from ``objects`` at query time, so
+# relabel, delete and their undo change the neighbours with nothing else to update.
+_V5 = """
+CREATE TABLE descriptors (object_id INTEGER PRIMARY KEY, model_id TEXT NOT NULL, vector BLOB NOT NULL);
+CREATE INDEX descriptors_model ON descriptors(model_id);
+CREATE TABLE image_descriptors (image_id INTEGER PRIMARY KEY, model_id TEXT NOT NULL, vector BLOB NOT NULL);
+"""
 # Migrations from version N-1 to N, applied in order; version 1 is the initial schema. Later ones only add.
-MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _V2, 3: _V3, 4: _V4}
+MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5}

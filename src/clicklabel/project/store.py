@@ -26,6 +26,7 @@ from ..images import file_hash, image_size, load_image
 from .boxes import BoxesMixin
 from .checks import ChecksMixin
 from .database import Transaction, begin, busy_timeout, connect, report_wait, rollback, sqlite_error
+from .descriptors import DescriptorsMixin
 from .history import History
 from .leases import LeasesMixin
 from .objects import ObjectsMixin
@@ -44,7 +45,7 @@ class ImageRecord:
     status: str
 
 
-class Store(ObjectsMixin, BoxesMixin, ChecksMixin, LeasesMixin, History):
+class Store(ObjectsMixin, BoxesMixin, ChecksMixin, LeasesMixin, DescriptorsMixin, History):
     """A project: ``Store(path)`` creates or opens it; image paths are stored relative to ``root``."""
 
     def __init__(self, path: str | Path, root: str | Path | None = None):
