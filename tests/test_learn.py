@@ -173,3 +173,58 @@ def test_session_suggestion_follows_relabel_and_undo(tmp_path, tiny_engine):
     assert second not in s.suggestions()
     s.undo()
     assert s.suggestions()[second].label == "tabby cat"
+
+
+def _cli(capsys, *argv):
+    from clicklabel.cli import main
+
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exc:  # argparse refusing a value
+        code = exc.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_cli_few_shot_dry_run_review_order_and_bad_values(tmp_path, capsys, monkeypatch):
+    s, ids = _project(tmp_path, 6)
+    for oid, a, lab in zip(ids[:3], (0, 5, 10), ("cat", "cat", "dog")):
+        s.relabel(oid, lab)
+        s.set_descriptor(oid, "m", _unit(a))
+    for oid, a in zip(ids[3:], (2, 60, 120)):
+        s.set_descriptor(oid, "m", _unit(a))
+    s.set_label(ids[3], "dog", "animal", 0.55, "gpt-4o-mini")  # its neighbours say cat: worth a look
+    s.set_label(ids[4], "cat", "animal", 0.97, "gpt-4o-mini")
+    s.close()
+    p = tmp_path / "p.clicklabel"
+    code, zero, _ = _cli(capsys, "label", p, "--dry-run")
+    code2, shots, _ = _cli(capsys, "label", p, "--dry-run", "--few-shot", "2")
+    assert code == code2 == 0 and "with 2 example image(s) each" in shots
+    cost = [float(t.split("$")[1].split()[0]) for t in (zero, shots)]
+    assert cost[1] > cost[0]
+    code, out, _ = _cli(capsys, "review-order", p)
+    assert code == 0
+    first = next(line for line in out.splitlines() if line.startswith("| ") and not line.startswith("| object "))
+    assert first.split("|")[1].strip() == str(ids[3]) and "nearest confirmed objects 'cat'" in first
+    assert "model confidence 0.55" in first
+    for bad in (["--few-shot", "-1"], ["--few-shot", "many"], ["--knn-only-above", "1.5"],
+                ["--knn-only-above", "0"], ["--few-shot", "65"]):
+        code, _, err = _cli(capsys, "label", p, "--dry-run", *bad)
+        assert code == 2 and "Traceback" not in err and err.count("\n") <= 3, (bad, err)
+
+
+def test_bench_labels_few_shot_and_knn_on_pets(tmp_path, capsys, monkeypatch, tiny_checkpoint):
+    from conftest import needs_shared
+
+    pets = needs_shared("pets")
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    with FakeLMM(answer=lambda body, image: {"label": "Bengal", "supercategory": "cat", "confidence": 0.9}) as srv:
+        monkeypatch.setenv("OPENAI_BASE_URL", srv.url)
+        code, out, err = _cli(capsys, "bench", "labels", "--data", pets, "--few-shot", "0,2", "--knn", "--limit", "12",
+                              "--model", "auto", "--checkpoint", tiny_checkpoint, "--no-cache")
+        assert code == 0, err
+        counts = [_examples_sent(b)[0] for b in srv.requests]
+    rows = [line for line in out.splitlines() if line.startswith("| ") and "setting" not in line]
+    assert len(rows) == 3 and "kNN vote" in rows[0] and "0 example(s)" in rows[1] and "2 example(s)" in rows[2]
+    assert counts == [1] * 6 + [3] * 6  # 6 scored objects, asked cold, then with 2 examples each
+    assert "6 objects confirmed, 6 scored" in out

@@ -14,6 +14,7 @@ from .gui import add_gui_parser, cmd_gui
 from .label import add_label_parser
 from .project import add_project_parsers
 from .refine import add_refine_parser
+from .review import add_review_parser
 from .segment import add_segment_parsers
 from .weights import add_weights_parser
 
@@ -27,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_project_parsers(sub)
     add_label_parser(sub)
     add_refine_parser(sub)
+    add_review_parser(sub)
     add_bench_parser(sub)
     return parser
 

@@ -9,7 +9,7 @@ from .common import MODEL_HELP, count, deprecated, finite_float, positive_int, s
 
 
 def cmd_bench(args) -> int:
-    if args.what == "labels" and args.model and not args.lmm:
+    if args.what == "labels" and args.model and not args.lmm and args.few_shot is None and not args.knn:
         deprecated("`bench labels --model`", "--lmm")
         args.lmm, args.model = args.model, None
     args.model = args.model or "vit_b"
@@ -58,7 +58,14 @@ def cmd_bench(args) -> int:
             raise ClickLabelError("bench labels needs --data DIR (e.g. ../shared/data/pets)")
         cfg = LabelerConfig(lmm=args.lmm or "gpt-4o-mini", vocabulary=read_vocabulary(args.vocab, None) or None,
                             detail=args.detail, concurrency=args.concurrency, crop=CropSettings(mode=args.crop_mode))
-        bench_labels(args.data, Labeler(cfg, None if args.no_cache else LabelCache()), args.limit)
+        labeler = Labeler(cfg, None if args.no_cache else LabelCache())
+        if args.few_shot is not None or args.knn:
+            from ..evaluate.label_learning import bench_label_learning
+
+            bench_label_learning(args.data, labeler, args.few_shot or [], args.knn, args.model, args.checkpoint,
+                                 args.random_weights, _bench_device(args.device), args.limit)
+            return 0
+        bench_labels(args.data, labeler, args.limit)
         return 0
     raise ClickLabelError(f"unknown benchmark {args.what!r}")
 
@@ -107,6 +114,19 @@ def _int_list(text: str) -> tuple[int, ...]:
     return vals
 
 
+def _count_list(text: str) -> list[int]:
+    """argparse type: whole numbers >= 0, comma separated."""
+    import argparse
+
+    try:
+        vals = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        vals = []
+    if not vals or min(vals) < 0 or max(vals) > 64:
+        raise argparse.ArgumentTypeError(f"{text!r}: numbers of examples from 0 to 64, comma separated (e.g. 0,4)")
+    return vals
+
+
 def _registered() -> set[str]:
     from ..weights import REGISTRY
 
@@ -140,6 +160,10 @@ def add_bench_parser(sub) -> None:
     p.add_argument("--crop-mode", default="mask", choices=["mask", "box", "both"])
     p.add_argument("--concurrency", type=positive_int, default=8)
     p.add_argument("--no-cache", action="store_true", help="labels: ask the model even for crops seen before")
+    p.add_argument("--few-shot", type=_count_list, metavar="K,K",
+                   help="labels: half the ground truth as confirmed labels, the other half labelled with each number "
+                        "of nearest examples (e.g. 0,4,16), descriptors from --model")
+    p.add_argument("--knn", action="store_true", help="labels: add the neighbours' vote alone (no model) as a row")
     p.add_argument("--checkpoint")
     p.add_argument("--random-weights", action="store_true", help="random weights (timing only)")
     p.add_argument("--device", default="cpu")

@@ -51,6 +51,14 @@ def positive_float(text: str) -> float:
     return value
 
 
+def share(text: str) -> float:
+    """argparse type: a share above 0 and at most 1."""
+    value = positive_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a share (above 0, at most 1)")
+    return value
+
+
 def finite_float(text: str) -> float:
     """argparse type: a finite number."""
     return _number(float, text, None, "a finite number")

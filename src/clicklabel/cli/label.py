@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import ClickLabelError
-from .common import deprecated, positive_float, positive_int
+from .common import count, deprecated, positive_float, positive_int, share
 
 
 def cmd_label(args) -> int:
@@ -27,9 +27,12 @@ def cmd_label(args) -> int:
             raise ClickLabelError(f"cannot read the prompt template {args.prompt_template}: {exc}") from None
     settings = load_label_settings(store).updated(
         lmm=args.lmm or args.model, vocabulary=read_vocabulary(args.vocab, args.vocab_file) or None,
-        template=template, detail=args.detail, concurrency=args.concurrency, crop_mode=args.crop_mode)
+        template=template, detail=args.detail, concurrency=args.concurrency, crop_mode=args.crop_mode,
+        few_shot=args.few_shot)
     save_label_settings(store, settings)
-    config = settings.labeler_config(timeout=args.timeout)
+    config = settings.labeler_config(timeout=args.timeout, knn_only_above=args.knn_only_above)
+    if args.check:
+        config.few_shot, config.knn_only_above = 0, None  # the audit asks the model cold
     if args.check and not (args.vocab or args.vocab_file):  # the audit answers in the project's own categories
         config.vocabulary = store.labels_in_use() or None
     labeler = Labeler(config, LabelCache(), load_prices(args.prices))
@@ -38,7 +41,8 @@ def cmd_label(args) -> int:
     lmm = settings.lmm
     price_note = f"prices: {SOURCE}" if est["priced"] else f"no price known for {lmm}: cost shown as 0"
     if args.dry_run:
-        print(f"{est['requests']} requests to {lmm}, about {est['prompt_tokens']:,} prompt + "
+        shots = f" with {est['examples_per_request']} example image(s) each" if est["examples_per_request"] else ""
+        print(f"{est['requests']} requests to {lmm}{shots}, about {est['prompt_tokens']:,} prompt + "
               f"{est['completion_tokens']:,} completion tokens, estimated ${est['cost']:.4f} "
               f"(${est['cost_per_object']:.6f} per object, detail {settings.detail}); {price_note}")
         return 0
@@ -66,6 +70,12 @@ def cmd_label(args) -> int:
     usage = store.usage()
     print(f"project total: {usage['prompt_tokens']:,} prompt + {usage['completion_tokens']:,} completion tokens, "
           f"${usage['cost']:.4f}")
+    if summary.knn:
+        print(f"{summary.knn} labelled by their neighbours' vote without asking the model (about "
+              f"${summary.saved:.4f} saved)")
+    if config.few_shot and summary.without_examples:
+        print(f"{summary.without_examples} asked without examples (no descriptor: accepted with GrabCut or "
+              "imported, or nothing confirmed yet)")
     if args.check:
         vocab = f"one of {len(config.vocabulary)} labels" if config.vocabulary else "any label"
         print(f"class audit ({lmm} answering {vocab}): {summary.agreed} agree, {summary.disagreed} disagree; "
@@ -99,5 +109,11 @@ def add_label_parser(sub) -> None:
     p.add_argument("--check", action="store_true",
                    help="class audit: objects that have a label get the model's too, and whether they agree is "
                         "recorded; no label changes (the vocabulary defaults to the project's labels)")
+    p.add_argument("--few-shot", type=count, metavar="K",
+                   help="send the K most similar objects whose label a person gave or confirmed, with their labels, "
+                        "beside each crop (saved in the project; 0: none)")
+    p.add_argument("--knn-only-above", type=share, metavar="P",
+                   help="label from the 5 nearest confirmed objects alone, without the model, when at least this "
+                        "share of them agree (1: unanimous)")
     p.add_argument("--dry-run", action="store_true", help="count requests and estimate the cost; send nothing")
     p.set_defaults(func=cmd_label)

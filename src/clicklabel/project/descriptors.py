@@ -2,9 +2,9 @@
 object's mask, and over each image, as L2-normalised float32 vectors tagged with the model they come from.
 
 The "confirmed" objects, the ones whose neighbours vote and serve as few-shot examples, are the accepted objects
-whose label a person gave or confirmed: typed in (``edited``), imported with the data set, or decided on in the class
-audit. Their labels are read from ``objects`` on every query, so a relabel, a delete and their undo change the
-neighbours at once, with no index of our own to keep in step."""
+whose label a person gave or confirmed: typed in (``edited``), imported with the data set (and not relabelled by
+the model since), or decided on in the class audit. Their labels are read from ``objects`` on every query, so a
+relabel, a delete and their undo change the neighbours at once, with no index of our own to keep in step."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 
 CONFIRMED_SQL = (
-    "o.state = 'accepted' AND o.label IS NOT NULL AND (o.label_status = 'edited' OR o.provenance = 'imported' "
-    "OR o.id IN (SELECT object_id FROM label_checks WHERE decision IS NOT NULL))"
+    "o.state = 'accepted' AND o.label IS NOT NULL AND (o.label_status = 'edited' OR (o.provenance = 'imported' AND "
+    "o.label_status = 'done' AND o.lmm_model IS NULL) OR o.id IN (SELECT object_id FROM label_checks WHERE "
+    "decision IS NOT NULL))"
 )
 
 

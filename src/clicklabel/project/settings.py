@@ -21,6 +21,7 @@ class LabelSettings:
     detail: str = "low"
     concurrency: int = 8
     crop_mode: str = "mask"
+    few_shot: int = 0  # examples per request: the nearest objects whose label a person gave or confirmed
 
     def updated(self, **changes) -> LabelSettings:
         """A copy with the given fields changed; ``None`` values leave a field as it is."""
@@ -32,7 +33,7 @@ class LabelSettings:
 
         return LabelerConfig(lmm=self.lmm, vocabulary=list(self.vocabulary) or None, template=self.template,
                              detail=self.detail, concurrency=self.concurrency,
-                             crop=CropSettings(mode=self.crop_mode), **extra)
+                             crop=CropSettings(mode=self.crop_mode), few_shot=self.few_shot, **extra)
 
 
 def load_label_settings(store: Store) -> LabelSettings:
