@@ -366,3 +366,27 @@ def test_objects_layer_decodes_each_mask_once(make_napari_viewer):
     assert np.allclose(boxes.edge_color[3], [1, 0, 0, 1]) and np.allclose(boxes.edge_color[4], [0, 1, 0, 1])
     layers.show_objects(obs, (300, 400))  # one object back: added, the others kept
     assert len(boxes.data) == 60 and list(boxes.features["text"])[59] == "#60 x 0.90"
+
+
+def test_accepted_object_shows_the_neighbours_guess_before_the_model(make_napari_viewer, qtbot, tiny_engine, folder,
+                                                                    tmp_path):
+    """A person typed a label once: the next object accepted in the same place shows it at once, as a guess with
+    its vote, on the canvas and in the table, while the model has not answered (here: no labelling at all)."""
+    viewer = make_napari_viewer()
+    w = ClickLabelWidget(viewer, engine=tiny_engine, auto_label=False)
+    w.open_folder(str(folder))
+    _wait_ready(qtbot, w)
+    w.layers.box.data = [np.array([[40, 60], [40, 300], [250, 300], [250, 60]])]
+    _wait_ready(qtbot, w)
+    first = w.accept()
+    w.table.item(0, 1).setText("espresso cup")  # the person types the label in the table
+    assert w.session.object(first).label_status == "edited"
+    w.layers.box.data = [np.array([[40, 60], [40, 300], [250, 300], [250, 60]])]
+    _wait_ready(qtbot, w)
+    second = w.accept()
+    texts = list(w.layers.boxes.features["text"])
+    assert texts[1] == f"#{second} espresso cup? 1/1"
+    assert w.table.item(1, 2).text() == "pending: espresso cup 1/1?"
+    assert "1 pending" in w.counter.text()
+    w.few_shot.value = 4
+    assert w._settings_from_fields().few_shot == 4 and w.session.label_settings.few_shot == 4

@@ -159,11 +159,12 @@ class ImagesMixin:
         self.layers.objects.metadata[PROJECT_KEY] = str(s.store.path)  # napari's File > Save exports the project
         for oid, (counts, crop) in crops.items():
             self.layers.remember(oid, counts, crop)
-        self.layers.show_objects(objects, image.shape[:2])
+        votes = s.suggestions()
+        self.layers.show_objects(objects, image.shape[:2], votes)
         self._keep_keys()
         self._update_progress()
         self.show_waiting(waiting, proposal_crops)
-        self._fill_table(objects)
+        self._fill_table(objects, votes)
         self._say_counter()
         self.audit_image_shown()
         more = f" {len(waiting)} proposal(s) wait here: P reviews them." if waiting else ""

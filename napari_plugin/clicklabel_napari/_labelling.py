@@ -30,12 +30,14 @@ class LabellingMixin:
         self.vocab.value = ", ".join(st.vocabulary)
         self.template.value = st.template or ""
         self.concurrency.value = st.concurrency
+        self.few_shot.value = st.few_shot
 
     def _settings_from_fields(self):
         """The fields as the project's settings (saved, so the CLI and the next session see them)."""
         vocab = [v.strip() for v in self.vocab.value.split(",") if v.strip()]
         st = self.session.label_settings.updated(lmm=self.lmm_model.value.strip() or None, vocabulary=vocab,
-                                                 concurrency=int(self.concurrency.value))
+                                                 concurrency=int(self.concurrency.value),
+                                                 few_shot=int(self.few_shot.value))
         st.template = self.template.value or None
         self.session.save_label_settings(st)
         return st

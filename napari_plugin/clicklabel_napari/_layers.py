@@ -34,15 +34,17 @@ def rect(x: float, y: float, w: float, h: float) -> np.ndarray:
     return np.array([[y, x], [y, x + w], [y + h, x + w], [y + h, x]], dtype=float)
 
 
-def object_text(ob) -> str:
-    """What a box says: the label and its confidence, or the label's state; a box-only object (no mask yet) and
-    one that refine flagged say so."""
+def object_text(ob, vote=None) -> str:
+    """What a box says: the label and its confidence, or the label's state (with the neighbours' provisional
+    label while the model has not answered: "#3 tabby cat? 4/5"); a box-only object (no mask yet) and one that
+    refine flagged say so."""
     marks = ("" if getattr(ob, "has_mask", True) else " [box only]") + (" [review]" if getattr(ob, "review", None)
                                                                         else "")
+    guess = f" {vote.label}? {vote.votes}/{vote.k}" if vote is not None else ""
     if ob.label_status == "pending":
-        return f"#{ob.id} label pending{marks}"
+        return f"#{ob.id}{guess or ' label pending'}{marks}"
     if ob.label_status == "failed":
-        return f"#{ob.id} label failed{marks}"
+        return f"#{ob.id} label failed{guess}{marks}"
     conf = f" {ob.label_confidence:.2f}" if ob.label_confidence is not None and ob.label_status == "done" else ""
     return f"#{ob.id} {ob.label}{conf}{marks}"
 
@@ -228,7 +230,7 @@ class LayerSet:
         """A crop decoded elsewhere (a worker thread) for the object with these RLE counts."""
         self._crops[object_id] = (counts, crop)
 
-    def show_objects(self, objects, shape) -> None:
+    def show_objects(self, objects, shape, votes=None) -> None:
         """Draw the accepted objects: masks (label value = object id), tight boxes and label texts. Only what
         changed is redrawn: objects added since the last call are painted in their boxes, and boxes already
         drawn stay (napari rebuilds a rectangle's meshes when it is added); anything else redraws all."""
@@ -249,7 +251,7 @@ class LayerSet:
                     labels[r : r + m.shape[0], c : c + m.shape[1]][m] = ob.id
             layer.data = labels
             self._painted = ids
-        self._show_boxes(objects)
+        self._show_boxes(objects, votes or {})
 
     def _reshaped(self, objects) -> bool:
         """Whether an object already drawn has another mask now (refined, replaced, undone)."""
@@ -271,9 +273,9 @@ class LayerSet:
             block[m] = ob.id
             paint(layer, r, c, block)
 
-    def _show_boxes(self, objects) -> None:
+    def _show_boxes(self, objects, votes) -> None:
         drawn = [(ob.id, tuple(ob.bbox)) for ob in objects]
-        texts = [object_text(ob) for ob in objects]
+        texts = [object_text(ob, votes.get(ob.id)) for ob in objects]
         colours = [STATUS_COLOURS.get(ob.label_status, "white") for ob in objects]
         boxes = self.boxes
         if drawn[: len(self._drawn)] != self._drawn or len(boxes.data) != len(self._drawn) or not drawn:

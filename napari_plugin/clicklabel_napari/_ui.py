@@ -96,6 +96,9 @@ def build_ui(w) -> None:
     w.vocab = LineEdit(label="vocabulary", value="")
     w.template = LineEdit(label="prompt", value="")
     w.concurrency = SpinBox(label="concurrency", value=8, min=1, max=64)
+    w.few_shot = SpinBox(label="examples", value=0, min=0, max=16,
+                         tooltip="few-shot: the most similar objects whose label you typed or confirmed go with each "
+                                 "crop, with their labels (0: none)")
     w.label_btn, w.retry_btn = PushButton(text="Label pending (L)"), PushButton(text="Retry failed")
     # Project
     w.folder = FileEdit(label="images", mode="d", value="")
@@ -135,7 +138,7 @@ def build_ui(w) -> None:
          _row(w.manual_btn, w.undo_btn, w.redo_btn), w.table, _row(w.delete_btn, w.jump_btn))
     _tab(w.tabs, "Review", Container(widgets=[w.grid, w.min_area, w.max_props]), w.propose_btn,
          _row(w.accept_prop_btn, w.reject_btn, w.skip_btn), _row(w.threshold, w.above_btn), w.review_info)
-    _tab(w.tabs, "Labels", Container(widgets=[w.lmm_model, w.vocab, w.template, w.concurrency]),
+    _tab(w.tabs, "Labels", Container(widgets=[w.lmm_model, w.vocab, w.template, w.concurrency, w.few_shot]),
          _row(w.label_btn, w.retry_btn))
     _tab(w.tabs, "Project", Container(widgets=[w.folder]), _row(w.open_btn), _row(w.polygons, w.export_btn),
          Container(widgets=[w.engine_box, w.device_box, w.encoder_box, w.checkpoint]),

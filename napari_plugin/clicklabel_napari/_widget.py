@@ -161,17 +161,20 @@ class ClickLabelWidget(ImagesMixin, PromptingMixin, ReviewMixin, AuditMixin, Lab
         if s is None or s.image is None or self._loading is not None:
             return
         obs = s.objects()
-        self.layers.show_objects(obs, s.image.shape[:2])
-        self._fill_table(obs)
+        votes = s.suggestions()
+        self.layers.show_objects(obs, s.image.shape[:2], votes)
+        self._fill_table(obs, votes)
         self._say_counter()
 
-    def _fill_table(self, obs) -> None:
+    def _fill_table(self, obs, votes=None) -> None:
+        votes = votes or {}
         self.table.blockSignals(True)
         rows = self.table_objects(obs)  # the review panel's filter and columns
         self.table.setRowCount(len(rows))
         for r, (ob, extra) in enumerate(rows):
             conf = f"{ob.label_confidence:.2f}" if ob.label_confidence is not None else ""
-            for c, v in enumerate([str(ob.id), ob.label or "", ob.label_status, conf, ob.provenance, *extra]):
+            status = ob.label_status + (f": {votes[ob.id]}?" if ob.id in votes else "")  # the neighbours' guess
+            for c, v in enumerate([str(ob.id), ob.label or "", status, conf, ob.provenance, *extra]):
                 item = QTableWidgetItem(v)
                 if c != 1:
                     item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEditable)  # read-only except the label
@@ -188,7 +191,7 @@ class ClickLabelWidget(ImagesMixin, PromptingMixin, ReviewMixin, AuditMixin, Lab
             self.counter.setText(f"Image {index + 1} of {total} (opening); images done: {done}/{total}")
             return
         waiting = f", {len(self.proposed)} proposal(s) waiting" if self.proposed else ""
-        statuses = [self.table.item(r, 2).text() for r in range(self.table.rowCount())]
+        statuses = [self.table.item(r, 2).text().split(":")[0] for r in range(self.table.rowCount())]
         labels = ", ".join(f"{statuses.count(k)} {k}" for k in ("pending", "failed") if statuses.count(k))
         labels = f" (labels: {labels})" if labels else ""
         cost = f"; labels cost ${self._label_cost:.4f} so far" if self._label_cost else ""
@@ -249,7 +252,10 @@ class ClickLabelWidget(ImagesMixin, PromptingMixin, ReviewMixin, AuditMixin, Lab
 
     def object_texts(self) -> list[str]:
         """What the boxes say now (for tests and screenshots)."""
-        return [object_text(o) for o in self.session.objects()] if self.session else []
+        if self.session is None:
+            return []
+        votes = self.session.suggestions()
+        return [object_text(o, votes.get(o.id)) for o in self.session.objects()]
 
     # -- export ----------------------------------------------------------------------------------------------------
     def export_dialog(self) -> None:

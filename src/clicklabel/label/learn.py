@@ -47,14 +47,18 @@ def suggestion(store: Store, object_id: int, k: int = DEFAULT_K) -> Vote | None:
     return vote(store.confirmed(model_id), vec, k, exclude={object_id})
 
 
-def suggestions(store: Store, objects) -> dict[int, Vote]:
-    """Votes for those of ``objects`` that wait for the model (pending or failed), by object id."""
+def suggestions(store: Store, objects, k: int = DEFAULT_K) -> dict[int, Vote]:
+    """Votes for those of ``objects`` that wait for the model (pending or failed), by object id (one read of the
+    confirmed objects per model)."""
+    waiting = [ob.id for ob in objects if ob.label_status in ("pending", "failed")]
+    pools: dict[str, object] = {}
     out = {}
-    for ob in objects:
-        if ob.label_status in ("pending", "failed"):
-            v = suggestion(store, ob.id)
-            if v is not None:
-                out[ob.id] = v
+    for oid, (model_id, vec) in store.descriptors_of(waiting).items():
+        if model_id not in pools:
+            pools[model_id] = store.confirmed(model_id)
+        v = vote(pools[model_id], vec, k, exclude={oid})
+        if v is not None:
+            out[oid] = v
     return out
 
 
