@@ -317,6 +317,22 @@ def test_labelling_progress_bar_and_stop(make_napari_viewer, qtbot, tiny_engine,
         assert len(slow.requests) < 30
 
 
+def test_l_says_when_its_labels_arrived(make_napari_viewer, qtbot, tiny_engine, lmm, folder, tmp_path):
+    viewer = make_napari_viewer()
+    w = _widget(viewer, tiny_engine, lmm, tmp_path)
+    w.open_folder(str(folder))
+    _wait_ready(qtbot, w)
+    m = np.zeros((341, 512), bool)
+    m[10:60, 20:100] = True
+    w.session.store.accept(w.session.current.id, m)
+    w.session.store.accept(w.session.current.id, np.roll(m, 100, axis=0))
+    w.label_pending()
+    assert w.status.text().startswith("Labelling 2 object(s)")
+    qtbot.waitUntil(lambda: w._label_worker is None, timeout=60_000)
+    assert w.status.text() == "Labelled 2 object(s)."  # not the stale "Labelling 2 object(s) ..."
+    assert [o.label for o in w.session.objects()] == ["coffee cup", "coffee cup"]
+
+
 def test_objects_layer_decodes_each_mask_once(make_napari_viewer):
     from clicklabel.masks import encode_rle, tight_bbox
     from clicklabel_napari._layers import LayerSet

@@ -130,6 +130,9 @@ class LabellingMixin:
             return
         # Labels that arrive show on their boxes and in the counter line; only failures are worth a notification.
         self._label_cost += summary.cost
+        if self.status.text().startswith("Labelling ") and not self._label_queue:  # L's own text, now answered
+            self.say(f"Labelled {summary.labelled} object(s)" +
+                     (f"; {summary.failed} failed ('Retry failed' sends them again)." if summary.failed else "."))
         if summary.failed:
             show_warning(f"{summary.failed} label(s) failed; 'Retry failed' (Labels tab) sends them again")
         self._start_labelling()
