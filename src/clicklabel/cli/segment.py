@@ -95,6 +95,8 @@ def cmd_precompute(args) -> int:
     from ..segment.precompute import precompute
 
     paths = image_files(args.target)
+    if args.ray:
+        return precompute_on_ray(args, paths)
     engine = engine_from_args(args, cache=EmbeddingCache.at_root(args.cache) if args.cache else None,
                               precision=None if args.precision == "auto" else args.precision, compile=args.compile)
     bar = tqdm(total=len(paths), unit="image", desc=f"embedding ({engine.model}, {engine.device})", disable=None)
@@ -107,6 +109,39 @@ def cmd_precompute(args) -> int:
     for e in stats["errors"][:10]:
         print(f"skipped: {e}")
     return 0
+
+
+def precompute_on_ray(args, paths) -> int:
+    """``precompute --ray [ADDRESS]``: the same cache entries, encoded by Ray actors (one model load each)."""
+    from tqdm import tqdm
+
+    from ..cluster import ray_session
+    from ..cluster.workers import make_workers, ray_precompute
+    from ..files import cache_root
+    from .common import model_from_args
+
+    spec = {"engine": "sam", "model": model_from_args(args), "checkpoint": str(args.checkpoint) if args.checkpoint
+            else None, "device": args.device, "encoder": args.encoder,
+            "precision": None if args.precision == "auto" else args.precision, "compile": args.compile}
+    root = str(args.cache or cache_root())
+    with ray_session(None if args.ray == "local" else args.ray) as ray:
+        workers = make_workers(ray, spec, root, max_workers=args.ray_workers)
+        bar = tqdm(total=len(paths), unit="image", desc=f"embedding on Ray ({len(workers)} workers)", disable=None)
+        stats = ray_precompute(ray, workers, paths, batch=args.batch, progress=bar.update)
+        bar.close()
+    rate = stats["encoded"] / stats["seconds"] if stats["seconds"] > 0 else 0.0
+    print(f"{stats['encoded']} encoded, {stats['cached']} already cached, {stats['failed']} unreadable "
+          f"in {stats['seconds']:.1f} s ({rate:.1f} images/s, {len(workers)} Ray workers); cache: {root}")
+    for e in stats["errors"][:10]:
+        print(f"skipped: {e}")
+    return 0
+
+
+def add_ray_args(p) -> None:
+    """--ray [ADDRESS] and --ray-workers (the optional clicklabel[ray] extra)."""
+    p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="run on Ray: a private local cluster, or join ADDRESS (needs pip install 'clicklabel[ray]')")
+    p.add_argument("--ray-workers", type=positive_int, help="--ray: at most this many model workers")
 
 
 def add_segment_parsers(sub) -> None:
@@ -135,4 +170,5 @@ def add_segment_parsers(sub) -> None:
                    help="CPU threads reading and resizing images (default: cores, max 16)")
     p.add_argument("--cache", help="cache folder (default $CLICKLABEL_CACHE or the user cache folder); copy it to "
                                    "another machine and pass it to `clicklabel gui --cache`")
+    add_ray_args(p)
     p.set_defaults(func=cmd_precompute)
