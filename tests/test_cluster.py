@@ -7,9 +7,10 @@ import signal
 import sys
 
 import pytest
-from conftest import SAMPLES
 
 from clicklabel.cli import main
+
+from conftest import SAMPLES
 
 NAMES = ("rocket", "coffee", "astronaut")
 
@@ -41,6 +42,28 @@ def test_precompute_ray_matches_local_and_resumes(ray_cluster, tiny_checkpoint, 
     assert _entries(tmp_path / "ray") == _entries(tmp_path / "local") and len(_entries(tmp_path / "local")) == 3
     assert main(args + ["--cache", str(tmp_path / "ray"), "--ray"]) == 0
     assert "0 encoded, 6 already cached" in capsys.readouterr().out
+
+
+def test_propose_ray_stores_the_same_proposals(ray_cluster, tiny_checkpoint, tmp_path, capsys):
+    from clicklabel.project.store import Store
+
+    common = ["--model", "auto", "--checkpoint", str(tiny_checkpoint), "--device", "cpu", "--grid", "4",
+              "--pred-iou-thresh", "0", "--stability-thresh", "0", "--max", "3"]
+    found = {}
+    for how in ("local", "ray"):
+        proj = tmp_path / f"{how}.clicklabel"
+        images = [str(SAMPLES / f"{n}.jpg") for n in NAMES]
+        assert main(["add", str(proj), *images]) == 0
+        assert main(["propose", str(proj), *common] + (["--ray"] if how == "ray" else [])) == 0
+        found[how] = sorted(((o.image_id, o.state, o.score, o.mask)
+                             for o in Store(proj).objects(states=("proposed", "accepted"))), key=lambda f: f[:3])
+    assert [f[:2] for f in found["ray"]] == [f[:2] for f in found["local"]]
+    assert {f[0] for f in found["ray"]} == {1, 2, 3}
+    # the same proposals; the second run reads the embedding from the cache the first wrote (float16), hence ~
+    for (_, _, s1, m1), (_, _, s2, m2) in zip(found["ray"], found["local"]):
+        assert abs(s1 - s2) < 0.02 and (m1 & m2).sum() / max(1, (m1 | m2).sum()) > 0.97
+    assert main(["propose", str(tmp_path / "ray.clicklabel"), *common, "--ray"]) == 0  # rerun: nothing repeated
+    assert "0 proposals written" in capsys.readouterr().out
 
 
 def test_killed_worker_loses_nothing(ray_cluster, tiny_checkpoint, tmp_path):

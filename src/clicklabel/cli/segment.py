@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from .common import add_engine_args, engine_from_args, parse_box, parse_point, positive_int
+from .common import add_engine_args, add_ray_args, engine_from_args, engine_spec, parse_box, parse_point, positive_int
 
 SAMPLES = Path(__file__).parents[1] / "data" / "samples"
 
@@ -118,13 +118,10 @@ def precompute_on_ray(args, paths) -> int:
     from ..cluster import ray_session
     from ..cluster.workers import make_workers, ray_precompute
     from ..files import cache_root
-    from .common import model_from_args
 
-    spec = {"engine": "sam", "model": model_from_args(args), "checkpoint": str(args.checkpoint) if args.checkpoint
-            else None, "device": args.device, "encoder": args.encoder,
-            "precision": None if args.precision == "auto" else args.precision, "compile": args.compile}
+    spec = engine_spec(args, precision=None if args.precision == "auto" else args.precision, compile=args.compile)
     root = str(args.cache or cache_root())
-    with ray_session(None if args.ray == "local" else args.ray) as ray:
+    with ray_session(args.ray) as ray:
         workers = make_workers(ray, spec, root, max_workers=args.ray_workers)
         bar = tqdm(total=len(paths), unit="image", desc=f"embedding on Ray ({len(workers)} workers)", disable=None)
         stats = ray_precompute(ray, workers, paths, batch=args.batch, progress=bar.update)
@@ -135,13 +132,6 @@ def precompute_on_ray(args, paths) -> int:
     for e in stats["errors"][:10]:
         print(f"skipped: {e}")
     return 0
-
-
-def add_ray_args(p) -> None:
-    """--ray [ADDRESS] and --ray-workers (the optional clicklabel[ray] extra)."""
-    p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
-                   help="run on Ray: a private local cluster, or join ADDRESS (needs pip install 'clicklabel[ray]')")
-    p.add_argument("--ray-workers", type=positive_int, help="--ray: at most this many model workers")
 
 
 def add_segment_parsers(sub) -> None:

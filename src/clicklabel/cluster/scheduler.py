@@ -77,9 +77,14 @@ class BatchScheduler:
                 free_retry.update(same)
                 attempt += 1
                 if len(b) == 1 and attempt >= self.max_attempts:
-                    yield {"items": list(b), "failed": 1,
-                           "errors": [f"{b[0]}: the worker died {attempt} times on this file ({type(err).__name__})"]}
+                    why = f"the worker died {attempt} times on this file ({type(err).__name__})"
+                    yield {"items": list(b), "failed": 1, "errors": [f"{_name(b[0])}: {why}"]}
                 elif len(b) > 1 and attempt >= 2:
                     queue.extendleft(((p,), attempt) for p in reversed(b))
                 else:
                     queue.appendleft((b, attempt))
+
+
+def _name(item) -> str:
+    """How a failed item is named: a path, or the path of an (id, path, ...) tuple."""
+    return str(item[1]) if isinstance(item, tuple) else str(item)

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from ..errors import ClickLabelError
 from . import ClusterError
 
 
@@ -32,6 +33,27 @@ class SegmentWorker:
 
         stats = precompute(self.engine, [Path(p) for p in paths], batch=batch_size, workers=workers)
         return [{"items": paths, **{k: stats[k] for k in ("encoded", "cached", "failed", "errors")}}]
+
+
+    def propose(self, items: list[tuple], settings=None) -> list[dict]:
+        """Proposals for each (image_id, path, existing masks); masks come back bit-packed (small to send)."""
+        import numpy as np
+
+        from ..images import load_image
+
+        rows = []
+        for image_id, path, existing in items:
+            try:
+                self.engine.set_image(load_image(path))
+            except ClickLabelError as exc:
+                rows.append({"items": [image_id], "failed": 1, "errors": [str(exc)]})
+                continue
+            props = self.engine.propose(settings, existing=[np.unpackbits(m, count=int(np.prod(shape))).reshape(shape)
+                                                             .astype(bool) for m, shape in existing])
+            rows.append({"items": [image_id], "image_id": image_id, "engine": self.engine.name,
+                         "model": self.engine.model, "props": [(np.packbits(p.mask), p.mask.shape, p.predicted_iou)
+                                                               for p in props]})
+        return rows
 
 
 def make_workers(ray, spec: dict, cache_root: str | None, max_workers: int | None = None,
@@ -74,3 +96,32 @@ def ray_precompute(ray, workers: list, paths: list[Path], batch: int = 8,
             progress(len(row["items"]))
     stats["seconds"] = time.perf_counter() - t0
     return stats
+
+
+def ray_propose(ray, workers: list, store, settings=None, accept_above: float | None = None, batch: int = 2,
+                progress: Callable[[int], None] | None = None):
+    """``propose_project`` over the workers: the workers propose, the driver alone writes the project (each image's
+    proposals as the results arrive, so a killed run keeps what came back; a rerun skips objects already there)."""
+    import numpy as np
+
+    from ..project.proposals import ProposeReport
+    from .scheduler import BatchScheduler
+
+    rep = ProposeReport()
+    items = [(im.id, str(store.image_path(im)),
+              [(np.packbits(o.mask), o.mask.shape) for o in store.objects(im.id, states=("accepted", "proposed"))])
+             for im in store.images()]
+    for row in BatchScheduler(ray, workers, "propose").run(items, batch=batch, settings=settings):
+        rep.errors += row.get("errors", [])
+        for packed, shape, score in row.get("props", []):
+            mask = np.unpackbits(packed, count=int(np.prod(shape))).reshape(shape).astype(bool)
+            auto = accept_above is not None and score >= accept_above
+            oid = store.accept(row["image_id"], mask, provenance="proposed", score=score, engine=row["engine"],
+                               model=row["model"], clicks=0, state="accepted" if auto else "proposed")
+            rep.proposed.append(oid)
+            if auto:
+                rep.accepted.append(oid)
+        rep.images += "image_id" in row
+        if progress:
+            progress(len(row["items"]))
+    return rep
