@@ -12,7 +12,7 @@ from clicklabel.embeddings import EmbeddingCache
 from clicklabel.errors import ClickLabelError, PromptError
 from clicklabel.masks import tight_bbox
 from clicklabel.project import RefineSettings, open_project
-from clicklabel.segment import make_engine
+from clicklabel.segment import Prompt, make_engine
 from clicklabel.segment.propose import ProposeSettings
 from clicklabel.segment.sam import SamEngine
 
@@ -54,7 +54,7 @@ class Block:
 sys.meta_path.insert(0, Block())
 import clicklabel.cli, clicklabel.annotate, clicklabel.coco, clicklabel.label, clicklabel.evaluate.report
 from clicklabel.annotate import AnnotationSession
-from clicklabel.segment import make_engine
+from clicklabel.segment import Prompt, make_engine
 s = AnnotationSession.open({str(folder)!r}, make_engine("grabcut"))
 img = s.load(0); s.embed(img); s.show(0, img)
 s.set_box(60, 30, 380, 290); print(s.accept())
@@ -181,6 +181,78 @@ def test_label_settings_are_the_projects(folder, tiny_engine):
     again = open_project(folder).get_meta("label_settings")
     assert '"lmm": "llava"' in again and AnnotationSession.open(folder, tiny_engine).label_settings.vocabulary == [
         "cat", "dog"]
+
+
+def test_prompt_jobs_run_anywhere_and_stale_answers_are_dropped(folder, tiny_engine):
+    import threading
+
+    s = _open(folder, tiny_engine)
+    job = s.plan(Prompt.make([(200, 150)]))
+    done = threading.Thread(target=job.run)  # the engine work, in another thread
+    done.start()
+    done.join()
+    first = s.commit(job)
+    assert first is s.state.preview and len(s.state.candidates) == 3 and s.state.prompt == job.prompt
+    refine = s.plan(job.prompt.add_point(30, 30, positive=False))
+    assert refine.previous is first and not refine.multimask  # the second click refines the first mask
+    s.clear()  # the annotator moved on before the answer came
+    assert s.commit(refine.run()) is None and s.state.preview is None
+    stale = s.plan(Prompt.make([(100, 100)])).run()
+    s.show(1, s.load(1))
+    assert s.commit(stale) is None
+    with pytest.raises(PromptError, match="outside"):
+        s.plan(Prompt.make([(5000, 10)]))
+    kinds = [e["kind"] for e in s.store.events(["prompt"])]
+    assert kinds == ["prompt"]  # only the answer that was shown counts as a prompt
+
+
+def test_correct_a_proposal_with_clicks_then_undo_redo(folder, tiny_engine):
+    s = _open(folder, tiny_engine)
+    s.propose(OPEN)
+    first, second = s.proposals()[:2]
+    original = first.mask
+    s.correct(first.id)
+    x, y, w, h = first.bbox
+    job = s.plan(Prompt.make([(x + w / 2, y + h / 2), (5, 5)], [1, 0]))
+    assert job.engine_prompt.box is not None and job.engine_prompt.box[0] <= x  # answered inside its box
+    assert job.engine_prompt.box[2] >= x + w and not job.multimask
+    pv = s.commit(job.run())
+    if pv.empty:  # random weights: make sure the correction has something to accept
+        s.commit(s.plan(Prompt.make([(x + w / 2, y + h / 2)], box=(x, y, x + w, y + h))).run())
+        pv = s.state.preview
+    assert not pv.empty
+    oid = s.accept()
+    ob = s.object(oid)
+    assert oid == first.id and ob.state == "accepted" and ob.provenance == "proposed"
+    assert np.array_equal(ob.mask, pv.mask)
+    assert ob.clicks == 2 and ob.seconds is not None and tuple(ob.bbox) == tight_bbox(pv.mask)
+    events = s.store.events(["accept_proposal"])
+    assert len(events) == 1
+    assert s.undo()["kind"] == "accept_proposal"
+    back = s.object(first.id)
+    assert back.state == "proposed" and np.array_equal(back.mask, original) and back.clicks == 0
+    assert s.redo()["kind"] == "accept_proposal" and np.array_equal(s.object(first.id).mask, pv.mask)
+    # accepting a proposal being corrected without any click accepts it as it is
+    s.correct(second.id)
+    assert s.accept() == second.id and np.array_equal(s.object(second.id).mask, second.mask)
+    with pytest.raises(PromptError, match="not a proposal waiting"):
+        s.correct(second.id)
+
+
+def test_export_is_the_cli_export(folder, tiny_engine, tmp_path):
+    import json
+
+    from clicklabel.cli import main
+
+    s = _open(folder, tiny_engine)
+    s.set_box(100, 50, 350, 280)
+    oid = s.accept()
+    s.relabel(oid, "tabby cat")
+    rep = s.export(tmp_path / "widget.json")
+    assert rep.annotations == 1 and rep.images == 2
+    assert main(["export", str(s.store.path), "--out", str(tmp_path / "cli.json")]) == 0
+    a, b = (json.loads((tmp_path / n).read_text()) for n in ("widget.json", "cli.json"))
+    assert a == b and a["categories"][0]["name"] == "tabby cat"
 
 
 def _detection_session(tmp_path, engine) -> AnnotationSession:

@@ -273,3 +273,13 @@ def test_bench_labels_harness_counts_right(tmp_path, monkeypatch, capsys):
     assert res.breed_accuracy == pytest.approx(siamese / n_images)
     assert res.per_class["Siamese"][0] == siamese
     assert "per class (breed)" in capsys.readouterr().out
+
+
+def test_one_tls_context_for_every_run():
+    """Loading the CA certificates took 40 ms per run: it is done once per process."""
+    from clicklabel.label.client import tls_context, warm_up
+
+    warm_up()
+    a = Labeler(LabelerConfig(api_key="k")).client
+    b = Labeler(LabelerConfig(api_key="k")).client
+    assert a is not b and tls_context() is tls_context()

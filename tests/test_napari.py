@@ -1,4 +1,5 @@
-"""GUI tests: the real widget in a real napari viewer (run under xvfb-run), random-weights vit_b, loopback LMM."""
+"""GUI tests: the real widget in a real napari viewer (run under xvfb-run), random-weights SAM, loopback LMM.
+The review mode, keys, clicks and layout are in test_napari_review.py."""
 
 import shutil
 import time
@@ -52,8 +53,12 @@ def _widget(viewer, engine, lmm, tmp_path):
 
 
 def _wait_ready(qtbot, w, timeout=180_000):
-    qtbot.waitUntil(lambda: w._busy is None and w.session is not None and w.session.image is not None,
-                    timeout=timeout)
+    """The image is shown and no prompt is being answered."""
+    qtbot.waitUntil(lambda: w.session is not None and w.session.image is not None and w._loading is None
+                    and not w.answering, timeout=timeout)
+
+
+LAYER_KEYS = ("image", "objects", "proposals", "preview", "boxes", "manual", "box", "prompts")
 
 
 def test_click_accept_label_undo_redo_relabel_switch(make_napari_viewer, qtbot, tiny_engine, lmm, folder, tmp_path):
@@ -65,16 +70,16 @@ def test_click_accept_label_undo_redo_relabel_switch(make_napari_viewer, qtbot, 
     assert [im.path for im in store.images()] == ["coffee.jpg", "rocket.jpg"]
     h, w_ = w.session.image.shape[:2]
 
-    # a positive and a negative point through the points layer
+    # a positive and a negative point through the points layer (answered in a worker)
     pts = w.layers.prompts
     pts.data = np.array([[h / 2, w_ / 2], [10, 10]])
     pts.features = {"positive": np.array([True, False])}
-    assert w.session.state.prompt.labels == (1, 0)
+    qtbot.waitUntil(lambda: w.session.state.prompt.labels == (1, 0) and not w.answering, timeout=20_000)
     preview = w.layers.preview.data.astype(bool)
     assert (preview == w.session.state.preview.mask).all()
 
     oid = w.accept()
-    assert oid is not None and len(pts.data) == 0
+    assert oid is not None and len(pts.data) == 0 and not w.layers.preview.data.any()
     ob = store.object(oid)
     assert ob.provenance == "click" and ob.clicks == 2 and ob.seconds is not None
     assert (w.layers.objects.data == oid).sum() == ob.area
@@ -84,9 +89,11 @@ def test_click_accept_label_undo_redo_relabel_switch(make_napari_viewer, qtbot, 
     assert store.object(oid).label == "coffee cup"
     assert "coffee cup 0.80" in w.layers.boxes.features["text"][0]
     assert w.table.item(0, 1).text() == "coffee cup"
+    assert "label" not in w.status.text().lower()  # labelling reports in the bar, the status stays current
 
     # a box through the box layer
     w.layers.box.data = [np.array([[40, 60], [40, 300], [250, 300], [250, 60]])]
+    _wait_ready(qtbot, w)
     box_id = w.accept()
     assert store.object(box_id).provenance == "box"
 
@@ -106,16 +113,27 @@ def test_click_accept_label_undo_redo_relabel_switch(make_napari_viewer, qtbot, 
     man = w.accept_manual()
     assert store.object(man).provenance == "manual" and store.object(man).bbox == (5, 5, 36, 26)
 
-    # next image
+    # next image: the same layer objects, new data
+    before = {k: getattr(w.layers, k) for k in LAYER_KEYS}
     w.go(+1)
-    _wait_ready(qtbot, w)
-    qtbot.waitUntil(lambda: w.session.index == 1, timeout=180_000)
-    assert w.session.current.path == "rocket.jpg"
+    assert w.counter.text().startswith("Image 2 of 2")  # current from the moment N is pressed
+    qtbot.waitUntil(lambda: w.session.index == 1 and w._loading is None, timeout=180_000)
+    assert all(getattr(w.layers, k) is before[k] for k in LAYER_KEYS)
+    assert w.session.current.path == "rocket.jpg" and w.layers.image.name == "rocket"
+    assert w.layers.image.data.shape[:2] == w.layers.objects.data.shape == w.session.image.shape[:2]
     assert w.layers.objects.data.max() == 0 and len(w.layers.boxes.data) == 0
     w.add_point(200, 150, True)
+    _wait_ready(qtbot, w)
     assert w.session.state.preview is not None
     w.clear()
-    assert w.layers.preview.data.max() == 0
+    assert w.layers.preview.data.max() == 0 and "Cleared" in w.status.text()
+    w.go(-1)  # back: the objects of the first image are drawn again
+    qtbot.waitUntil(lambda: w.session.index == 0 and w._loading is None, timeout=60_000)
+    assert all(getattr(w.layers, k) is before[k] for k in LAYER_KEYS)
+    expected = np.zeros_like(w.layers.objects.data)
+    for o in store.objects(w.session.current.id):  # later objects over earlier ones
+        expected[o.mask] = o.id
+    assert np.array_equal(w.layers.objects.data, expected) and len(w.layers.boxes.data) == 3
     kinds = [e["kind"] for e in store.events()]
     for k in ("prompt", "accept", "undo", "redo", "relabel", "label"):
         assert k in kinds
@@ -132,8 +150,7 @@ def test_ui_never_blocked_by_embedding_or_labelling(make_napari_viewer, qtbot, t
     viewer = make_napari_viewer()
     w = _widget(viewer, engine, lmm, tmp_path)
     store = Store(folder / "project.clicklabel", root=folder)
-    for p in sorted(folder.glob("*.jpg")):
-        store.add_image_file(p)
+    store.add_image_file(folder / "coffee.jpg")  # one image: no next one to compute ahead after the test
     iid = store.images()[0].id
     ids = []
     for i in range(40):  # a batch of objects to label while the embedding runs
@@ -142,7 +159,7 @@ def test_ui_never_blocked_by_embedding_or_labelling(make_napari_viewer, qtbot, t
         ids.append(store.accept(iid, m))
     ticks = []  # (time, whether the embedding or the labelling is running in the background)
     timer = QTimer()
-    timer.timeout.connect(lambda: ticks.append((time.perf_counter(), w._busy is not None or
+    timer.timeout.connect(lambda: ticks.append((time.perf_counter(), w._loading is not None or
                                                 w._label_worker is not None)))
     w.open_project(str(folder / "project.clicklabel"))  # starts the (uncached, vit_b) embedding
     w.queue_labels(ids)
@@ -167,13 +184,52 @@ def test_missing_weights_say_what_to_do(make_napari_viewer, monkeypatch, tmp_pat
     w = ClickLabelWidget(viewer)
     assert w.load_engine() is False
     text = w.status.text()
-    assert "clicklabel weights download vit_b" in text and "GrabCut" in text
+    assert "Download weights" in text and "sam_vit_b_01ec64.pth" in text and "checkpoint" in text
+    assert str(tmp_path / "none") in text and "GrabCut" in text and "--checkpoint" not in text
     assert not w.download_btn.native.isHidden()
     w.engine_box.value = "grabcut"
     assert w.load_engine() is True and w.engine.name == "grabcut"
     w.engine_box.value, w.encoder_box.value, w.device_box.value = "vit_b", "fast", "cpu"
     w.checkpoint.value = str(tiny_checkpoint)
     assert w.load_engine() is True and w.engine.fast and w.engine.encoder.sdpa and w.engine.precision == "fp32"
+
+
+def test_offline_first_run_shows_the_first_sample_with_grabcut(make_napari_viewer, qtbot, monkeypatch, tmp_path,
+                                                              tiny_checkpoint):
+    """`clicklabel gui` with no weights and no network: the first bundled sample at once, GrabCut in use, the
+    widget saying how to get SAM; a real click on the canvas makes a mask; loading SAM later switches engines
+    in the same session."""
+    from gui_input import click
+
+    from clicklabel_napari.launch import build
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))  # where the samples are copied
+    viewer, w = build([], viewer=make_napari_viewer())
+    _wait_ready(qtbot, w, timeout=30_000)
+    first = sorted(SAMPLES.glob("*.jpg"))[0]
+    assert w.engine.name == "grabcut" and w.engine_box.value == "grabcut"
+    assert w.session.current.path == first.name and w.layers.image.name == first.stem
+    text = w.status.text()
+    assert "GrabCut" in text and "Download weights" in text and "checkpoint" in text and "--" not in text
+    viewer.window._qt_window.resize(1280, 800)
+    viewer.reset_view()
+    qtbot.wait(100)
+    h, w_ = w.session.image.shape[:2]
+    click(viewer, w_ / 2, h / 2)
+    qtbot.waitUntil(lambda: w.session.state.preview is not None and not w.answering, timeout=30_000)
+    assert w.session.state.prompt.points == ((pytest.approx(w_ / 2, abs=2), pytest.approx(h / 2, abs=2)),)
+    assert w.layers.preview.data.any() and "Enter accepts" in w.status.text()
+    assert w.accept() is not None and w.session.objects()[0].engine == "grabcut"
+    session, image_layer = w.session, w.layers.image
+    w.engine_box.value, w.device_box.value = "vit_b", "cpu"
+    w.checkpoint.value = str(tiny_checkpoint)
+    w.load_btn.native.click()
+    _wait_ready(qtbot, w, timeout=60_000)
+    assert w.session is session and w.engine.name == "sam" and w.layers.image is image_layer
+    assert "GrabCut" not in w.status.text() and w.session.current.path == first.name
+    click(viewer, w_ / 2, h / 2)
+    _wait_ready(qtbot, w)
+    assert len(w.session.state.candidates) == 3  # SAM's three masks for one click
 
 
 def test_cpu_default_is_the_fastest_model_whose_weights_are_here(make_napari_viewer, monkeypatch, tmp_path):
@@ -210,6 +266,27 @@ def test_reader_writer_and_samples(tmp_path):
     assert len(sample_images()) == 4
 
 
+def test_napari_writer_on_the_objects_layer_exports_the_project(folder, tmp_path):
+    """File > Save of clicklabel's objects layer writes the project's COCO: the file `clicklabel export` writes."""
+    import json
+
+    from clicklabel.cli import main
+    from clicklabel_napari._io import PROJECT_KEY, write_coco
+
+    store = Store(folder / "project.clicklabel", root=folder)
+    for p in sorted(folder.glob("*.jpg")):
+        store.add_image_file(p)
+    m = np.zeros((341, 512), bool)
+    m[10:50, 20:90] = True
+    store.relabel(store.accept(store.images()[1].id, m), "rocket")
+    write_coco(str(tmp_path / "napari.json"), np.zeros((5, 5), np.int32),
+               {"name": "clicklabel objects", "metadata": {PROJECT_KEY: str(store.path)}})
+    assert main(["export", str(store.path), "--out", str(tmp_path / "cli.json")]) == 0
+    a, b = (json.loads((tmp_path / n).read_text()) for n in ("napari.json", "cli.json"))
+    assert a == b and [im["file_name"] for im in a["images"]] == ["coffee.jpg", "rocket.jpg"]
+    assert a["categories"][0]["name"] == "rocket"
+
+
 def test_labelling_progress_bar_and_stop(make_napari_viewer, qtbot, tiny_engine, folder, tmp_path):
     viewer = make_napari_viewer()
     with FakeLMM(latency=0.3, answer=lambda body, img: {"label": "cup", "category": "cup",
@@ -230,12 +307,12 @@ def test_labelling_progress_bar_and_stop(make_napari_viewer, qtbot, tiny_engine,
         w.queue_labels(ids)
         assert not w.progress.isHidden() and not w.stop_btn.native.isHidden() and w.progress.maximum() == 30
         qtbot.waitUntil(lambda: w.progress.value() >= 2, timeout=20_000)  # progress arrives from the worker
-        w.stop_labelling()
+        w.stop_btn.native.click()
         qtbot.waitUntil(lambda: w._label_worker is None, timeout=20_000)
         done = len(w.session.store.objects(label_status=["done"]))
         pending = len(w.session.store.objects(label_status=["pending"]))
         assert 2 <= done < 30 and done + pending == 30, (done, pending)
-        assert "labelling stopped" in w.status.text()
+        assert "Labelling stopped" in w.status.text()
         assert w.progress.isHidden() and w.stop_btn.native.isHidden()
         assert len(slow.requests) < 30
 
@@ -266,7 +343,7 @@ def test_objects_layer_decodes_each_mask_once(make_napari_viewer):
         m[r, c + 2 :] = False
         obs.append(Ob(i, m))
     layers = LayerSet(make_napari_viewer())
-    layers.setup(np.zeros((300, 400, 3), np.uint8), "blank")
+    layers.show_image(np.zeros((300, 400, 3), np.uint8), "blank", np.zeros((300, 400), np.int32), [])
     layers.show_objects(obs, (300, 400))
     expected = np.zeros((300, 400), np.int32)
     for ob in obs:

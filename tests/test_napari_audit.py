@@ -36,6 +36,10 @@ def _selected(w) -> int:
     return w.selected_ids()[0]
 
 
+def _idle(w) -> bool:
+    return w._loading is None and not w.refining
+
+
 def test_review_panel_refines_steps_filters_and_decides(make_napari_viewer, qtbot, tmp_path):
     path, _ = box_only_file(tmp_path)
     store = Store(tmp_path / "p.clicklabel", root=tmp_path)
@@ -54,7 +58,7 @@ def test_review_panel_refines_steps_filters_and_decides(make_napari_viewer, qtbo
     w = ClickLabelWidget(viewer, engine=make_engine("grabcut"), auto_label=False)
     viewer.window.add_dock_widget(w, area="right")
     w.open_project(str(tmp_path / "p.clicklabel"))
-    qtbot.waitUntil(lambda: w._busy is None and w.session is not None and w.session.image is not None,
+    qtbot.waitUntil(lambda: _idle(w) and w.session is not None and w.session.image is not None,
                     timeout=60_000)
     s = w.session
     rows = _rows(w)
@@ -66,7 +70,7 @@ def test_review_panel_refines_steps_filters_and_decides(make_napari_viewer, qtbo
 
     # refine the image in a worker: progress, then the table filtered to what was flagged
     w.refine_here()
-    assert w._busy == "refining" and not w.progress.isHidden() and w.progress.maximum() == 5
+    assert w.refining and not w.progress.isHidden() and w.progress.maximum() == 5
     qtbot.waitUntil(lambda: w._refine_worker is None, timeout=60_000)
     assert w.progress.isHidden() and "refined" in w.status.text()
     flagged = [o.id for o in s.flagged()]
@@ -78,9 +82,9 @@ def test_review_panel_refines_steps_filters_and_decides(make_napari_viewer, qtbo
         w.next_in_filter()
         assert _selected(w) == oid
     w.next_in_filter()  # the last one here: the next is on the second image
-    qtbot.waitUntil(lambda: s.index == 1 and w._busy is None and w.selected_ids() == [lone], timeout=60_000)
+    qtbot.waitUntil(lambda: s.index == 1 and _idle(w) and w.selected_ids() == [lone], timeout=60_000)
     w.next_in_filter()
-    qtbot.waitUntil(lambda: s.index == 0 and w._busy is None and w.selected_ids() == [flagged[0]],
+    qtbot.waitUntil(lambda: s.index == 0 and _idle(w) and w.selected_ids() == [flagged[0]],
                     timeout=60_000)
 
     # fine as it is: gone from the filter; undo brings it back

@@ -9,7 +9,8 @@ import threading
 
 from magicgui.widgets import ComboBox, Container, PushButton
 from napari.qt.threading import create_worker
-from qtpy.QtWidgets import QTableWidgetItem
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QLabel, QTableWidgetItem, QVBoxLayout, QWidget
 
 from clicklabel.errors import ClickLabelError
 
@@ -27,14 +28,22 @@ def build_audit_ui(w) -> None:
     w.use_preview_btn = PushButton(text="Use preview's mask")
     w.take_label_btn = PushButton(text="Take model's label")
     w.keep_label_btn = PushButton(text="Keep label")
-    rows = [Container(widgets=[w.refine_btn, w.refine_stop_btn, w.next_review_btn], layout="horizontal",
-                      labels=False),
-            Container(widgets=[w.table_filter]),
+    w.audit_info = QLabel("Box-only objects (imported from a detection data set) get SAM's masks here; the ones "
+                          "whose mask disagrees with their box, and the class audit's disagreements "
+                          "(clicklabel label --check), are stepped through and decided. Ctrl+Z undoes.")
+    w.audit_info.setWordWrap(True)
+    rows = [Container(widgets=[w.refine_btn, w.refine_stop_btn], layout="horizontal", labels=False),
+            Container(widgets=[w.table_filter, w.next_review_btn]),
             Container(widgets=[w.fine_btn, w.use_preview_btn], layout="horizontal", labels=False),
             Container(widgets=[w.take_label_btn, w.keep_label_btn], layout="horizontal", labels=False)]
     panel = Container(widgets=rows, labels=False)
-    layout = w.layout()
-    layout.insertWidget(layout.indexOf(w.table), panel.native)
+    page = QWidget()
+    lay = QVBoxLayout(page)
+    lay.setContentsMargins(4, 4, 4, 4)
+    lay.addWidget(panel.native)
+    lay.addWidget(w.audit_info)
+    lay.addStretch(1)
+    w.tabs.insertTab(2, page, "Audit")  # after Annotate and Review
     base = w.table.columnCount()
     w.table.setColumnCount(base + len(COLUMNS))
     for i, name in enumerate(COLUMNS):
@@ -44,7 +53,8 @@ def build_audit_ui(w) -> None:
                            (w.next_review_btn, w.next_in_filter), (w.fine_btn, w.fine_as_it_is),
                            (w.use_preview_btn, w.use_preview_mask), (w.take_label_btn, w.take_model_label),
                            (w.keep_label_btn, w.keep_own_label)]:
-        button.changed.connect(lambda *_, action=action: action())
+        button.native.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # the keys stay with the canvas
+        button.changed.connect(lambda *_, action=action: w.run_action(action))
     w.table_filter.changed.connect(lambda *_: w.refresh())
 
 
@@ -75,6 +85,10 @@ class AuditMixin:
     _refine_counts = (0, 0)
     _focus: int | None = None  # an object to select once its image is shown
 
+    @property
+    def refining(self) -> bool:
+        return self._refine_worker is not None
+
     # -- the table --------------------------------------------------------------------------------------------
     def table_objects(self, obs):
         """The current image's objects the table lists under the filter, and each row's review cells."""
@@ -92,16 +106,19 @@ class AuditMixin:
         """The engine's masks for the current image's box-only objects, in a worker (the UI stays free)."""
         if not self._ready():
             return
+        if self._propose_worker is not None:
+            self.say("SAM is proposing objects for this image: wait, or press Stop, before refining.")
+            return
         todo = len(self.session.to_refine())
         if not todo:
             self.say("nothing to refine here: every box-only object was refined (or tried) with this engine")
             return
-        self._busy = "refining"
         self._refine_counts = (0, todo)
         self._refine_stop = threading.Event()
         self.refine_stop_btn.visible = True
         self.say(f"refining {todo} box(es) with {self.session.engine.name} {self.session.engine.model} ...")
-        worker = create_worker(self.session.refine, progress=self.refine_progress.emit, stop=self._refine_stop)
+        worker = create_worker(self.session.refine, progress=self.reporter(self.refine_progress, self._refine_stop),
+                               stop=self._refine_stop)
         worker.returned.connect(self._refined)
         worker.errored.connect(self._refine_failed)
         self._refine_worker = worker
@@ -118,7 +135,6 @@ class AuditMixin:
         self._update_progress()
 
     def _refine_finished(self) -> None:
-        self._busy = None
         self._refine_worker = None
         self.refine_stop_btn.visible = False
         self._update_progress()

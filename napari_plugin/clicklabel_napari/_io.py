@@ -60,8 +60,24 @@ def read_coco(path):
     return layers
 
 
+PROJECT_KEY = "clicklabel_project"  # in the objects layer's metadata: the project file it shows
+
+
 def write_coco(path: str, data: np.ndarray, meta: dict) -> list[str]:
-    """Write a Labels layer (one value per instance) as a COCO instances file."""
+    """napari's File > Save for a Labels layer. clicklabel's objects layer (it names its project in its metadata):
+    the whole project as COCO, the same file as ``clicklabel export`` (every image, the labels). Any other Labels
+    layer: that one label image as COCO instances (one image, category 'object', named after the layer)."""
+    project = (meta.get("metadata") or {}).get(PROJECT_KEY)
+    if project:
+        from clicklabel.coco import export_coco
+        from clicklabel.project import open_project
+
+        store = open_project(project)
+        try:
+            export_coco(store, path)
+        finally:
+            store.close()
+        return [path]
     labels_to_coco(np.asarray(data), path, file_name=meta.get("name", "image") + ".png")
     return [path]
 

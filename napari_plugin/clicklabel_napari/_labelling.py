@@ -11,7 +11,17 @@ from napari.utils.notifications import show_info, show_warning
 
 class LabellingMixin:
     """Part of ``ClickLabelWidget``: uses its session, status line, progress bar, stop button, LMM settings and
-    its ``label_progress`` signal. The settings are the project's (``clicklabel label`` uses the same ones)."""
+    its ``label_progress`` signal. The settings are the project's (``clicklabel label`` uses the same ones).
+    Labelling reports in the progress bar (and a notification when a run ends), never in the status line, whose
+    text belongs to what the annotator is doing now."""
+
+    def _init_labelling(self) -> None:
+        self._label_queue: list[int] = []
+        self._label_worker = None
+        self._label_stop: threading.Event | None = None
+        self._label_counts = (0, 0)
+        self._told_no_key = False
+        self._label_cost = 0.0  # dollars spent on labels in this session
 
     def _load_settings(self) -> None:
         """Show the project's labelling settings in the fields."""
@@ -39,34 +49,52 @@ class LabellingMixin:
         return Labeler(settings.labeler_config(), LabelCache())
 
     def queue_labels(self, ids) -> None:
-        """Label objects in the background; the boxes show 'labelling...' until each answer arrives."""
+        """Label objects in the background; the boxes say 'label pending' until each answer arrives."""
         self._label_queue.extend(ids)
         self._start_labelling()
 
     def label_pending(self) -> None:
-        if self.session is not None:
-            self.queue_labels([i for i in self.session.to_label() if i not in self._label_queue])
+        """L: send every object still without a label."""
+        if self.session is None:
+            self.say("Open a project first.")
+            return
+        ids = [i for i in self.session.to_label() if i not in self._label_queue]
+        if not ids:
+            self.say("Every object has a label or is being labelled.")
+        elif self.labeler_factory is None and not os.environ.get("OPENAI_API_KEY"):
+            self.say(f"{len(ids)} object(s) wait for a label, but no language model is set up: start napari with "
+                     "OPENAI_API_KEY set (and OPENAI_BASE_URL for a local server).")
+            return
+        else:
+            self.say(f"Labelling {len(ids)} object(s) in the background (see the bar).")
+        self.queue_labels(ids)
 
     def retry_failed(self) -> None:
-        if self.session is not None:
-            self.queue_labels(self.session.to_label(failed_only=True))
+        if self.session is None:
+            self.say("Open a project first.")
+            return
+        ids = self.session.to_label(failed_only=True)
+        self.say(f"Sending {len(ids)} failed label(s) again." if ids else "No label failed.")
+        self.queue_labels(ids)
 
     def _start_labelling(self) -> None:
         if self._label_worker is not None or not self._label_queue:
             return
         if self.labeler_factory is None and not os.environ.get("OPENAI_API_KEY"):
-            self.say("labels stay pending: set OPENAI_API_KEY (and OPENAI_BASE_URL for a local server), then press L")
             self._label_queue.clear()
+            if not self._told_no_key:  # once: the objects are kept, their labels wait
+                self._told_no_key = True
+                show_info("Labels stay pending: set OPENAI_API_KEY (and OPENAI_BASE_URL for a local server) before "
+                          "starting napari, then press L")
             return
         ids, self._label_queue = list(dict.fromkeys(self._label_queue)), []
         labeler = self._labeler()
-        labeler.client  # noqa: B018 - the HTTP client (and its TLS context) is made here, in the main thread
-        self.say(f"labelling {len(ids)} object(s) with {labeler.config.lmm} ...")
+        labeler.client  # noqa: B018 - made here, in the main thread (the SDK's lazy imports are done: warm_up)
         self._label_stop = threading.Event()
         self.stop_btn.visible = True
         self._label_counts = (0, len(ids))
-        worker = create_worker(self.session.label, ids, labeler, progress=self.label_progress.emit,
-                               stop=self._label_stop)
+        progress = self.reporter(self.label_progress, self._label_stop)
+        worker = create_worker(self.session.label, ids, labeler, progress=progress, stop=self._label_stop)
         worker.returned.connect(self._labelled)
         worker.errored.connect(self._label_error)
         self._label_worker = worker
@@ -78,7 +106,7 @@ class LabellingMixin:
         self._label_queue.clear()
         if self._label_stop is not None:
             self._label_stop.set()
-            self.say("stopping: waiting for the requests already sent ...")
+            self.say("Stopping the labelling: waiting for the requests already sent ...")
 
     def _on_label_progress(self, done: int, total: int) -> None:
         if self._label_worker is not None:
@@ -96,17 +124,16 @@ class LabellingMixin:
         self._label_finished()
         self.refresh()
         if stopped:
-            self.say(f"labelling stopped: {summary.labelled} labelled, the rest stay pending (L sends them)")
+            self.say(f"Labelling stopped: {summary.labelled} labelled, the rest stay pending (L sends them).")
             return
+        # Labels that arrive show on their boxes and in the counter line; only failures are worth a notification.
+        self._label_cost += summary.cost
         if summary.failed:
-            show_warning(f"{summary.failed} label(s) failed; 'Retry failed' sends them again")
-        else:
-            busy = f"; {summary.skipped} left to another labelling run" if summary.skipped else ""
-            show_info(f"{summary.labelled} object(s) labelled (${summary.cost:.4f}){busy}")
+            show_warning(f"{summary.failed} label(s) failed; 'Retry failed' (Labels tab) sends them again")
         self._start_labelling()
 
     def _label_error(self, exc) -> None:
         self._label_finished()
-        self.say(f"labelling stopped: {exc}")
+        self.say(f"Labelling stopped: {exc}")
         self.refresh()
 

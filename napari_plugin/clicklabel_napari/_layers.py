@@ -1,4 +1,11 @@
-"""The napari layers the widget owns, and how the core's state is drawn on them."""
+"""The napari layers the widget owns, and how the session's state is drawn on them.
+
+The layers are made once and then updated in place: a new image replaces their data, never the layers (removing
+and re-adding layers made napari's vispy clean-up freeze the window for seconds per image). A mask is drawn at the
+cost of its box: only the region it touches is written into a layer and sent to the screen (napari's own partial
+update of a Labels layer, the one its brush uses), never the whole image. Decoding masks (RLE) is done once per
+object, by ``crop_of``, which any thread may call.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +13,19 @@ import numpy as np
 
 from clicklabel.masks import tight_bbox
 
+IMAGE = "image"  # the key of the image layer (its name is the image's)
 PROMPTS = "clicklabel prompts"
 BOX = "clicklabel box prompt"
 PREVIEW = "clicklabel preview"
 OBJECTS = "clicklabel objects"
+PROPOSALS = "clicklabel proposals"
 BOXES = "clicklabel boxes"
 MANUAL = "clicklabel manual"
 
+WAITING, HIGHLIGHTED = 1, 2  # values on the proposals layer
+_CLEAR = (0.0, 0.0, 0.0, 0.0)
+PROPOSAL_COLOURS = {None: _CLEAR, 0: _CLEAR, WAITING: (0.0, 0.85, 1.0, 0.5), HIGHLIGHTED: (1.0, 0.1, 0.9, 1.0)}
+PREVIEW_COLOURS = {None: _CLEAR, 0: _CLEAR, 1: (1.0, 1.0, 0.0, 1.0)}
 STATUS_COLOURS = {"pending": "orange", "failed": "red", "done": "lime", "edited": "cyan"}
 
 
@@ -27,94 +40,245 @@ def object_text(ob) -> str:
     marks = ("" if getattr(ob, "has_mask", True) else " [box only]") + (" [review]" if getattr(ob, "review", None)
                                                                         else "")
     if ob.label_status == "pending":
-        return f"#{ob.id} labelling...{marks}"
+        return f"#{ob.id} label pending{marks}"
     if ob.label_status == "failed":
         return f"#{ob.id} label failed{marks}"
     conf = f" {ob.label_confidence:.2f}" if ob.label_confidence is not None and ob.label_status == "done" else ""
     return f"#{ob.id} {ob.label}{conf}{marks}"
 
 
-class _Layer:
-    """``layer_set.<name>``: the viewer's layer of that name, or None once the user removed it."""
+def crop_of(mask: np.ndarray):
+    """((row, col), the mask inside its tight box), or None for an empty mask. Any thread."""
+    box = tight_bbox(mask)
+    if box is None:
+        return None
+    x, y, w, h = box
+    return (y, x), np.ascontiguousarray(mask[y : y + h, x : x + w])
 
-    def __init__(self, name: str):
-        self.name = name
 
-    def __get__(self, owner, cls=None):
-        if owner is None:
-            return self
-        layers = owner.viewer.layers
-        return layers[self.name] if self.name in layers else None
+def paint(layer, top: int, left: int, block: np.ndarray) -> None:
+    """Write ``block`` into a Labels layer's data at (top, left) and send only that region to the screen."""
+    rows, cols = slice(top, top + block.shape[0]), slice(left, left + block.shape[1])
+    layer.data[rows, cols] = block
+    if not layer.visible:
+        return  # napari draws the whole layer when it is shown again
+    try:  # napari's partial update (what its brush uses): the region's texture values, then that region only
+        shown = layer._slice.image
+        if layer.contour or shown.raw.shape != layer.data.shape or not np.may_share_memory(shown.raw, layer.data):
+            raise AttributeError("the displayed slice is not the data")
+        shown.view[rows, cols] = layer.colormap._data_to_texture(block)
+        layer._updated_slice = (rows, cols)
+        layer._partial_labels_refresh()
+    except AttributeError:  # another napari, or a contour view: the same picture, drawn in full
+        layer.refresh()
+
+
+def _show(layer, visible: bool) -> None:
+    """Show or hide a layer (napari redraws on every set, even to the same value)."""
+    if layer.visible != visible:
+        layer.visible = visible
+
+
+def _union(a, b):
+    """The smallest (r0, c0, r1, c1) box holding boxes ``a`` and ``b`` (either may be None)."""
+    if a is None or b is None:
+        return a or b
+    return min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])
 
 
 class LayerSet:
-    """Creates the widget's layers on first use and keeps them in the viewer."""
+    """The widget's layers, made on the first image and kept: later images update them in place."""
 
     def __init__(self, viewer):
         self.viewer = viewer
-        self.image = None
-        # object id -> (its RLE counts, (row, col) of its box, the mask inside its box): a mask is decoded once,
-        # not at every redraw (a redraw follows each accept, label and undo).
-        self._crops: dict[int, tuple] = {}
+        self._layers: dict = {}
+        self._crops: dict[int, tuple] = {}  # object id -> (RLE counts, crop_of(mask)): each mask decoded once
+        self._painted: list[int] = []  # ids on the objects layer, in the order drawn (later ones on top)
         self._drawn: list[tuple] = []  # (object id, box) of the rectangles on the boxes layer, in order
+        self._preview_box = None  # (r0, c0, r1, c1) of the preview on screen
+        self._cover: np.ndarray | None = None  # how many waiting proposals cover each pixel
+        self._proposals: dict[int, tuple] = {}  # waiting proposal id -> crop_of(its mask)
+        self._highlighted: int | None = None
 
-    def setup(self, image: np.ndarray, name: str) -> None:
-        """Show a new image and (re)create empty prompt, preview and object layers of its size."""
+    def _layer(self, key: str):
+        layer = self._layers.get(key)
+        return layer if layer is not None and layer in self.viewer.layers else None
+
+    image = property(lambda self: self._layer(IMAGE))
+    prompts = property(lambda self: self._layer(PROMPTS))
+    box = property(lambda self: self._layer(BOX))
+    preview = property(lambda self: self._layer(PREVIEW))
+    objects = property(lambda self: self._layer(OBJECTS))
+    proposals = property(lambda self: self._layer(PROPOSALS))
+    boxes = property(lambda self: self._layer(BOXES))
+    manual = property(lambda self: self._layer(MANUAL))
+
+    def ours(self, layer) -> bool:
+        return any(layer is mine for mine in self._layers.values())
+
+    # -- a new image --------------------------------------------------------------------------------------------
+    def show_image(self, image: np.ndarray, name: str, labels: np.ndarray, ids: list[int]) -> None:
+        """Show ``image`` with its objects ``ids`` already drawn in ``labels`` (value = id): the layers are
+        made once (again only if the user removed one) and then get new data; prompts, preview and proposals are
+        emptied."""
         h, w = image.shape[:2]
-        self._crops.clear()
+        first = self.image is None
+        self._make(image, name, labels)
+        if not first:
+            img = self.image
+            img.data = image
+            if img.name != name:
+                img.name = name
+            self.objects.data = labels
+        self._painted = list(ids)
         self._drawn = []
-        for n in (PROMPTS, BOX, PREVIEW, OBJECTS, BOXES, MANUAL):
-            if n in self.viewer.layers:
-                self.viewer.layers.remove(n)
-        if self.image is not None and self.image in self.viewer.layers:
-            self.viewer.layers.remove(self.image)
-        self.image = self.viewer.add_image(image, name=name, rgb=image.ndim == 3)
-        self.viewer.add_labels(np.zeros((h, w), np.int32), name=OBJECTS, opacity=0.45)
-        self.viewer.add_labels(np.zeros((h, w), np.uint8), name=PREVIEW, opacity=0.55)
-        self.viewer.add_shapes(name=BOXES, edge_color="lime", face_color="transparent", edge_width=2,
-                               features={"text": np.array([], dtype=object)},
-                               text={"string": "{text}", "anchor": "upper_left", "color": "white", "size": 10})
-        self.viewer.add_shapes(name=MANUAL, edge_color="magenta", face_color="transparent", edge_width=2)
-        self.viewer.add_shapes(name=BOX, edge_color="yellow", face_color="transparent", edge_width=2)
-        pts = self.viewer.add_points(np.zeros((0, 2)), name=PROMPTS, size=max(6, min(h, w) // 60),
-                                     features={"positive": np.array([], dtype=bool)},
-                                     face_color="positive", face_color_cycle=["red", "lime"],
-                                     border_color="white")
-        pts.feature_defaults["positive"] = True
-        self.viewer.layers.selection.active = self.image
+        self._crops.clear()
+        self._preview_box, self._highlighted, self._proposals = None, None, {}
+        self._cover = np.zeros((h, w), np.uint16)
+        for key, dtype in ((PREVIEW, np.uint8), (PROPOSALS, np.uint8)):
+            layer = self._layers[key]
+            if layer.data.shape != (h, w):
+                layer.data = np.zeros((h, w), dtype)
+            elif layer.data.any():
+                layer.data[:] = 0
+                layer.refresh()
+        _show(self.proposals, False)
+        for key in (BOXES, MANUAL, BOX):
+            if len(self._layers[key].data):
+                self._layers[key].data = []
+        self.clear_points()
+        if first:
+            self.viewer.layers.selection.active = self.image
         self.viewer.reset_view()
 
-    prompts = _Layer(PROMPTS)
-    box = _Layer(BOX)
-    preview = _Layer(PREVIEW)
-    objects = _Layer(OBJECTS)
-    boxes = _Layer(BOXES)
-    manual = _Layer(MANUAL)
+    def _make(self, image: np.ndarray, name: str, labels: np.ndarray) -> None:
+        """Add the layers that are missing (all of them the first time), in drawing order."""
+        h, w = image.shape[:2]
+        v = self.viewer
+        makers = {
+            IMAGE: lambda: v.add_image(image, name=name, rgb=image.ndim == 3),
+            OBJECTS: lambda: v.add_labels(labels, name=OBJECTS, opacity=0.45),
+            PROPOSALS: lambda: v.add_labels(np.zeros((h, w), np.uint8), name=PROPOSALS, opacity=0.65,
+                                            colormap=PROPOSAL_COLOURS, visible=False),
+            PREVIEW: lambda: v.add_labels(np.zeros((h, w), np.uint8), name=PREVIEW, opacity=0.55,
+                                          colormap=PREVIEW_COLOURS),
+            BOXES: lambda: v.add_shapes(name=BOXES, edge_color="lime", face_color="transparent", edge_width=2,
+                                        features={"text": np.array([], dtype=object)},
+                                        text={"string": "{text}", "anchor": "upper_left", "color": "white",
+                                              "size": 10}),
+            MANUAL: lambda: v.add_shapes(name=MANUAL, edge_color="magenta", face_color="transparent", edge_width=2),
+            BOX: lambda: v.add_shapes(name=BOX, edge_color="yellow", face_color="transparent", edge_width=2),
+            PROMPTS: lambda: self._make_points(min(h, w)),
+        }
+        for key, make in makers.items():
+            if self._layer(key) is None:
+                self._layers[key] = make()
 
-    def show_preview(self, result) -> None:
+    def _make_points(self, side: int):
+        pts = self.viewer.add_points(np.zeros((0, 2)), name=PROMPTS, size=max(6, side // 60),
+                                     features={"positive": np.array([], dtype=bool)}, face_color="positive",
+                                     face_color_cycle=["red", "lime"], border_color="white")
+        pts.feature_defaults["positive"] = True
+        return pts
+
+    # -- prompts and the preview ---------------------------------------------------------------------------------
+    def set_points(self, points_rc: np.ndarray, positive: np.ndarray) -> None:
+        pts = self.prompts
+        n = len(pts.data)
+        if len(points_rc) == n + 1 and np.array_equal(points_rc[:n], pts.data):  # one more point: one update
+            pts.feature_defaults["positive"] = bool(positive[-1])
+            pts.data = points_rc
+            return
+        pts.data = points_rc
+        pts.features = {"positive": positive}
+
+    def clear_points(self) -> None:
+        if len(self.prompts.data):
+            self.set_points(np.zeros((0, 2)), np.zeros(0, bool))
+
+    def show_preview(self, crop) -> None:
+        """Draw a preview mask given as ``crop_of(mask)`` (None: no preview); only the old and new boxes are
+        repainted."""
         layer = self.preview
         if layer is None:
             return
-        layer.data = (result.mask.astype(np.uint8) if result is not None else np.zeros_like(layer.data))
+        new = None if crop is None else (*crop[0], crop[0][0] + crop[1].shape[0], crop[0][1] + crop[1].shape[1])
+        region = _union(self._preview_box, new)
+        self._preview_box = new
+        if region is None:
+            return
+        r0, c0, r1, c1 = region
+        block = np.zeros((r1 - r0, c1 - c0), np.uint8)
+        if crop is not None:
+            (r, c), m = crop
+            block[r - r0 : r - r0 + m.shape[0], c - c0 : c - c0 + m.shape[1]] = m
+        paint(layer, r0, c0, block)  # (hiding the layer while empty cost more: showing it redraws it all)
+
+    # -- objects -------------------------------------------------------------------------------------------------
+    def crop(self, ob):
+        """crop_of(the object's mask), decoded once per object and mask."""
+        counts = ob.rle["counts"]
+        hit = self._crops.get(ob.id)
+        if hit is None or hit[0] != counts:
+            hit = (counts, crop_of(ob.mask))
+            self._crops[ob.id] = hit
+        return hit[1]
+
+    def remember(self, object_id: int, counts: str, crop) -> None:
+        """A crop decoded elsewhere (a worker thread) for the object with these RLE counts."""
+        self._crops[object_id] = (counts, crop)
 
     def show_objects(self, objects, shape) -> None:
-        """Draw every accepted object: its mask (label value = object id), its tight box and its label text.
-        Only what changed is rebuilt: masks are decoded once, and boxes already drawn stay (napari rebuilds a
-        rectangle's meshes when it is added, the slow part with hundreds of objects)."""
-        labels = np.zeros(shape, np.int32)
-        drawn, texts, colours = [], [], []
-        for ob in objects:
-            crop = self._crop(ob)
-            if crop is not None:
-                (r, c), m = crop
-                labels[r : r + m.shape[0], c : c + m.shape[1]][m] = ob.id
-            drawn.append((ob.id, tuple(ob.bbox)))
-            texts.append(object_text(ob))
-            colours.append(STATUS_COLOURS.get(ob.label_status, "white"))
-        self.objects.data = labels
+        """Draw the accepted objects: masks (label value = object id), tight boxes and label texts. Only what
+        changed is redrawn: objects added since the last call are painted in their boxes, and boxes already
+        drawn stay (napari rebuilds a rectangle's meshes when it is added); anything else redraws all."""
+        ids = [ob.id for ob in objects]
+        layer = self.objects
+        if set(self._painted) <= set(ids) and layer.data.shape == tuple(shape) and not self._reshaped(objects):
+            painted = set(self._painted)
+            for ob in objects:
+                if ob.id not in painted:
+                    self._paint_object(layer, ob)
+                    self._painted.append(ob.id)
+        else:
+            labels = np.zeros(shape, np.int32)
+            for ob in objects:
+                crop = self.crop(ob)
+                if crop is not None:
+                    (r, c), m = crop
+                    labels[r : r + m.shape[0], c : c + m.shape[1]][m] = ob.id
+            layer.data = labels
+            self._painted = ids
+        self._show_boxes(objects)
+
+    def _reshaped(self, objects) -> bool:
+        """Whether an object already drawn has another mask now (refined, replaced, undone)."""
+        painted = set(self._painted)
+        return any(ob.id in painted and ob.id in self._crops and self._crops[ob.id][0] != ob.rle["counts"]
+                   for ob in objects)
+
+    def add_object(self, ob) -> None:
+        """Paint one newly accepted object at once (its box and text follow with the next ``show_objects``)."""
+        if ob.id not in self._painted and self.objects is not None:
+            self._paint_object(self.objects, ob)
+            self._painted.append(ob.id)
+
+    def _paint_object(self, layer, ob) -> None:
+        crop = self.crop(ob)
+        if crop is not None:
+            (r, c), m = crop
+            block = layer.data[r : r + m.shape[0], c : c + m.shape[1]].copy()
+            block[m] = ob.id
+            paint(layer, r, c, block)
+
+    def _show_boxes(self, objects) -> None:
+        drawn = [(ob.id, tuple(ob.bbox)) for ob in objects]
+        texts = [object_text(ob) for ob in objects]
+        colours = [STATUS_COLOURS.get(ob.label_status, "white") for ob in objects]
         boxes = self.boxes
         if drawn[: len(self._drawn)] != self._drawn or len(boxes.data) != len(self._drawn) or not drawn:
-            boxes.data = []
+            if len(boxes.data):
+                boxes.data = []
             self._drawn = []
         new = drawn[len(self._drawn) :]
         if new:
@@ -125,17 +289,49 @@ class LayerSet:
             boxes.features = {"text": np.array(texts, dtype=object)}
             boxes.text.refresh(boxes.features)
 
-    def _crop(self, ob):
-        """((row, col), mask inside the object's tight box), decoded once per object and mask."""
-        counts = ob.rle["counts"]
-        hit = self._crops.get(ob.id)
-        if hit is None or hit[0] != counts:
-            mask = ob.mask
-            box = tight_bbox(mask)  # the mask's own box (an imported object's stored box may be looser)
-            if box is None:
-                hit = (counts, None)
-            else:
-                x, y, w, h = box
-                hit = (counts, ((y, x), mask[y : y + h, x : x + w].copy()))
-            self._crops[ob.id] = hit
-        return hit[1]
+    # -- proposals -----------------------------------------------------------------------------------------------
+    def show_proposals(self, crops: dict[int, tuple]) -> None:
+        """The waiting proposals (id -> crop_of(mask)), all drawn at once; none highlighted yet."""
+        layer = self.proposals
+        cover = np.zeros(layer.data.shape, np.uint16)
+        for (r, c), m in crops.values():
+            cover[r : r + m.shape[0], c : c + m.shape[1]] += m
+        self._cover, self._proposals, self._highlighted = cover, dict(crops), None
+        if crops or layer.data.any():
+            layer.data = (cover > 0).astype(np.uint8)
+        _show(layer, bool(crops))
+
+    def highlight(self, proposal_id: int | None) -> None:
+        """Highlight one waiting proposal (None: none); only the old and the new one's boxes are repainted."""
+        old, self._highlighted = self._highlighted, proposal_id
+        for pid in (old, proposal_id):
+            if pid is not None and pid in self._proposals:
+                self._repaint_proposals(pid)
+
+    def drop_proposal(self, proposal_id: int) -> None:
+        """A decided proposal leaves the proposals layer."""
+        crop = self._proposals.get(proposal_id)
+        if crop is None:
+            return
+        (r, c), m = crop
+        self._cover[r : r + m.shape[0], c : c + m.shape[1]] -= m
+        self._repaint_proposals(proposal_id)
+        del self._proposals[proposal_id]
+        if self._highlighted == proposal_id:
+            self._highlighted = None
+        if not self._proposals:
+            _show(self.proposals, False)
+
+    def _repaint_proposals(self, proposal_id: int) -> None:
+        (r0, c0), m = self._proposals[proposal_id]
+        r1, c1 = r0 + m.shape[0], c0 + m.shape[1]
+        block = (self._cover[r0:r1, c0:c1] > 0).astype(np.uint8)
+        hi = self._proposals.get(self._highlighted) if self._highlighted is not None else None
+        if hi is not None:
+            (hr, hc), hm = hi
+            top, left = max(r0, hr), max(c0, hc)
+            bottom, right = min(r1, hr + hm.shape[0]), min(c1, hc + hm.shape[1])
+            if top < bottom and left < right:
+                part = hm[top - hr : bottom - hr, left - hc : right - hc]
+                block[top - r0 : bottom - r0, left - c0 : right - c0][part] = HIGHLIGHTED
+        paint(self.proposals, r0, c0, block)

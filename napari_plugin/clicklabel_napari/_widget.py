@@ -1,404 +1,171 @@
-"""The clicklabel dock widget: turns napari events into calls of the core API and its results into layers."""
+"""The clicklabel dock widget: turns napari events into calls of the session (``clicklabel.annotate``) and its
+results into layers. The parts: ``_prompting`` (clicks, answers, accept), ``_review`` (auto-propose review),
+``_labelling`` (background labels), ``_engine`` (engine choice, weights), ``_layers`` (drawing), ``_ui`` (controls).
+
+Nothing that can take more than a few tens of milliseconds runs in the UI thread: reading and embedding images,
+answering prompts, proposing, labelling and exporting run in workers, and the layers are updated in place."""
 
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
-import numpy as np
+import anyio._backends._asyncio  # noqa: F401  (httpx's first request, in the labelling thread)
+import cv2  # noqa: F401  (the labeller's crops)
+import scipy.ndimage  # noqa: F401  (napari imports it on a Labels layer's first thumbnail: 0.3 s, so at load time)
 from napari.qt.threading import create_worker
-from qtpy.QtCore import Qt, Signal
+from PIL import Image
+from qtpy.QtCore import Qt, QTimer, Signal
 from qtpy.QtWidgets import QTableWidgetItem, QWidget
 
 # Everything the workers use is imported here, in the main thread: imports running in several threads at once
-# can deadlock (module import locks against torch's and the GIL).
+# can deadlock (module import locks against torch's and the GIL), and an import in a worker holds the GIL long
+# enough to freeze the viewer (0.3-0.9 s measured for the OpenAI SDK, OpenCV and anyio).
+from clicklabel import coco as _coco  # noqa: F401
 from clicklabel import label as _label  # noqa: F401
-from clicklabel.annotate import AnnotationSession, polygon_mask
-from clicklabel.errors import ClickLabelError, WeightsError
+from clicklabel.annotate import AnnotationSession
+from clicklabel.errors import ClickLabelError
+from clicklabel.label import client as _label_client
 from clicklabel.label import run as _label_run  # noqa: F401
+from clicklabel.segment import propose as _propose  # noqa: F401
 from clicklabel.segment import sam as _sam  # noqa: F401
-from clicklabel.segment.base import Prompt
 
 from ._audit import AuditMixin, build_audit_ui
+from ._engine import EngineMixin
+from ._images import ImagesMixin
 from ._labelling import LabellingMixin
 from ._layers import LayerSet, object_text
+from ._prompting import PromptingMixin
+from ._review import ReviewMixin
 from ._ui import build_ui
 
-_threads = {"busy": 0, "full": None}
-_threads_lock = threading.Lock()
+Image.init()  # PIL's image plugins (the labeller encodes crops), loaded here rather than in a worker
+_label_client.warm_up()  # the OpenAI SDK's lazily imported modules and the TLS settings, made once, here
+KEYS = {"Enter": "accept", "Escape": "clear", "m": "cycle", "n": "next", "b": "previous", "d": "image_done",
+        "l": "label_pending", "g": "accept_manual", "p": "propose", "a": "accept_proposal", "x": "reject",
+        "s": "skip", "Control-z": "undo", "Control-Shift-z": "redo"}
 
 
-def _leaving_a_core(fn, *args):
-    """Run ``fn`` with PyTorch on all cores but one, so the viewer stays responsive while SAM encodes."""
-    import torch
-
-    with _threads_lock:
-        if _threads["busy"] == 0:
-            _threads["full"] = torch.get_num_threads()
-            torch.set_num_threads(max(1, _threads["full"] - 1))
-        _threads["busy"] += 1
-    try:
-        return fn(*args)
-    finally:
-        with _threads_lock:
-            _threads["busy"] -= 1
-            if _threads["busy"] == 0:
-                torch.set_num_threads(_threads["full"])
+def _shutdown(alive: dict) -> None:
+    alive["yes"] = False
+    for stop in alive["stops"]:
+        stop.set()
 
 
-class ClickLabelWidget(LabellingMixin, AuditMixin, QWidget):
-    """Click or box an object, see SAM's mask at once, accept, get the label, move on."""
+class ClickLabelWidget(ImagesMixin, PromptingMixin, ReviewMixin, AuditMixin, LabellingMixin, EngineMixin, QWidget):
+    """Click or box an object, see its mask at once, accept, get the label, move on; or review SAM's proposals."""
 
-    # (done, total) from the labelling worker's thread; Qt queues it to the main thread.
-    label_progress = Signal(int, int)
+    label_progress = Signal(int, int)  # (done, total) from the labelling worker; Qt queues it to the main thread
+    task_progress = Signal(int, int)  # (done, total) from the proposing worker
     refine_progress = Signal(int, int)  # (boxes done, boxes) from the refine worker
 
-    def __init__(self, napari_viewer, project: str | None = None, engine=None, labeler=None, auto_label: bool = True,
-                 auto_download: bool = False):
+    def __init__(self, napari_viewer, project: str | None = None, engine=None, labeler=None, auto_label: bool = True):
         super().__init__()
-        self.setMaximumWidth(480)
+        self.setMinimumWidth(340)
+        self.setMaximumWidth(520)
         self.viewer = napari_viewer
         self.layers = LayerSet(napari_viewer)
         self._engine = engine  # the engine for the next session opened (the session holds it from then on)
         self.labeler_factory = labeler  # callable -> Labeler, for tests and custom setups
         self.auto_label = auto_label
-        self.auto_download = auto_download
         self.session: AnnotationSession | None = None
-        self._syncing = False
-        self._busy = None
-        self._label_queue: list[int] = []
-        self._label_worker = None
-        self._label_stop: threading.Event | None = None
-        self._label_counts = (0, 0)
-        self._embed_worker = None
-        self._waiting = None  # what to open once an engine is loaded (weights downloading, or a choice to make)
+        self._loading: int | None = None  # the image index being loaded in a worker
+        self._wanted: int | None = None  # N / B pressed again while loading: the image to show next
+        self._slow_load = False
+        self._downloading = False
+        self._task = (0, 0)
+        self._waiting = None  # what to open once an engine is loaded (weights downloading)
+        self._keyed: list = []  # layers whose own keymap carries clicklabel's keys
+        self._after_draw: list = []
+        self._draw_hooked = False
+        # Workers report through Qt signals; once the widget is gone (the viewer closed) they must not, and they
+        # are asked to stop (a signal emitted on a deleted widget crashes the process).
+        self._alive = alive = {"yes": True, "stops": []}
+        self.destroyed.connect(lambda *_: _shutdown(alive))
+        self._init_prompting()
+        self._init_review()
+        self._init_labelling()
         build_ui(self)
         build_audit_ui(self)
         if engine is None:
             self._suggest_model()
         self.label_progress.connect(self._on_label_progress)
+        self.task_progress.connect(self._on_task_progress)
         self.refine_progress.connect(self._on_refine_progress)
-        self._bind_keys()
+        self._bind_keys(napari_viewer)
         napari_viewer.mouse_drag_callbacks.append(self._on_mouse)
         if project:
             self.open_project(project)
 
-    # -- UI -------------------------------------------------------------------------------------------------
-    def _bind_keys(self) -> None:
-        keys = {"Enter": self.accept, "Escape": self.clear, "m": self.cycle, "n": lambda: self.go(+1),
-                "b": lambda: self.go(-1), "d": self.image_done, "l": self.label_pending, "g": self.accept_manual,
-                "Control-z": self.undo, "Control-Shift-z": self.redo}
-        for key, fn in keys.items():
-            self.viewer.bind_key(key, lambda viewer, fn=fn: fn(), overwrite=True)
+    # -- UI plumbing ---------------------------------------------------------------------------------------------
+    def _key_actions(self) -> dict:
+        return {"accept_proposal": lambda: self.decide(True), "reject": lambda: self.decide(False),
+                "next": lambda: self.go(+1), "previous": lambda: self.go(-1)}
+
+    def _bind_keys(self, target) -> None:
+        """clicklabel's keys on the viewer, and on each of our layers (a layer's own keys come first in napari)."""
+        extra = self._key_actions()
+        for key, name in KEYS.items():
+            fn = extra.get(name) or getattr(self, name)
+            target.bind_key(key, lambda *_, fn=fn: self.run_action(fn), overwrite=True)
+
+    def run_action(self, fn) -> None:
+        """A button or key: do it, then give the keys back to the canvas."""
+        fn()
+        try:
+            self.viewer.window._qt_viewer.canvas.native.setFocus()
+        except AttributeError:  # another napari: the keys still work after a click on the canvas
+            pass
+
+    def reporter(self, signal, stop: threading.Event | None = None):
+        """A ``progress(done, total)`` for a worker: emits ``signal`` while the widget lives; ``stop`` is set
+        when the widget goes."""
+        alive = self._alive
+        if stop is not None:
+            alive["stops"].append(stop)
+
+        def report(done: int, total: int) -> None:
+            if alive["yes"]:
+                signal.emit(done, total)
+
+        return report
 
     def say(self, text: str) -> None:
         self.status.setText(text)
+
+    def after_draw(self, fn) -> None:
+        """Run ``fn`` once the canvas has drawn what was just changed (bookkeeping after the picture)."""
+        if fn not in self._after_draw:
+            self._after_draw.append(fn)
+        if not self._draw_hooked:
+            self._draw_hooked = True
+            try:
+                self.viewer.window._qt_viewer.canvas._scene_canvas.events.draw.connect(self._drawn, position="last")
+            except AttributeError:  # another napari: a short timer instead
+                self._draw_hooked = False
+        QTimer.singleShot(250 if self._draw_hooked else 60, self._drawn)  # no draw came (hidden window)
+
+    def _drawn(self, event=None) -> None:
+        todo, self._after_draw = self._after_draw, []
+        for fn in todo:
+            QTimer.singleShot(0, fn)
 
     @property
     def engine(self):
         """The engine in use: the session's, or the one loaded for the next session."""
         return self.session.engine if self.session is not None else self._engine
 
-    # -- engine ---------------------------------------------------------------------------------------------
-    def _suggest_model(self) -> None:
-        """No GPU and no choice made yet: start on the fastest model whose weights are here, saying why."""
-        from clicklabel.segment.models import suggest_model
-
-        suggestion = suggest_model(self.device_box.value)
-        if suggestion is not None:
-            self.engine_box.value = suggestion.model
-            self.say(suggestion.reason)
-
-    def load_engine(self) -> bool:
-        """Build the engine from the settings; missing weights show what to do, not a traceback."""
-        from clicklabel.segment import make_engine
-
-        name = self.engine_box.value
-        ck = str(self.checkpoint.value) if str(self.checkpoint.value) not in ("", ".") else None
-        try:
-            if name == "grabcut":
-                engine = make_engine("grabcut")
-            else:
-                engine = make_engine("sam", model="auto" if ck else name, checkpoint=ck,
-                                     device=self.device_box.value, download=False, encoder=self.encoder_box.value)
-        except WeightsError as exc:
-            self.download_btn.visible = True
-            self.say(f"{exc}<br>Press <b>Download weights</b>, or choose the GrabCut engine (no weights).")
-            if self.auto_download and name != "grabcut" and not ck:
-                self.auto_download = False  # once: a failure leaves the message above and the choices
-                self.download_weights()
-            return False
-        except ClickLabelError as exc:
-            self.say(str(exc))
-            return False
-        self.download_btn.visible = False
-        self._engine = engine
-        if self.session is not None:
-            self.session.set_engine(engine)
-            self.show_image(max(0, self.session.index))
-        self.say(f"engine: {engine.name} {engine.model}")
-        return True
-
-    def download_weights(self) -> None:
-        from clicklabel.weights import download
-
-        def fetch(name):
-            try:
-                return download(name), None
-            except WeightsError as exc:  # a message for the status line, not a traceback in the console
-                return None, str(exc)
-
-        worker = create_worker(fetch, self.engine_box.value, _progress={"desc": "Downloading SAM weights"})
-        worker.returned.connect(self._downloaded)
-        self.say("downloading SAM weights (see the progress bar) ...")
-        worker.start()
-
-    def _downloaded(self, result) -> None:
-        _, error = result
-        if error:
-            self.say(f"{error}<br>Or choose the GrabCut engine (no weights) and press <b>Load engine</b>.")
-        else:
-            self._engine_ready_after_download()
-
-    def _engine_ready_after_download(self) -> None:
-        if self.load_engine() and self._waiting is not None and self.session is None:
-            self.open_project(self._waiting)
-
-    # -- images ---------------------------------------------------------------------------------------------
-    def open_folder(self, folder: str) -> None:
-        """A folder becomes a project (``project.clicklabel`` inside it) holding its images."""
-        self.open_project(folder)
-
-    def open_project(self, target, project: str | None = None) -> None:
-        """Open a project, a folder (made a project), or image files (``target`` a list) into a new session."""
-        items = list(target) if isinstance(target, (list, tuple)) else [target]
-        self._waiting = items
-        if self._engine is None and not self.load_engine():
-            return  # the status line says why; the download or "Load engine" opens it afterwards
-        try:
-            session = AnnotationSession.open(items, self._engine, project)
-        except ClickLabelError as exc:
-            self.say(str(exc))
-            return
-        self._waiting = None
-        self.session = session
-        self._load_settings()
-        if not session.images:
-            self.say("the project has no images")
-            return
-        self.show_image(0)
-
-    def go(self, step: int) -> None:
-        if self.session is None:
-            return
-        i = self.session.index + step
-        if 0 <= i < len(self.session.images):
-            self.show_image(i)
-
-    def show_image(self, index: int) -> None:
-        """Load image ``index``, compute its embedding in a worker (with progress), then pre-compute the next."""
-        s = self.session
-        if self._busy == "refining":  # the engine is on this image until refine ends
-            self.say("refine is running on this image: wait for it, or stop it")
-            return
-        image = s.load(index)
-        self.layers.setup(image, Path(s.images[index].path).stem)
-        self._busy = "embedding"
-        self.say(f"computing the image embedding for {s.images[index].path} ...")
-        # Progress shows in the widget's own bar: napari's activity bars, added from several workers at once,
-        # deadlocked the viewer in our tests (the main thread blocked inside the indicator's QMovie.start()).
-        self._update_progress()
-        worker = create_worker(_leaving_a_core, s.embed, image)
-        worker.returned.connect(lambda _: self._embedded(index, image))
-        worker.errored.connect(lambda exc: self._embedding_failed(exc))
-        self._embed_worker = worker
-        worker.start()
-
-    def _embedded(self, index: int, image: np.ndarray) -> None:
-        s = self.session
-        s.show(index, image)
-        self._busy = None
-        self._update_progress()
-        layers = self.layers
-        layers.prompts.events.data.connect(self._layer_prompt_changed)
-        layers.prompts.events.features.connect(self._layer_prompt_changed)
-        layers.box.events.data.connect(self._layer_prompt_changed)
-        self.refresh()
-        self.say(f"{s.images[index].path}: click an object")
-        self.audit_image_shown()
-        if index + 1 < len(s.images):
-            pre = create_worker(_leaving_a_core, s.prefetch, index + 1)
-            pre.errored.connect(lambda exc: None)  # the next image says so itself when opened
-            pre.start()
-
-    def _embedding_failed(self, exc) -> None:
-        self._busy = None
-        self._update_progress()
-        self.say(f"embedding failed: {exc}")
-
-    def image_done(self) -> None:
-        if self.session and self.session.current:
-            self.session.mark_done()
-            self.refresh()
-
-    # -- prompting ------------------------------------------------------------------------------------------
-    def _ready(self) -> bool:
-        return self.session is not None and self.session.image is not None and self._busy is None
-
-    def _on_mouse(self, viewer, event):
-        """Click = point (right or Shift = negative), drag = box; only on the image in pan/zoom mode."""
-        layers = self.layers
-        active = viewer.layers.selection.active
-        if not self._ready() or active is None or active not in (layers.image, layers.prompts):
-            return
-        if active is layers.prompts and layers.prompts.mode != "pan_zoom":
-            return
-        start = np.asarray(layers.image.world_to_data(event.position))[-2:]
-        layers.image.mouse_pan = False
-        yield
-        dragged = False
-        while event.type == "mouse_move":
-            cur = np.asarray(layers.image.world_to_data(event.position))[-2:]
-            if np.abs(cur - start).max() > 4:
-                dragged = True
-                (y0, x0), (y1, x1) = start, cur
-                self._syncing = True
-                layers.box.data = [np.array([[y0, x0], [y0, x1], [y1, x1], [y1, x0]])]
-                self._syncing = False
-            yield
-        layers.image.mouse_pan = True
-        if dragged:
-            self._prompt_changed()
-            return
-        positive = event.button == 1 and "Shift" not in event.modifiers
-        y, x = start
-        h, w = self.session.image.shape[:2]
-        if 0 <= x < w and 0 <= y < h:
-            self.add_point(x, y, positive)
-
-    def add_point(self, x: float, y: float, positive: bool = True) -> None:
-        pts = self.layers.prompts
-        feats = np.append(np.asarray(pts.features["positive"], dtype=bool), positive)
-        self._syncing = True
-        pts.data = np.vstack([pts.data, [[y, x]]]) if len(pts.data) else np.array([[y, x]], dtype=float)
-        pts.features = {"positive": feats}
-        self._syncing = False
-        self._prompt_changed()
-
-    def current_prompt(self) -> Prompt:
-        """The prompt drawn on the layers (points with their sign, the last box)."""
-        pts = self.layers.prompts
-        data = np.asarray(pts.data)
-        pos = np.asarray(pts.features["positive"], dtype=bool) if len(data) else np.zeros(0, bool)
-        box = None
-        if len(self.layers.box.data):
-            r = np.asarray(self.layers.box.data[-1])
-            box = (r[:, 1].min(), r[:, 0].min(), r[:, 1].max(), r[:, 0].max())
-        return Prompt.make([(p[1], p[0]) for p in data], [int(v) for v in pos], box)
-
-    def _layer_prompt_changed(self, event=None) -> None:
-        """Points or a box edited on the layers directly (napari's own tools, scripts, tests)."""
-        if getattr(event, "action", None) in ("adding", "removing", "changing"):
-            return
-        self._prompt_changed()
-
-    def _prompt_changed(self, event=None) -> None:
-        if self._syncing or not self._ready():
-            return
-        prompt = self.current_prompt()
-        if prompt.empty:
-            self.layers.show_preview(None)
-            return
-        try:
-            result = self.session.set_prompt(prompt)
-        except ClickLabelError as exc:
-            self.say(str(exc))
-            return
-        self.layers.show_preview(result)
-        self._say_preview()
-
-    def _say_preview(self) -> None:
-        st = self.session.state
-        pv = st.preview
-        if pv is None:
-            return
-        n = len(st.candidates)
-        which = f" (mask {st.shown + 1} of {n}: M for the next)" if n > 1 else ""
-        self.say(f"score {pv.score:.3f}, box {pv.bbox}{which}; Enter accepts" if not pv.empty else "empty mask")
-
-    def cycle(self) -> None:
-        if self.session and self.session.cycle() is not None:
-            self.layers.show_preview(self.session.state.preview)
-            self._say_preview()
-
-    def clear(self) -> None:
-        if self.session is None:
-            return
-        self.session.clear()
-        self._clear_prompt_layers()
-
-    def _clear_prompt_layers(self) -> None:
-        self._syncing = True
-        self.layers.prompts.data = np.zeros((0, 2))
-        self.layers.prompts.features = {"positive": np.zeros(0, bool)}
-        self.layers.box.data = []
-        self._syncing = False
-        self.layers.show_preview(None)
-
-    def accept(self) -> int | None:
-        if not self._ready():
-            return None
-        try:
-            oid = self.session.accept()
-        except ClickLabelError as exc:
-            self.say(str(exc))
-            return None
-        self._clear_prompt_layers()
-        self.refresh()
-        self.say(f"object {oid} accepted")
-        if self.auto_label:
-            self.queue_labels([oid])
-        return oid
-
-    def accept_manual(self) -> int | None:
-        """Accept the last box or polygon drawn by hand on the manual layer (no SAM)."""
-        layer = self.layers.manual
-        if not self._ready() or layer is None or not len(layer.data):
-            self.say("draw a rectangle or polygon on the 'clicklabel manual' layer first")
-            return None
-        verts = np.asarray(layer.data[-1])
-        mask = polygon_mask(verts[:, ::-1], self.session.image.shape[:2])
-        try:
-            oid = self.session.accept_manual(mask, vertices=len(verts))
-        except ClickLabelError as exc:
-            self.say(str(exc))
-            return None
-        layer.data = []
-        self.refresh()
-        if self.auto_label:
-            self.queue_labels([oid])
-        return oid
-
-    def undo(self) -> None:
-        if self.session and self.session.undo():
-            self._clear_prompt_layers()
-            self.refresh()
-
-    def redo(self) -> None:
-        if self.session and self.session.redo():
-            self.refresh()
-
-    # -- objects and labels ---------------------------------------------------------------------------------
+    # -- objects, the table, the counter -------------------------------------------------------------------------
     def refresh(self) -> None:
-        """Redraw the current image's objects and the table from the store."""
+        """Redraw the current image's objects, the table and the counter from the store."""
         s = self.session
-        if s is None or s.image is None:
+        if s is None or s.image is None or self._loading is not None:
             return
         obs = s.objects()
         self.layers.show_objects(obs, s.image.shape[:2])
-        done, total = s.progress()
-        self.counter.setText(f"image {s.index + 1} of {total} ({s.current.status}); images done: {done}/{total}; "
-                             f"objects here: {len(obs)}")
+        self._fill_table(obs)
+        self._say_counter()
+
+    def _fill_table(self, obs) -> None:
         self.table.blockSignals(True)
         rows = self.table_objects(obs)  # the review panel's filter and columns
         self.table.setRowCount(len(rows))
@@ -411,6 +178,23 @@ class ClickLabelWidget(LabellingMixin, AuditMixin, QWidget):
                 self.table.setItem(r, c, item)
         self.table.blockSignals(False)
 
+    def _say_counter(self, index: int | None = None) -> None:
+        """The image counter, current from the moment N is pressed (``index``: the image being opened)."""
+        s = self.session
+        if s is None:
+            return
+        done, total = s.progress()
+        if index is not None:
+            self.counter.setText(f"Image {index + 1} of {total} (opening); images done: {done}/{total}")
+            return
+        waiting = f", {len(self.proposed)} proposal(s) waiting" if self.proposed else ""
+        statuses = [self.table.item(r, 2).text() for r in range(self.table.rowCount())]
+        labels = ", ".join(f"{statuses.count(k)} {k}" for k in ("pending", "failed") if statuses.count(k))
+        labels = f" (labels: {labels})" if labels else ""
+        cost = f"; labels cost ${self._label_cost:.4f} so far" if self._label_cost else ""
+        self.counter.setText(f"Image {s.index + 1} of {total} ({s.current.status}); images done: {done}/{total}; "
+                             f"objects here: {len(statuses)}{labels}{waiting}{cost}")
+
     def _table_edited(self, item) -> None:
         if item.column() != 1 or self.session is None:
             return
@@ -421,6 +205,7 @@ class ClickLabelWidget(LabellingMixin, AuditMixin, QWidget):
     def relabel(self, object_id: int, label: str) -> None:
         try:
             self.session.relabel(object_id, label)
+            self.say(f"#{object_id} is now '{label.strip()}'.")
         except ClickLabelError as exc:
             self.say(str(exc))
         self.refresh()
@@ -430,26 +215,100 @@ class ClickLabelWidget(LabellingMixin, AuditMixin, QWidget):
         return [int(self.table.item(r, 0).text()) for r in rows]
 
     def delete_selected(self) -> None:
-        for oid in self.selected_ids():
+        ids = self.selected_ids()
+        for oid in ids:
             self.session.delete(oid)
         self.refresh()
+        self.say(f"Deleted {', '.join(f'#{i}' for i in ids)} (Ctrl+Z undoes)." if ids else
+                 "Select rows in the table first.")
 
     def jump_to_selected(self) -> None:
         ids = self.selected_ids()
-        if ids:
-            x, y, w, h = self.session.object(ids[0]).bbox
-            self.viewer.camera.center = (y + h / 2, x + w / 2)
-            self.viewer.camera.zoom = max(0.1, 0.5 * min(self.viewer.canvas.size) / max(w, h, 1))
+        if not ids:
+            self.say("Select a row in the table first.")
+            return
+        x, y, w, h = self.session.object(ids[0]).bbox
+        self.viewer.camera.center = (y + h / 2, x + w / 2)
+        self.viewer.camera.zoom = max(0.1, 0.5 * min(self.viewer.canvas.size) / max(w, h, 1))
+
+    def undo(self) -> None:
+        self._step(self.session.undo if self._ready() else None, "undo")
+
+    def redo(self) -> None:
+        self._step(self.session.redo if self._ready() else None, "redo")
+
+    def _step(self, fn, word: str) -> None:
+        done = fn() if fn is not None else None
+        if not done:
+            self.say(f"Nothing to {word}.")
+            return
+        self._clear_prompt_layers()
+        self.refresh()
+        self.reload_proposals()
+        self.say(f"{word.capitalize()}: {done['kind'].replace('_', ' ')} of #{done['object_id']}.")
+
+    def object_texts(self) -> list[str]:
+        """What the boxes say now (for tests and screenshots)."""
+        return [object_text(o) for o in self.session.objects()] if self.session else []
+
+    # -- export ----------------------------------------------------------------------------------------------------
+    def export_dialog(self) -> None:
+        from qtpy.QtWidgets import QFileDialog
+
+        if self.session is None:
+            self.say("Open a project first: the export writes the whole project.")
+            return
+        start = str(self.session.store.path.with_suffix(".coco.json"))
+        path, _ = QFileDialog.getSaveFileName(self, "Export COCO instances", start, "COCO JSON (*.json)")
+        if path:
+            self.export(path)
+
+    def export(self, path: str):
+        """Write the whole project as COCO (the same file as ``clicklabel export``) in a worker; returns it."""
+        if self.session is None:
+            self.say("Open a project first: the export writes the whole project.")
+            return None
+        worker = create_worker(self.session.export, path, bool(self.polygons.value))
+        worker.returned.connect(lambda rep: self.say(
+            f"Exported {rep.annotations} object(s) of {rep.images} image(s) to {path}" +
+            (f" ({rep.unlabelled} without a label yet)" if rep.unlabelled else "") + "."))
+        worker.errored.connect(lambda exc: self.say(f"Export failed: {exc}"))
+        self.say(f"Exporting to {path} ...")
+        worker.start()
+        return worker
+
+    # -- progress --------------------------------------------------------------------------------------------------
+    def _on_task_progress(self, done: int, total: int) -> None:
+        self._task = (done, total)
+        self._update_progress()
+
+    def stop(self) -> None:
+        """The bar's Stop: ends proposing (keeping what was found), refining or labelling (keeping what is
+        done)."""
+        if self.refining:
+            self.stop_refining()
+        elif self._propose_stop is not None:
+            self._propose_stop.set()
+            self.say("Stopping the proposals: those found so far are kept ...")
+        elif self._label_worker is not None:
+            self.stop_labelling()
+        else:
+            self.say("Nothing is running.")
 
     def _update_progress(self) -> None:
-        """The widget's bar, from the state: busy while SAM encodes, done/total while labelling, else hidden."""
+        """The widget's bar, from the state: loading an image (busy), proposing or labelling (done/total)."""
         bar = self.progress
-        if self._busy == "embedding":
+        stoppable = self._propose_worker is not None or self._label_worker is not None or self.refining
+        if (self._loading is not None and self._slow_load) or self._downloading:
             bar.setRange(0, 0)
-            bar.setFormat("embedding")
-        elif self._busy == "refining":
+            bar.setFormat("downloading" if self._downloading else "opening the image")
+        elif self._propose_worker is not None:
+            bar.setRange(0, max(1, self._task[1]))
+            bar.setValue(self._task[0])
+            bar.setFormat("proposing %v/%m")
+        elif self.refining:
             done, total = self._refine_counts
-            bar.setRange(0, total)
+            bar.setRange(0, max(1, total))
             bar.setValue(done)
             bar.setFormat("refining %v/%m boxes")
         elif self._label_worker is not None:
@@ -457,8 +316,5 @@ class ClickLabelWidget(LabellingMixin, AuditMixin, QWidget):
             bar.setRange(0, total)
             bar.setValue(done)
             bar.setFormat("labelling %v/%m")
-        bar.setVisible(self._busy is not None or self._label_worker is not None)
-
-    def object_texts(self) -> list[str]:
-        """What the boxes say now (for tests and screenshots)."""
-        return [object_text(o) for o in self.session.objects()] if self.session else []
+        bar.setVisible((self._loading is not None and self._slow_load) or self._downloading or stoppable)
+        self.stop_btn.visible = stoppable

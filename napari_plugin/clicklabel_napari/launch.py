@@ -45,29 +45,26 @@ def engine_choice(engine: str, model: str | None) -> str | None:
     return model if engine == "sam" else engine
 
 
-def main(argv: list[str] | None = None) -> int:
+def build(argv: list[str] | None = None, viewer=None):
+    """The viewer and the docked widget for ``clicklabel gui`` arguments, the first image opening (no event loop
+    run): with SAM's weights missing, GrabCut is used at once and the widget says how to get SAM."""
     args = build_parser().parse_args(argv)
-    try:
-        import napari
-    except ImportError as exc:
-        print(f"clicklabel: error: the GUI needs napari and Qt ({exc.name} is missing): "
-              "pip install 'clicklabel[gui]'", file=sys.stderr)
-        return EXIT_USER_ERROR
+    import napari
+
     if args.cache:  # every engine the GUI makes reads its cache folder from here
         os.environ["CLICKLABEL_CACHE"] = str(Path(args.cache).resolve())
 
     import clicklabel_napari  # noqa: F401  (before any OpenGL context: see its __init__)
 
+    from ._ui import engine_choices
     from ._widget import ClickLabelWidget
 
-    items = args.images or ([] if args.project else [str(sample_folder())])
-    viewer = napari.Viewer(title="clicklabel")
-    widget = ClickLabelWidget(viewer, auto_download=True)
     choice = engine_choice(args.engine, args.model)
-    if choice is not None and choice not in widget.engine_box.choices:
-        print(f"clicklabel: error: unknown engine {choice!r}; use one of {', '.join(widget.engine_box.choices)}",
-              file=sys.stderr)
-        return EXIT_USER_ERROR
+    if choice is not None and choice not in engine_choices():
+        raise ClickLabelError(f"unknown engine {choice!r}; use one of {', '.join(engine_choices())}")
+    items = args.images or ([] if args.project else [str(sample_folder())])
+    viewer = viewer or napari.Viewer(title="clicklabel")
+    widget = ClickLabelWidget(viewer)
     if choice is not None:
         widget.engine_box.value = choice
     widget.device_box.value = args.device
@@ -75,10 +72,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.checkpoint:
         widget.checkpoint.value = args.checkpoint
     viewer.window.add_dock_widget(widget, name="clicklabel", area="right")
+    widget.open_project(items or [args.project], project=args.project if items else None)
+    return viewer, widget
+
+
+def main(argv: list[str] | None = None) -> int:
     try:
-        widget.open_project(items or [args.project], project=args.project if items else None)
+        import napari
+    except ImportError as exc:
+        print(f"clicklabel: error: the GUI needs napari and Qt ({exc.name} is missing): "
+              "pip install 'clicklabel[gui]'", file=sys.stderr)
+        return EXIT_USER_ERROR
+    try:
+        build(argv)
     except ClickLabelError as exc:
-        widget.say(str(exc))
+        print(f"clicklabel: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
     napari.run()
     return 0
 

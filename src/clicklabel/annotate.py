@@ -7,8 +7,10 @@ polygons are accepted the same way (provenance ``manual``). Proposals of the who
 next image's embedding is pre-computed through the engine. A client holds the session only: never the store or
 the engine beside it.
 
-Threads: ``embed``, ``prefetch``, ``propose`` and ``label`` take seconds and are meant for a worker thread; the
-rest is fast (milliseconds) and belongs to the caller's thread.
+Threads: ``embed``, ``prefetch``, ``propose``, ``label`` and ``export`` take seconds and are meant for a worker
+thread; the rest is fast and belongs to the caller's thread. A prompt can be answered off the caller's thread too:
+``plan`` (caller) -> ``PromptJob.run`` (any thread; the engine only) -> ``commit`` (caller), which drops the answer
+when the session moved on meanwhile (another image, accept, clear, undo). ``set_prompt`` does the three at once.
 """
 
 from __future__ import annotations
@@ -20,24 +22,19 @@ import numpy as np
 
 from .errors import ClickLabelError, PromptError
 from .project import (
-    CheckRecord,
     ImageRecord,
     LabelSettings,
-    MaskUpdate,
     ObjectRecord,
     ProposeReport,
-    RefineReport,
-    RefineSettings,
     Store,
     load_label_settings,
     open_images,
     pending_proposals,
     propose_current,
-    refine_current,
-    refine_targets,
     save_label_settings,
 )
 from .project import accept_above as _accept_above
+from .review import ReviewActions
 from .segment.base import MaskResult, Prompt
 
 
@@ -49,13 +46,34 @@ class PromptState:
     candidates: list[MaskResult] = field(default_factory=list)
     shown: int = 0
     started: float | None = None
+    proposal: ObjectRecord | None = None  # the proposal being corrected by clicks (``correct``)
 
     @property
     def preview(self) -> MaskResult | None:
         return self.candidates[self.shown] if self.candidates else None
 
 
-class AnnotationSession:
+@dataclass
+class PromptJob:
+    """One prediction, planned by ``AnnotationSession.plan``; ``run`` touches the engine only, so it may run in any
+    thread; ``AnnotationSession.commit`` applies it unless the session moved on since it was planned."""
+
+    prompt: Prompt  # the annotator's prompt
+    engine_prompt: Prompt  # what the engine is asked (a corrected proposal's box added)
+    multimask: bool
+    previous: MaskResult | None
+    engine: object
+    generation: int
+    candidates: list[MaskResult] | None = None
+
+    def run(self) -> PromptJob:
+        candidates = self.engine.predict(self.engine_prompt, multimask=self.multimask, previous=self.previous)
+        candidates[0].bbox  # noqa: B018 - the shown mask's box is computed here too, off the caller's thread
+        self.candidates = candidates
+        return self
+
+
+class AnnotationSession(ReviewActions):
     """A project, an engine, and the image being annotated."""
 
     def __init__(self, store: Store, engine):
@@ -65,6 +83,7 @@ class AnnotationSession:
         self.index = -1
         self.image: np.ndarray | None = None
         self.state = PromptState()
+        self._generation = 0  # bumped whenever the prompt state is replaced: answers planned before are dropped
 
     @classmethod
     def open(cls, items, engine, project=None) -> AnnotationSession:
@@ -80,7 +99,11 @@ class AnnotationSession:
     def set_engine(self, engine) -> None:
         """Use another engine from now on (the prompt in progress is dropped; call ``embed`` again)."""
         self.engine = engine
-        self.state = PromptState()
+        self._reset()
+
+    def _reset(self, state: PromptState | None = None) -> None:
+        self.state = state or PromptState()
+        self._generation += 1
 
     # -- images ---------------------------------------------------------------------------------------------
     @property
@@ -106,7 +129,7 @@ class AnnotationSession:
         """Make image ``index`` current (after ``embed``)."""
         self.index = index
         self.image = image
-        self.state = PromptState()
+        self._reset()
         if self.images[index].status == "todo":
             self.store.set_image_status(self.images[index].id, "in progress")
             self.images = self.store.images()
@@ -121,23 +144,36 @@ class AnnotationSession:
             self.images = self.store.images()
 
     # -- prompting ------------------------------------------------------------------------------------------
-    def set_prompt(self, prompt: Prompt) -> MaskResult:
-        """Predict the preview for ``prompt``. When it adds to the previous prompt, SAM refines the previous
-        mask (its low-res logits go back in); a single click offers SAM's three candidates."""
+    def plan(self, prompt: Prompt) -> PromptJob:
+        """The prediction for ``prompt`` (run it with ``PromptJob.run``, anywhere; then ``commit``). When the prompt
+        adds to the previous one, SAM refines the previous mask (its low-res logits go back in); a single click
+        offers SAM's three candidates; while a proposal is corrected, the engine gets its box too."""
         if self.image is None:
             raise PromptError("open an image first")
+        prompt.validate(self.image.shape[:2])
         st = self.state
         if st.started is None:
             st.started = time.monotonic()
-        single_click = len(prompt.points) == 1 and prompt.box is None
+        single_click = len(prompt.points) == 1 and prompt.box is None and st.proposal is None
         n = len(st.prompt.points)
         extends = prompt.points[:n] == st.prompt.points and prompt.labels[:n] == st.prompt.labels
         previous = st.preview if st.candidates and extends and not single_click else None
-        st.candidates = self.engine.predict(prompt, multimask=single_click, previous=previous)
-        st.shown = 0
-        st.prompt = prompt
-        self.store.log_event("prompt", self.current.id, None, points=len(prompt.points), box=prompt.box is not None)
+        engine_prompt = prompt if st.proposal is None else self._within(st.proposal, prompt)
+        return PromptJob(prompt, engine_prompt, single_click, previous, self.engine, self._generation)
+
+    def commit(self, job: PromptJob) -> MaskResult | None:
+        """Apply a job's answer as the preview; None (and nothing changed) when the session moved on since."""
+        if job.generation != self._generation or job.candidates is None or job.engine is not self.engine:
+            return None
+        st = self.state
+        st.candidates, st.shown, st.prompt = job.candidates, 0, job.prompt
+        self.store.log_event("prompt", self.current.id, None, points=len(job.prompt.points),
+                             box=job.prompt.box is not None)
         return st.candidates[0]
+
+    def set_prompt(self, prompt: Prompt) -> MaskResult:
+        """Predict the preview for ``prompt`` now, in the caller's thread (``plan``, ``run``, ``commit``)."""
+        return self.commit(self.plan(prompt).run())  # type: ignore[return-value]
 
     def add_point(self, x: float, y: float, positive: bool = True) -> MaskResult:
         """One more click; the preview is refined from the previous mask's logits."""
@@ -158,16 +194,24 @@ class AnnotationSession:
         return st.candidates[st.shown]
 
     def clear(self) -> None:
-        """Drop the prompt and the preview (Escape)."""
+        """Drop the prompt and the preview (Escape); a proposal being corrected stays waiting, as it was."""
         if self.state.candidates:
             self.store.log_event("clear", self.current.id if self.current else None)
-        self.state = PromptState()
+        self._reset()
 
     # -- accepting ------------------------------------------------------------------------------------------
     def accept(self) -> int:
-        """Write the preview as an object; returns its id."""
+        """Write the preview as an object; returns its id. While a proposal is corrected: accept the proposal, with
+        the corrected mask if there is one."""
         st = self.state
         pv = st.preview
+        if st.proposal is not None and (pv is None or not pv.empty):
+            oid = st.proposal.id
+            clicks = len(st.prompt.points) + (1 if st.prompt.box is not None else 0)
+            self.store.decide_proposal(oid, True, mask=None if pv is None else pv.mask, clicks=clicks,
+                                       seconds=time.monotonic() - st.started if st.started else None)
+            self._reset()
+            return oid
         if pv is None or pv.empty:
             raise PromptError("nothing to accept: click the object first")
         provenance = "box" if st.prompt.box is not None else "click"
@@ -177,7 +221,7 @@ class AnnotationSession:
             seconds=time.monotonic() - st.started if st.started else None,
             engine=self.engine.name, model=self.engine.model,
         )
-        self.state = PromptState()
+        self._reset()
         return oid
 
     def start_manual(self) -> None:
@@ -196,7 +240,7 @@ class AnnotationSession:
             self.current.id, mask, provenance="manual", clicks=vertices,
             seconds=time.monotonic() - started if started else None, engine="manual", model=None,
         )
-        self.state = PromptState()
+        self._reset()
         return oid
 
     # -- proposals ------------------------------------------------------------------------------------------
@@ -207,21 +251,47 @@ class AnnotationSession:
             raise PromptError("open an image first")
         return propose_current(self.store, self.engine, self.current.id, settings, accept_above, progress, stop)
 
-    def proposals(self) -> list[ObjectRecord]:
-        """The current image's proposals waiting for a decision, largest first."""
-        return pending_proposals(self.store, self.current.id) if self.current else []
+    def proposals(self, index: int | None = None) -> list[ObjectRecord]:
+        """The proposals waiting for a decision on image ``index`` (default: the current one), largest first."""
+        image = self.current if index is None else self.images[index]
+        return pending_proposals(self.store, image.id) if image else []
 
     def decide(self, object_id: int, accept: bool) -> None:
-        """Accept or reject one proposal (undoable; rejections are kept for the comparison report)."""
+        """Accept or reject one proposal as it is (undoable; rejections are kept for the comparison report)."""
         self.store.decide_proposal(object_id, accept)
+        if self.state.proposal is not None and self.state.proposal.id == object_id:
+            self._reset()
+
+    def correct(self, object_id: int) -> None:
+        """Correct proposal ``object_id`` with clicks before deciding: prompts are answered inside its box (widened
+        to take in positive points outside it), and ``accept`` accepts the proposal with the corrected mask
+        (provenance stays ``proposed``; the clicks and seconds are recorded; undo restores its own mask)."""
+        ob = self.store.object(object_id)
+        if ob.state != "proposed" or self.current is None or ob.image_id != self.current.id:
+            raise PromptError(f"object {object_id} is not a proposal waiting on this image")
+        self._reset(PromptState(proposal=ob))
+
+    def _within(self, proposal: ObjectRecord, prompt: Prompt) -> Prompt:
+        """``prompt`` with the proposal's box (the annotator's own box, if drawn, wins)."""
+        if prompt.box is not None:
+            return prompt
+        x, y, w, h = proposal.bbox
+        x0, y0, x1, y1 = x, y, x + w, y + h
+        for (px, py), positive in zip(prompt.points, prompt.labels):
+            if positive:
+                x0, y0, x1, y1 = min(x0, px), min(y0, py), max(x1, px + 1), max(y1, py + 1)
+        height, width = self.image.shape[:2]
+        return Prompt(prompt.points, prompt.labels, (max(0, x0), max(0, y0), min(width, x1), min(height, y1)))
 
     def accept_above(self, score: float) -> list[int]:
         """Accept every waiting proposal of the current image scoring at least ``score``; returns their ids."""
         return _accept_above(self.store, self.current.id, score) if self.current else []
 
     # -- objects --------------------------------------------------------------------------------------------
-    def objects(self) -> list[ObjectRecord]:
-        return self.store.objects(self.current.id) if self.current else []
+    def objects(self, index: int | None = None) -> list[ObjectRecord]:
+        """The accepted objects of image ``index`` (default: the current one), in id order."""
+        image = self.current if index is None else self.images[index]
+        return self.store.objects(image.id) if image else []
 
     def object(self, object_id: int) -> ObjectRecord:
         return self.store.object(object_id)
@@ -237,12 +307,24 @@ class AnnotationSession:
         self.store.delete(object_id)
 
     def undo(self):
-        self.state = PromptState()
+        self._reset()
         return self.store.undo()
 
     def redo(self):
-        self.state = PromptState()
+        self._reset()
         return self.store.redo()
+
+    def export(self, out, polygons: bool = False):
+        """Write the whole project as COCO instances, the same file as ``clicklabel export PROJECT --out OUT``; it
+        reads through a connection of its own, so it can run in a worker thread while annotating goes on."""
+        from .coco import export_coco
+        from .project import open_project
+
+        snapshot = open_project(self.store.path)
+        try:
+            return export_coco(snapshot, out, polygons=polygons)
+        finally:
+            snapshot.close()
 
     # -- labels ---------------------------------------------------------------------------------------------
     @property
@@ -267,84 +349,6 @@ class AnnotationSession:
         from .label import label_objects
 
         return label_objects(self.store, list(object_ids), labeler, progress=progress, stop=stop, check=check)
-
-    # -- box-only objects: refine and review ------------------------------------------------------------------
-    def to_refine(self, settings: RefineSettings | None = None) -> list[ObjectRecord]:
-        """The current image's objects that ``refine`` would give a mask (box-only ones this engine has not tried)."""
-        if self.current is None:
-            return []
-        only = (settings or RefineSettings()).only_boxes
-        return refine_targets(self.store, self.engine, self.current.id, only).get(self.current.id, [])
-
-    def refine(self, settings: RefineSettings | None = None, progress=None, stop=None) -> RefineReport:
-        """The engine's masks for the current image's box-only objects, from their boxes, on its cached embedding
-        (a worker thread); ``progress(done, total)`` per batch. Doubtful results are marked for review."""
-        if self.current is None or self.image is None:
-            raise PromptError("open an image first")
-        return refine_current(self.store, self.engine, self.current.id, settings or RefineSettings(), stop=stop,
-                              on_batch=progress)
-
-    def flagged(self, everywhere: bool = False) -> list[ObjectRecord]:
-        """Objects marked for review: the current image's (or the project's, in image order)."""
-        if everywhere:
-            order = {im.id: n for n, im in enumerate(self.images)}
-            return sorted(self.store.objects(flagged=True), key=lambda o: (order.get(o.image_id, -1), o.id))
-        return self.store.objects(self.current.id, flagged=True) if self.current else []
-
-    def next_flagged(self, after: int | None = None) -> tuple[int, int] | None:
-        """(image index, object id) of the flagged object after object ``after`` in the project, wrapping around;
-        None when nothing is flagged."""
-        return self._next([(o.image_id, o.id) for o in self.store.objects(flagged=True)], after)
-
-    def _next(self, items: list[tuple[int, int]], after: int | None) -> tuple[int, int] | None:
-        """The (image index, object id) after object ``after`` among ``items`` ((image id, object id)), in image
-        then object order, wrapping around; None when there are none."""
-        index = {im.id: n for n, im in enumerate(self.images)}
-        todo = sorted((index[iid], oid) for iid, oid in items if iid in index)
-        if not todo:
-            return None
-        ids = [oid for _, oid in todo]
-        return todo[(ids.index(after) + 1) % len(todo)] if after in ids else todo[0]
-
-    def resolve_review(self, object_id: int) -> None:
-        """The flagged object is fine as it is (undoable)."""
-        self.store.resolve_review(object_id)
-
-    def replace_mask(self, object_id: int) -> None:
-        """Give an object (a flagged one, say) the preview's mask instead of its own; its box so far is kept as the
-        given box and its review mark cleared (undoable)."""
-        pv = self.state.preview
-        if pv is None or pv.empty:
-            raise PromptError("nothing to put in: prompt the object first")
-        ob = self.store.object(object_id)
-        if ob.image_id != (self.current.id if self.current else None):
-            raise PromptError(f"object {object_id} is not on this image")
-        self.store.set_masks([MaskUpdate(object_id, ob.updated, pv.mask, None, ob.refined_by, pv.score,
-                                         self.engine.name, self.engine.model)])
-        self.state = PromptState()
-
-    # -- class audit ------------------------------------------------------------------------------------------
-    def disagreements(self, everywhere: bool = False) -> list[CheckRecord]:
-        """Objects whose label the model disagreed with and no one has decided on (the current image's, or all)."""
-        if everywhere:
-            return self.store.disagreements()
-        return self.store.disagreements(self.current.id) if self.current else []
-
-    def next_disagreement(self, after: int | None = None) -> tuple[int, int] | None:
-        """(image index, object id) of the open disagreement after object ``after``, wrapping around."""
-        return self._next([(c.image_id, c.object_id) for c in self.store.disagreements()], after)
-
-    def checks(self) -> list[CheckRecord]:
-        """The class audit's records of the current image's objects."""
-        return self.store.checks(self.current.id) if self.current else []
-
-    def accept_model_label(self, object_id: int) -> None:
-        """Take the model's label for an object it disagreed on: one undoable action."""
-        self.store.accept_check(object_id)
-
-    def keep_label(self, object_id: int) -> None:
-        """Keep the object's own label over the model's (undoable)."""
-        self.store.keep_label(object_id)
 
 
 def polygon_mask(vertices_xy: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

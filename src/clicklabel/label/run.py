@@ -127,8 +127,13 @@ def label_objects(store: Store, object_ids, labeler: Labeler, progress=None, sto
     def before_send(oid: int) -> bool:
         if stopped():
             return False
-        if store.renew_lease(oid, owner, seconds):
-            return True
+        try:
+            if store.renew_lease(oid, owner, seconds):
+                return True
+        except ClickLabelError as exc:  # the lease cannot be written (busy): send nothing more, keep what arrives
+            failure.append(exc)
+            halt.set()
+            return False
         summary.skipped += 1
         tell()
         return False

@@ -48,6 +48,8 @@ class History:
             after = "accepted" if kind == "accept_proposal" else "rejected"
             self.conn.execute("UPDATE objects SET state=?, updated=? WHERE id=?",
                               ("proposed" if undo else after, now, oid))
+            if "corrected" in data:  # accepted with a mask corrected by clicks: the proposal's own mask on undo
+                self._set_shape(oid, data["corrected"]["before" if undo else "after"])
         elif kind == "refine":
             self._set_fields(oid, data["before" if undo else "after"])
         elif kind == "review":

@@ -207,16 +207,34 @@ class ObjectsMixin:
             self._holds(object_id, None)  # a labelling run in flight must not write to it
             self._event("delete", self._image_of(object_id), object_id, {"before": prev})
 
-    def decide_proposal(self, object_id: int, accept: bool) -> None:
-        """Accept or reject a proposed object; undoable, and logged for the comparison report."""
+    def decide_proposal(self, object_id: int, accept: bool, mask: np.ndarray | None = None,
+                        clicks: int | None = None, seconds: float | None = None) -> None:
+        """Accept or reject a proposed object; undoable, and logged for the comparison report. Accepting with a
+        ``mask`` (the proposal corrected by ``clicks`` prompts) stores that mask instead; undo brings the
+        proposal's own mask back."""
         with self.transaction():
             prev = self._state(object_id)
             if prev != "proposed":
                 raise StoreError(f"object {object_id} is {prev}, not a proposal")
             new = "accepted" if accept else "rejected"
+            data: dict = {"before": prev}
+            if accept and mask is not None:
+                if not mask.any():
+                    raise StoreError("the corrected mask is empty")
+                row = self.conn.execute("SELECT rle, bbox, area, clicks, seconds FROM objects WHERE id=?",
+                                        (object_id,)).fetchone()
+                after = encode_rle(mask)["counts"], json.dumps([float(v) for v in tight_bbox(mask)]), \
+                    int(np.count_nonzero(mask)), clicks, seconds
+                data["corrected"] = {"before": list(row), "after": list(after)}
+                self._set_shape(object_id, after)
             self.conn.execute("UPDATE objects SET state=?, updated=? WHERE id=?", (new, time.time(), object_id))
             kind = "accept_proposal" if accept else "reject_proposal"
-            self._event(kind, self._image_of(object_id), object_id, {"before": prev})
+            self._event(kind, self._image_of(object_id), object_id, data)
+
+    def _set_shape(self, object_id: int, shape) -> None:
+        """(rle counts, bbox JSON, area, clicks, seconds) of an object: a corrected proposal, its undo and redo."""
+        self.conn.execute("UPDATE objects SET rle=?, bbox=?, area=?, clicks=?, seconds=? WHERE id=?",
+                          (*shape, object_id))
 
     def relabel(self, object_id: int, label: str, supercategory: str | None = None, source: str = "human") -> None:
         """A person sets the label (status 'edited'); the old label stays in the history; undoable."""

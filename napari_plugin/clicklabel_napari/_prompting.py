@@ -1,0 +1,290 @@
+"""Part of the widget: prompts from the mouse (or the prompt layers), answered off the UI thread, and accepting.
+
+A prompt is planned in the UI thread (``session.plan``), answered in a worker (the engine; the mask's box and crop
+too), and applied back in the UI thread (``session.commit``), which drops answers the annotator has moved past.
+One answer is computed at a time: prompts arriving meanwhile are merged into the next one (the latest wins). A
+press starts answering at once, as if it were a click (most are): the release confirms it, a drag replaces it.
+The prompt is held here; the prompt layers show it. A click's point is drawn together with its mask (one canvas
+draw, not two), or after ``POINT_DELAY_MS`` if the answer is slower than that (GrabCut, a busy CPU)."""
+
+from __future__ import annotations
+
+import numpy as np
+from napari.qt.threading import create_worker
+from qtpy.QtCore import QTimer
+
+from clicklabel.annotate import polygon_mask
+from clicklabel.errors import ClickLabelError
+from clicklabel.segment.base import Prompt
+
+from ._layers import crop_of
+
+POINT_DELAY_MS = 250
+
+
+def _answer(job):
+    """Worker thread: the engine's answer, and the crop of the mask to draw."""
+    job.run()
+    return job, crop_of(job.candidates[0].mask)
+
+
+class PromptingMixin:
+    """Uses the widget's session, layers, ``say`` and ``refresh``."""
+
+    def _init_prompting(self) -> None:
+        self._job = None  # the prompt being answered in a worker
+        self._then_accept = False  # Enter came while an answer was on its way
+        self._syncing = False
+        self._prompt = Prompt()  # what the annotator asked for; the prompt layers show it
+
+    @property
+    def answering(self) -> bool:
+        return self._job is not None
+
+    def _ready(self) -> bool:
+        return self.session is not None and self.session.image is not None and self._loading is None \
+            and not self.refining
+
+    def _why_no_click(self, viewer) -> str | None:
+        """One sentence when a click on the canvas cannot be a prompt, else None."""
+        if self.session is None:
+            return "Open a folder of images first (Project tab)."
+        if self._loading is not None:
+            return "Wait a moment: the image is still loading (its embedding may be computing, see the bar)."
+        if self.session.image is None:
+            return "No image is shown: press N, or open a folder in the Project tab."
+        active = viewer.layers.selection.active
+        mode = str(getattr(active, "mode", "pan_zoom"))
+        if active is None or mode == "pan_zoom" or active in (self.layers.prompts, self.layers.box):
+            return None
+        if active is self.layers.manual:
+            return (f"You are drawing on '{active.name}' ({mode} mode): G accepts the shape; select pan/zoom on "
+                    "that layer to click objects again.")
+        return (f"The click went to the {mode} tool of layer '{active.name}': choose pan/zoom for that layer, or "
+                "select the image layer, to click objects.")
+
+    # -- the mouse -----------------------------------------------------------------------------------------------
+    def _on_mouse(self, viewer, event):
+        """Click = point (right button or Shift = negative), drag = box; whichever layer is selected."""
+        if event.button not in (1, 2):
+            return
+        why = self._why_no_click(viewer)
+        if why:
+            if event.button == 1:
+                self.say(why)
+            return
+        image = self.layers.image
+        start = np.asarray(image.world_to_data(event.position))[-2:]
+        positive = event.button == 1 and "Shift" not in event.modifiers
+        h, w = self.session.image.shape[:2]
+        if self._job is None and 0 <= start[1] < w and 0 <= start[0] < h:  # most presses are clicks: start now
+            self._ask(self._prompt.add_point(start[1], start[0], positive))
+        pan, viewer.camera.mouse_pan = viewer.camera.mouse_pan, False
+        yield
+        dragged = False
+        while event.type == "mouse_move":
+            cur = np.asarray(image.world_to_data(event.position))[-2:]
+            if event.button == 1 and np.abs(cur - start).max() > 4:
+                dragged = True
+                (y0, x0), (y1, x1) = start, cur
+                self._syncing = True
+                self.layers.box.data = [np.array([[y0, x0], [y0, x1], [y1, x1], [y1, x0]])]
+                self._syncing = False
+            yield
+        viewer.camera.mouse_pan = pan
+        if dragged:
+            (y0, x0), (y1, x1) = start, cur
+            box = (min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
+            self._prompt = Prompt(self._prompt.points, self._prompt.labels, box)
+            self._prompt_changed()
+            return
+        y, x = start
+        if 0 <= x < w and 0 <= y < h:
+            self.add_point(x, y, positive)
+        else:
+            self.say(f"That click ({x:.0f}, {y:.0f}) is outside the {w}x{h} image.")
+
+    def add_point(self, x: float, y: float, positive: bool = True) -> None:
+        self._prompt = self._prompt.add_point(x, y, positive)
+        self._prompt_changed(draw_now=False)
+
+    def current_prompt(self) -> Prompt:
+        """The prompt: points with their sign, and at most one box."""
+        return self._prompt
+
+    def _prompt_from_layers(self) -> Prompt:
+        pts = self.layers.prompts
+        data = np.asarray(pts.data)
+        pos = np.asarray(pts.features["positive"], dtype=bool) if len(data) else np.zeros(0, bool)
+        box = None
+        if len(self.layers.box.data):
+            r = np.asarray(self.layers.box.data[-1])
+            box = (r[:, 1].min(), r[:, 0].min(), r[:, 1].max(), r[:, 0].max())
+        return Prompt.make([(p[1], p[0]) for p in data], [int(v) for v in pos], box)
+
+    def _layer_prompt_changed(self, event=None) -> None:
+        """Points or a box edited on the layers directly (napari's own tools, scripts, tests)."""
+        if self._syncing or getattr(event, "action", None) in ("adding", "removing", "changing"):
+            return
+        self._prompt = self._prompt_from_layers()
+        self._prompt_changed()
+
+    def _draw_prompt(self) -> None:
+        """Show the prompt on the prompt layers (the points; the box is drawn while it is dragged)."""
+        pts = self.layers.prompts
+        p = self._prompt
+        rc = np.array([[y, x] for x, y in p.points], dtype=float).reshape(-1, 2)
+        if len(rc) == len(pts.data) and np.array_equal(rc, pts.data):
+            return
+        self._syncing = True
+        self.layers.set_points(rc, np.array(p.labels, dtype=bool))
+        self._syncing = False
+
+    # -- answers -------------------------------------------------------------------------------------------------
+    def _prompt_changed(self, draw_now: bool = True) -> None:
+        if self._syncing or not self._ready():
+            return
+        if draw_now:
+            self._draw_prompt()
+        else:
+            QTimer.singleShot(POINT_DELAY_MS, self._draw_prompt)  # unless the answer draws it first
+        if self._job is None:
+            self._ask(self._prompt)
+        # else: the answer on its way is checked against the prompt when it is back
+
+    def _ask(self, prompt: Prompt) -> None:
+        """Answer ``prompt`` in a worker (one at a time)."""
+        if prompt.empty:
+            self.layers.show_preview(None)
+            return
+        self._correct_before_prompt()
+        try:
+            job = self.session.plan(prompt)
+        except ClickLabelError as exc:
+            self.say(str(exc))
+            return
+        self._job = job
+        worker = create_worker(_answer, job)
+        worker.returned.connect(self._answered)
+        worker.errored.connect(self._answer_failed)
+        worker.start()
+
+    def _answered(self, result) -> None:
+        job, crop = result
+        self._job = None
+        if self.session is None or not self._ready():
+            return
+        latest = self._prompt
+        if job.prompt != latest:  # the prompt changed meanwhile, or the press became a drag: answer the latest
+            n = len(job.prompt.points)
+            if latest.points[:n] == job.prompt.points and latest.labels[:n] == job.prompt.labels and \
+                    job.prompt.box in (None, latest.box):
+                self.session.commit(job)  # a step on the way: the next answer refines it
+            self._ask(latest)
+            return
+        if self.session.commit(job) is None:
+            return
+        self._draw_prompt()
+        self.layers.show_preview(crop)
+        self._say_preview()
+        if self._then_accept:
+            self._then_accept = False
+            self.accept()
+
+    def _answer_failed(self, exc) -> None:
+        self._job, self._then_accept = None, False
+        self.say(f"no mask: {exc}")
+
+    def _say_preview(self) -> None:
+        st = self.session.state
+        pv = st.preview
+        if pv is None:
+            return
+        if pv.empty:
+            self.say("Empty mask: click inside the object, or drag a box around it.")
+            return
+        n = len(st.candidates)
+        which = f" (mask {st.shown + 1} of {n}: M shows the next)" if n > 1 else ""
+        what = f"proposal #{st.proposal.id} corrected" if st.proposal is not None else "mask"
+        self.say(f"{what}: score {pv.score:.3f}, box {pv.bbox}{which}. Enter accepts, Esc clears.")
+
+    def cycle(self) -> None:
+        if not self._ready():
+            self.say("No mask to cycle: open an image first.")
+            return
+        st = self.session.state
+        if len(st.candidates) < 2:
+            self.say("Only one mask here: M cycles SAM's three masks after a single click (not for a box, "
+                     "several points or GrabCut)." if st.candidates else "No mask yet: click an object first.")
+            return
+        self.session.cycle()
+        self.layers.show_preview(crop_of(st.preview.mask))
+        self._say_preview()
+
+    def clear(self) -> None:
+        if self.session is None:
+            self.say("Nothing to clear.")
+            return
+        if self.leave_review_step():
+            return
+        had = not self._prompt.empty or self.session.state.preview is not None
+        self.session.clear()
+        self._clear_prompt_layers()
+        self.say("Cleared: click an object, or drag a box around it." if had else "Nothing to clear: click an object.")
+
+    def _clear_prompt_layers(self) -> None:
+        self._prompt = Prompt()
+        self._syncing = True
+        self.layers.clear_points()
+        if len(self.layers.box.data):
+            self.layers.box.data = []
+        self._syncing = False
+        self.layers.show_preview(None)
+
+    # -- accepting -----------------------------------------------------------------------------------------------
+    def accept(self) -> int | None:
+        """Enter: accept the mask shown (in review mode: the highlighted proposal, corrected or not)."""
+        if not self._ready():
+            self.say("Nothing to accept: no image is ready yet.")
+            return None
+        if self._job is not None:
+            self._then_accept = True
+            self.say("Accepting as soon as the mask for the last prompt is ready ...")
+            return None
+        if self.session.state.proposal is None and self.session.state.preview is None and self.reviewing:
+            return self.decide(True)
+        correcting = self.session.state.proposal
+        try:
+            oid = self.session.accept()
+        except ClickLabelError as exc:
+            self.say(str(exc))
+            return None
+        self._clear_prompt_layers()
+        if correcting is not None:
+            self.after_decision(oid, accepted=True)
+        else:
+            self.refresh()
+            self.say(f"Object #{oid} accepted: click the next object.")
+        if self.auto_label:
+            self.queue_labels([oid])
+        return oid
+
+    def accept_manual(self) -> int | None:
+        """G: accept the last box or polygon drawn by hand on the manual layer (no SAM)."""
+        layer = self.layers.manual if self._ready() else None
+        if layer is None or not len(layer.data):
+            self.say("Nothing drawn: draw a rectangle or polygon on the 'clicklabel manual' layer, then press G.")
+            return None
+        verts = np.asarray(layer.data[-1])
+        mask = polygon_mask(verts[:, ::-1], self.session.image.shape[:2])
+        try:
+            oid = self.session.accept_manual(mask, vertices=len(verts))
+        except ClickLabelError as exc:
+            self.say(str(exc))
+            return None
+        layer.data = []
+        self.refresh()
+        self.say(f"Drawn object #{oid} accepted.")
+        if self.auto_label:
+            self.queue_labels([oid])
+        return oid
