@@ -128,7 +128,8 @@ def precompute_on_ray(args, paths) -> int:
         bar.close()
     rate = stats["encoded"] / stats["seconds"] if stats["seconds"] > 0 else 0.0
     print(f"{stats['encoded']} encoded, {stats['cached']} already cached, {stats['failed']} unreadable "
-          f"in {stats['seconds']:.1f} s ({rate:.1f} images/s, {len(workers)} Ray workers); cache: {root}")
+          f"in {stats['seconds']:.1f} s ({rate:.1f} images/s, {len(workers)} Ray workers); "
+          f"cache: {Path(root) / 'embeddings'}")
     for e in stats["errors"][:10]:
         print(f"skipped: {e}")
     return 0
