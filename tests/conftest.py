@@ -8,6 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# Ray reads RAY_AUTH_MODE at import: set every RAY_* variable before any test module imports ray.
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("RAY_AUTH_MODE", "token")
+os.environ.setdefault("RAY_AUTH_TOKEN", os.urandom(16).hex())  # throw-away: nothing written to ~/.ray
+
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "src" / "clicklabel" / "data" / "samples"
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -163,3 +168,15 @@ def box_only_file(tmp_path, extra=()):
            "categories": [{"id": 1, "name": "block", "supercategory": "shape"}, {"id": 2, "name": "blob"}]}
     (tmp_path / "boxes.json").write_text(json.dumps(doc))
     return tmp_path / "boxes.json", doc
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One small local Ray cluster (2 logical CPUs) for the whole session; skipped without the [ray] extra."""
+    ray = pytest.importorskip("ray", reason="needs the optional extra: pip install 'clicklabel[ray]'")
+    import logging
+
+    ray.init(address="local", num_cpus=2, num_gpus=0, include_dashboard=False, object_store_memory=256 * 2**20,
+             log_to_driver=False, logging_level=logging.WARNING)
+    yield ray
+    ray.shutdown()

@@ -116,6 +116,20 @@ def engine_from_args(args, **options):
     return engine
 
 
+def engine_spec(args, **options) -> dict:
+    """``make_engine`` keywords for the engine the arguments ask for, to build it elsewhere (a Ray worker)."""
+    return {"engine": getattr(args, "engine", "sam"), "model": model_from_args(args),
+            "checkpoint": str(args.checkpoint) if args.checkpoint else None, "device": args.device,
+            "encoder": args.encoder, **options}
+
+
+def add_ray_args(p: argparse.ArgumentParser) -> None:
+    """--ray [ADDRESS] and --ray-workers (the optional clicklabel[ray] extra)."""
+    p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="run on Ray: a private local cluster, or join ADDRESS (needs pip install 'clicklabel[ray]')")
+    p.add_argument("--ray-workers", type=positive_int, help="--ray: at most this many model workers")
+
+
 def say_recognised(engine, checkpoint) -> None:
     """One line on stderr: the model ``--model auto`` found in the checkpoint."""
     from ..segment.models import FAMILIES

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import ClickLabelError
-from .common import add_engine_args, count, engine_from_args, finite_float, positive_int
+from .common import add_engine_args, add_ray_args, count, engine_from_args, engine_spec, finite_float, positive_int
 
 
 def cmd_add(args) -> int:
@@ -50,10 +50,21 @@ def cmd_propose(args) -> int:
         print(f"{len(props)} proposals written to {out}")
         return 0
     store = open_project(target)
-    engine = engine_from_args(args)
-    bar = tqdm(total=len(store.images()), unit="image", desc="proposing", disable=None)
-    rep = propose_project(store, engine, settings, accept_above=args.accept_above,
-                          progress=lambda done, total: bar.update(done - bar.n))
+    if args.ray:
+        from ..cluster import ray_session
+        from ..cluster.workers import make_workers, ray_propose
+        from ..files import cache_root
+
+        with ray_session(args.ray) as ray:
+            workers = make_workers(ray, engine_spec(args), str(cache_root()), max_workers=args.ray_workers)
+            bar = tqdm(total=len(store.images()), unit="image", desc=f"proposing on Ray ({len(workers)} workers)",
+                       disable=None)
+            rep = ray_propose(ray, workers, store, settings, accept_above=args.accept_above, progress=bar.update)
+    else:
+        engine = engine_from_args(args)
+        bar = tqdm(total=len(store.images()), unit="image", desc="proposing", disable=None)
+        rep = propose_project(store, engine, settings, accept_above=args.accept_above,
+                              progress=lambda done, total: bar.update(done - bar.n))
     bar.close()
     for line in rep.errors:
         print(f"skipped: {line}")
@@ -143,6 +154,7 @@ def add_project_parsers(sub) -> None:
                                                             "project's labelling settings)")
     p.add_argument("--out", help="with an image: the COCO file to write (default proposals.json)")
     add_engine_args(p, engine=False)
+    add_ray_args(p)
     p.set_defaults(func=cmd_propose)
 
     p = sub.add_parser("export", help="write a project as COCO instance annotations")

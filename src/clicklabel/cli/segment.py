@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from .common import add_engine_args, engine_from_args, parse_box, parse_point, positive_int
+from .common import add_engine_args, add_ray_args, engine_from_args, engine_spec, parse_box, parse_point, positive_int
 
 SAMPLES = Path(__file__).parents[1] / "data" / "samples"
 
@@ -95,6 +95,8 @@ def cmd_precompute(args) -> int:
     from ..segment.precompute import precompute
 
     paths = image_files(args.target)
+    if args.ray:
+        return precompute_on_ray(args, paths)
     engine = engine_from_args(args, cache=EmbeddingCache.at_root(args.cache) if args.cache else None,
                               precision=None if args.precision == "auto" else args.precision, compile=args.compile)
     bar = tqdm(total=len(paths), unit="image", desc=f"embedding ({engine.model}, {engine.device})", disable=None)
@@ -104,6 +106,30 @@ def cmd_precompute(args) -> int:
     print(f"{stats['encoded']} encoded, {stats['cached']} already cached, {stats['failed']} unreadable "
           f"in {stats['seconds']:.1f} s ({rate:.1f} images/s, encoder: {engine.encoder.describe()}); "
           f"cache: {engine.cache.folder}")
+    for e in stats["errors"][:10]:
+        print(f"skipped: {e}")
+    return 0
+
+
+def precompute_on_ray(args, paths) -> int:
+    """``precompute --ray [ADDRESS]``: the same cache entries, encoded by Ray actors (one model load each)."""
+    from tqdm import tqdm
+
+    from ..cluster import ray_session
+    from ..cluster.workers import make_workers, ray_precompute
+    from ..files import cache_root
+
+    spec = engine_spec(args, precision=None if args.precision == "auto" else args.precision, compile=args.compile)
+    root = str(args.cache or cache_root())
+    with ray_session(args.ray) as ray:
+        workers = make_workers(ray, spec, root, max_workers=args.ray_workers)
+        bar = tqdm(total=len(paths), unit="image", desc=f"embedding on Ray ({len(workers)} workers)", disable=None)
+        stats = ray_precompute(ray, workers, paths, batch=args.batch, progress=bar.update)
+        bar.close()
+    rate = stats["encoded"] / stats["seconds"] if stats["seconds"] > 0 else 0.0
+    print(f"{stats['encoded']} encoded, {stats['cached']} already cached, {stats['failed']} unreadable "
+          f"in {stats['seconds']:.1f} s ({rate:.1f} images/s, {len(workers)} Ray workers); "
+          f"cache: {Path(root) / 'embeddings'}")
     for e in stats["errors"][:10]:
         print(f"skipped: {e}")
     return 0
@@ -135,4 +161,5 @@ def add_segment_parsers(sub) -> None:
                    help="CPU threads reading and resizing images (default: cores, max 16)")
     p.add_argument("--cache", help="cache folder (default $CLICKLABEL_CACHE or the user cache folder); copy it to "
                                    "another machine and pass it to `clicklabel gui --cache`")
+    add_ray_args(p)
     p.set_defaults(func=cmd_precompute)

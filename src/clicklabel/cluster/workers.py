@@ -1,0 +1,127 @@
+"""The Ray side of ``--ray`` batch jobs: ``SegmentWorker`` actors (one model load each) and the driver loops.
+
+The workers write embeddings to the shared cache root (atomic files, so a killed worker leaves no half entry);
+only small result dicts travel back. The driver alone writes the SQLite project.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from ..errors import ClickLabelError
+from . import ClusterError
+
+
+class SegmentWorker:
+    """Ray actor body: builds the engine once (``make_engine(**spec)`` with the cache at ``cache_root``)."""
+
+    def __init__(self, spec: dict, cache_root: str | None):
+        from ..embeddings import EmbeddingCache
+        from ..segment import make_engine
+
+        cache = EmbeddingCache.at_root(cache_root) if cache_root else EmbeddingCache()
+        self.engine = make_engine(cache=cache, download=False, **spec)
+
+    def ping(self) -> int:
+        return os.getpid()
+
+    def precompute(self, paths: list[str], batch_size: int = 8, workers: int = 2) -> list[dict]:
+        from ..segment.precompute import precompute
+
+        stats = precompute(self.engine, [Path(p) for p in paths], batch=batch_size, workers=workers)
+        return [{"items": paths, **{k: stats[k] for k in ("encoded", "cached", "failed", "errors")}}]
+
+
+    def propose(self, items: list[tuple], settings=None) -> list[dict]:
+        """Proposals for each (image_id, path, existing masks); masks come back bit-packed (small to send)."""
+        import numpy as np
+
+        from ..images import load_image
+
+        rows = []
+        for image_id, path, existing in items:
+            try:
+                self.engine.set_image(load_image(path))
+            except ClickLabelError as exc:
+                rows.append({"items": [image_id], "failed": 1, "errors": [str(exc)]})
+                continue
+            props = self.engine.propose(settings, existing=[np.unpackbits(m, count=int(np.prod(shape))).reshape(shape)
+                                                             .astype(bool) for m, shape in existing])
+            rows.append({"items": [image_id], "image_id": image_id, "engine": self.engine.name,
+                         "model": self.engine.model, "props": [(np.packbits(p.mask), p.mask.shape, p.predicted_iou)
+                                                               for p in props]})
+        return rows
+
+
+def make_workers(ray, spec: dict, cache_root: str | None, max_workers: int | None = None,
+                 cpus_per_worker: int = 1, ready_timeout: float = 300.0) -> list:
+    """One actor per GPU when the cluster has GPUs, else one per ``cpus_per_worker`` CPUs; waits until ready."""
+    res = ray.cluster_resources()
+    gpus = int(res.get("GPU", 0))
+    if gpus:
+        n, opts = gpus, {"num_gpus": 1, "num_cpus": 1}
+    else:
+        n, opts = max(1, int(res.get("CPU", 1)) // cpus_per_worker), {"num_cpus": cpus_per_worker}
+    n = min(n, max_workers) if max_workers else n
+    # max_task_retries=0: the scheduler retries, so it can count attempts and isolate a file that kills workers
+    cls = ray.remote(max_restarts=-1, max_task_retries=0, **opts)(SegmentWorker)
+    workers = [cls.remote(spec, cache_root) for _ in range(n)]
+    try:
+        ray.get([w.ping.remote() for w in workers], timeout=ready_timeout)
+    except ray.exceptions.GetTimeoutError:
+        raise ClusterError(f"the Ray workers were not ready after {ready_timeout:.0f} s (too few free CPUs/GPUs "
+                           "on the cluster?)") from None
+    except ray.exceptions.RayActorError as exc:
+        raise ClusterError(f"a Ray worker could not load the model: {exc}") from None
+    return workers
+
+
+def ray_precompute(ray, workers: list, paths: list[Path], batch: int = 8,
+                   progress: Callable[[int], None] | None = None) -> dict:
+    """``precompute`` over the workers; the same counts as the local one (encoded, cached, failed, errors)."""
+    from .scheduler import BatchScheduler
+
+    if batch < 1:
+        raise ClusterError("--batch must be at least 1")
+    stats: dict = {"encoded": 0, "cached": 0, "failed": 0, "errors": [], "cancelled": False}
+    t0 = time.perf_counter()
+    for row in BatchScheduler(ray, workers, "precompute").run([str(p) for p in paths], batch=batch, batch_size=batch):
+        for k in ("encoded", "cached", "failed"):
+            stats[k] += row.get(k, 0)
+        stats["errors"] += row.get("errors", [])
+        if progress:
+            progress(len(row["items"]))
+    stats["seconds"] = time.perf_counter() - t0
+    return stats
+
+
+def ray_propose(ray, workers: list, store, settings=None, accept_above: float | None = None, batch: int = 2,
+                progress: Callable[[int], None] | None = None):
+    """``propose_project`` over the workers: the workers propose, the driver alone writes the project (each image's
+    proposals as the results arrive, so a killed run keeps what came back; a rerun skips objects already there)."""
+    import numpy as np
+
+    from ..project.proposals import ProposeReport
+    from .scheduler import BatchScheduler
+
+    rep = ProposeReport()
+    items = [(im.id, str(store.image_path(im)),
+              [(np.packbits(o.mask), o.mask.shape) for o in store.objects(im.id, states=("accepted", "proposed"))])
+             for im in store.images()]
+    for row in BatchScheduler(ray, workers, "propose").run(items, batch=batch, settings=settings):
+        rep.errors += row.get("errors", [])
+        for packed, shape, score in row.get("props", []):
+            mask = np.unpackbits(packed, count=int(np.prod(shape))).reshape(shape).astype(bool)
+            auto = accept_above is not None and score >= accept_above
+            oid = store.accept(row["image_id"], mask, provenance="proposed", score=score, engine=row["engine"],
+                               model=row["model"], clicks=0, state="accepted" if auto else "proposed")
+            rep.proposed.append(oid)
+            if auto:
+                rep.accepted.append(oid)
+        rep.images += "image_id" in row
+        if progress:
+            progress(len(row["items"]))
+    return rep
