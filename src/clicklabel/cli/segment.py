@@ -102,10 +102,14 @@ def cmd_precompute(args) -> int:
     bar = tqdm(total=len(paths), unit="image", desc=f"embedding ({engine.model}, {engine.device})", disable=None)
     stats = precompute(engine, paths, batch=args.batch, workers=args.workers, progress=bar.update)
     bar.close()
+    return _report_precompute(stats, f"encoder: {engine.encoder.describe()}", engine.cache.folder)
+
+
+def _report_precompute(stats: dict, how: str, folder) -> int:
+    """What a precompute run did, in one line, then the first unreadable files."""
     rate = stats["encoded"] / stats["seconds"] if stats["seconds"] > 0 else 0.0
     print(f"{stats['encoded']} encoded, {stats['cached']} already cached, {stats['failed']} unreadable "
-          f"in {stats['seconds']:.1f} s ({rate:.1f} images/s, encoder: {engine.encoder.describe()}); "
-          f"cache: {engine.cache.folder}")
+          f"in {stats['seconds']:.1f} s ({rate:.1f} images/s, {how}); cache: {folder}")
     for e in stats["errors"][:10]:
         print(f"skipped: {e}")
     return 0
@@ -126,13 +130,7 @@ def precompute_on_ray(args, paths) -> int:
         bar = tqdm(total=len(paths), unit="image", desc=f"embedding on Ray ({len(workers)} workers)", disable=None)
         stats = ray_precompute(ray, workers, paths, batch=args.batch, progress=bar.update)
         bar.close()
-    rate = stats["encoded"] / stats["seconds"] if stats["seconds"] > 0 else 0.0
-    print(f"{stats['encoded']} encoded, {stats['cached']} already cached, {stats['failed']} unreadable "
-          f"in {stats['seconds']:.1f} s ({rate:.1f} images/s, {len(workers)} Ray workers); "
-          f"cache: {Path(root) / 'embeddings'}")
-    for e in stats["errors"][:10]:
-        print(f"skipped: {e}")
-    return 0
+    return _report_precompute(stats, f"{len(workers)} Ray workers", Path(root) / "embeddings")
 
 
 def add_segment_parsers(sub) -> None:
