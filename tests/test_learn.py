@@ -227,3 +227,25 @@ def test_bench_labels_few_shot_and_knn_on_pets(tmp_path, capsys, monkeypatch, ti
     assert len(rows) == 3 and "kNN vote" in rows[0] and "0 example(s)" in rows[1] and "2 example(s)" in rows[2]
     assert counts == [1] * 6 + [3] * 6  # 6 scored objects, asked cold, then with 2 examples each
     assert "6 objects confirmed, 6 scored" in out
+
+
+def test_session_next_by_value_wraps_in_value_order(tmp_path):
+    from clicklabel.segment import make_engine
+
+    d = tmp_path / "images"
+    d.mkdir()
+    for name in ("chelsea", "coffee"):
+        shutil.copy(SAMPLES / f"{name}.jpg", d / f"{name}.jpg")
+    s = AnnotationSession.open(d, make_engine("grabcut"))
+    made = []
+    for im, conf in zip(s.images, (0.95, 0.4)):
+        m = np.zeros((im.height, im.width), bool)
+        m[10:50, 10:60] = True
+        oid = s.store.accept(im.id, m)
+        s.store.set_label(oid, "thing", None, conf, "gpt-4o-mini")
+        made.append(oid)
+    first = s.next_by_value()
+    assert first[:2] == (1, made[1]) and "model confidence 0.40" in first[2][0]
+    assert s.next_by_value(made[1])[:2] == (0, made[0]) and s.next_by_value(made[0])[:2] == (1, made[1])
+    s.relabel(made[1], "cat")  # a person's label: nothing left to review there
+    assert s.next_by_value()[1] == made[0]

@@ -406,3 +406,29 @@ def test_accepted_object_shows_the_neighbours_guess_before_the_model(make_napari
     assert "1 pending" in w.counter.text()
     w.few_shot.value = 4
     assert w._settings_from_fields().few_shot == 4 and w.session.label_settings.few_shot == 4
+
+
+def test_next_by_value_goes_to_the_most_doubtful_label(make_napari_viewer, qtbot, folder):
+    from clicklabel.segment import make_engine
+
+    viewer = make_napari_viewer()
+    w = ClickLabelWidget(viewer, engine=make_engine("grabcut"), auto_label=False)
+    w.open_folder(str(folder))
+    _wait_ready(qtbot, w)
+    store = w.session.store
+    made = []
+    for im, label, conf in zip(store.images(), ("cup", "rocket"), (0.9, 0.3)):
+        m = np.zeros((im.height, im.width), bool)
+        m[20:80, 30:120] = True
+        oid = store.accept(im.id, m)
+        store.set_label(oid, label, "thing", conf, "gpt-4o-mini")
+        made.append(oid)
+    w.refresh()
+    w.next_by_value()  # the doubtful one is on the other image
+    qtbot.waitUntil(lambda: w.session.index == 1 and w._loading is None and w.selected_ids() == [made[1]],
+                    timeout=60_000)
+    assert "model confidence 0.30" in w.status.text() and "rare class" in w.status.text()
+    w.next_by_value()
+    qtbot.waitUntil(lambda: w.session.index == 0 and w._loading is None and w.selected_ids() == [made[0]],
+                    timeout=60_000)
+    assert "model confidence 0.90" in w.status.text()

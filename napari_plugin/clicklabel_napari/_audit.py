@@ -84,6 +84,7 @@ class AuditMixin:
     _refine_stop: threading.Event | None = None
     _refine_counts = (0, 0)
     _focus: int | None = None  # an object to select once its image is shown
+    _focus_note: str | None = None  # what the status line says about it (else its review state)
 
     @property
     def refining(self) -> bool:
@@ -185,8 +186,29 @@ class AuditMixin:
                 self.table.selectRow(r)
                 self.jump_to_selected()
                 ob = self.session.object(oid)
-                self.say(f"object {oid} ({ob.label or 'no label'}): {ob.review or mask_cell(ob)}")
+                why = self._focus_note or ob.review or mask_cell(ob)
+                self._focus_note = None
+                self.say(f"object {oid} ({ob.label or 'no label'}): {why}")
                 return
+
+    def next_by_value(self) -> None:
+        """Go to the model-labelled object most worth a look (low confidence, the neighbours disagree, a rare
+        class), the next one on each press, opening its image; the status line says why."""
+        if self.session is None:
+            return
+        nxt = self.session.next_by_value((self.selected_ids() or [None])[0])
+        if nxt is None:
+            self.say("Nothing to review by value: no label from the model has a low confidence, a disagreement "
+                     "with its neighbours or a rare class.")
+            return
+        index, oid, why = nxt
+        self.table_filter.value = "all objects"
+        self._focus_note = "; ".join(why)
+        if index != self.session.index:
+            self._focus = oid
+            self.show_image(index)
+        else:
+            self.focus_object(oid)
 
     def _decide(self, action, what: str) -> None:
         ids = self.selected_ids()

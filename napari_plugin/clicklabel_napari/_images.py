@@ -166,9 +166,9 @@ class ImagesMixin:
         self.show_waiting(waiting, proposal_crops)
         self._fill_table(objects, votes)
         self._say_counter()
-        self.audit_image_shown()
         more = f" {len(waiting)} proposal(s) wait here: P reviews them." if waiting else ""
         self.say(f"{s.images[index].path}: click an object, or drag a box around it.{more}{self.engine_note}")
+        self.audit_image_shown()  # an object stepped to (review, value): selected, and the status says why
         _freeze_startup_objects()
         if index + 1 < len(s.images):
             pre = create_worker(_leaving_a_core, s.prefetch, index + 1)

@@ -100,6 +100,9 @@ def build_ui(w) -> None:
                          tooltip="few-shot: the most similar objects whose label you typed or confirmed go with each "
                                  "crop, with their labels (0: none)")
     w.label_btn, w.retry_btn = PushButton(text="Label pending (L)"), PushButton(text="Retry failed")
+    w.value_btn = PushButton(text="Next by value",
+                             tooltip="the model's label most worth a look: low confidence, the most similar objects "
+                                     "you confirmed say otherwise, or a rare class (clicklabel review-order)")
     # Project
     w.folder = FileEdit(label="images", mode="d", value="")
     w.open_btn = PushButton(text="Open folder")
@@ -139,7 +142,7 @@ def build_ui(w) -> None:
     _tab(w.tabs, "Review", Container(widgets=[w.grid, w.min_area, w.max_props]), w.propose_btn,
          _row(w.accept_prop_btn, w.reject_btn, w.skip_btn), _row(w.threshold, w.above_btn), w.review_info)
     _tab(w.tabs, "Labels", Container(widgets=[w.lmm_model, w.vocab, w.template, w.concurrency, w.few_shot]),
-         _row(w.label_btn, w.retry_btn))
+         _row(w.label_btn, w.retry_btn), w.value_btn)
     _tab(w.tabs, "Project", Container(widgets=[w.folder]), _row(w.open_btn), _row(w.polygons, w.export_btn),
          Container(widgets=[w.engine_box, w.device_box, w.encoder_box, w.checkpoint]),
          _row(w.load_btn, w.download_btn), w.engine_help)
@@ -159,7 +162,8 @@ def build_ui(w) -> None:
         (w.undo_btn, w.undo), (w.redo_btn, w.redo), (w.delete_btn, w.delete_selected),
         (w.jump_btn, w.jump_to_selected), (w.propose_btn, w.propose), (w.accept_prop_btn, lambda: w.decide(True)),
         (w.reject_btn, lambda: w.decide(False)), (w.skip_btn, w.skip), (w.above_btn, w.accept_all_above),
-        (w.label_btn, w.label_pending), (w.retry_btn, w.retry_failed), (w.open_btn, lambda: w.open_folder(
+        (w.label_btn, w.label_pending), (w.retry_btn, w.retry_failed), (w.value_btn, w.next_by_value),
+        (w.open_btn, lambda: w.open_folder(
             str(w.folder.value))), (w.export_btn, w.export_dialog), (w.load_btn, w.load_engine),
         (w.download_btn, w.download_weights), (w.stop_btn, w.stop),
     ]

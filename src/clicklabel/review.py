@@ -88,3 +88,18 @@ class ReviewActions:
     def keep_label(self, object_id: int) -> None:
         """Keep the object's own label over the model's (undoable)."""
         self.store.keep_label(object_id)
+
+    # -- review by value ----------------------------------------------------------------------------------------
+    def next_by_value(self, after: int | None = None) -> tuple[int, int, list[str]] | None:
+        """(image index, object id, reasons) of the model-labelled object most worth a person's look after object
+        ``after`` in value order (``label.value.object_order``), wrapping around; None when nothing has a reason."""
+        from .label.value import object_order
+
+        index = {im.id: n for n, im in enumerate(self.images)}
+        paths = {im.path: im.id for im in self.images}
+        items = [it for it in object_order(self.store) if paths.get(it.image) in index]
+        if not items:
+            return None
+        ids = [it.id for it in items]
+        it = items[(ids.index(after) + 1) % len(items)] if after in ids else items[0]
+        return index[paths[it.image]], it.id, it.reasons
