@@ -96,10 +96,9 @@ class ReviewActions:
         from .label.value import object_order
 
         index = {im.id: n for n, im in enumerate(self.images)}
-        paths = {im.path: im.id for im in self.images}
-        items = [it for it in object_order(self.store) if paths.get(it.image) in index]
+        items = [it for it in object_order(self.store) if it.image_id in index]
         if not items:
             return None
         ids = [it.id for it in items]
         it = items[(ids.index(after) + 1) % len(items)] if after in ids else items[0]
-        return index[paths[it.image]], it.id, it.reasons
+        return index[it.image_id], it.id, it.reasons

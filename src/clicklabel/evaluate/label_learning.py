@@ -21,8 +21,7 @@ from ..bench.harness import bench_engine, print_table
 from ..coco import import_coco
 from ..errors import ClickLabelError
 from ..label import Labeler, label_objects
-from ..label.learn import describe_object
-from ..label.neighbours import vote
+from ..label.learn import Neighbourhood, describe_object
 from ..project import Store
 from .labels import breed_matches, species_of
 
@@ -77,7 +76,7 @@ def bench_label_learning(data: str | Path, labeler: Labeler, shots: list[int], k
             eng.set_image(store.load_image(image_id))
             for ob in group:
                 describe_object(store, eng, ob.id, ob.mask)
-        model_id, engine_name = eng.model_id, f"{eng.name} {eng.model}"
+        engine_name = f"{eng.name} {eng.model}"
     describe_s = time.perf_counter() - t
     for ob in confirmed:  # the half that plays "confirmed by a person": the true breed, species as coarse class
         gt = truth[ob.id]
@@ -85,12 +84,12 @@ def bench_label_learning(data: str | Path, labeler: Labeler, shots: list[int], k
     scored_ids = [ob.id for ob in scored]
     rows = []
     if knn:
-        pool = store.confirmed(model_id)
+        near = Neighbourhood(store)
         species_of_breed = {truth[ob.id]["breed"]: truth[ob.id]["species"] for ob in confirmed}
         t = time.perf_counter()
         answers = {}
         for oid in scored_ids:
-            v = vote(pool, store.descriptor(oid)[1], k)
+            v = near.vote(oid, k)
             answers[oid] = (v.label, species_of_breed.get(v.label)) if v else (None, None)
         rows.append(_score(f"kNN vote (k={k}), no model", answers, truth, 0, 0.0, time.perf_counter() - t, 0))
     for shot in shots:

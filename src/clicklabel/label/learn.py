@@ -31,36 +31,46 @@ def describe_object(store: Store, engine, object_id: int, mask: np.ndarray) -> b
 
 
 def describe_image(store: Store, engine, image_id: int) -> bool:
+    """Store the image's descriptor from the engine's current embedding, once per image and model."""
     emb = current_embedding(engine)
-    if emb is None:
+    if emb is None or store.has_image_descriptor(image_id, engine.model_id):
         return False
     store.set_image_descriptor(image_id, engine.model_id, image_descriptor(emb))
     return True
 
 
-def suggestion(store: Store, object_id: int, k: int = DEFAULT_K) -> Vote | None:
-    """The vote of the object's nearest confirmed objects (same model's descriptors), or None."""
-    got = store.descriptor(object_id)
-    if got is None:
-        return None
-    model_id, vec = got
-    return vote(store.confirmed(model_id), vec, k, exclude={object_id})
+class Neighbourhood:
+    """The project's confirmed objects, read once per model for as long as this lives (a refresh, a run, a
+    ranking), and each object's nearest ones among them."""
+
+    def __init__(self, store: Store):
+        self.store = store
+        self._pools: dict[str, object] = {}
+
+    def pool(self, model_id: str):
+        if model_id not in self._pools:
+            self._pools[model_id] = self.store.confirmed(model_id)
+        return self._pools[model_id]
+
+    def nearest(self, object_id: int, k: int) -> list[int]:
+        """Ids of the object's ``k`` nearest confirmed objects (never itself), most similar first."""
+        got = self.store.descriptor(object_id)
+        if got is None:
+            return []
+        pool = self.pool(got[0])
+        return [pool.ids[r] for r in nearest(pool, got[1], k, exclude={object_id})]
+
+    def vote(self, object_id: int, k: int = DEFAULT_K) -> Vote | None:
+        """The vote of the object's ``k`` nearest confirmed objects (same model's descriptors), or None."""
+        got = self.store.descriptor(object_id)
+        return None if got is None else vote(self.pool(got[0]), got[1], k, exclude={object_id})
 
 
 def suggestions(store: Store, objects, k: int = DEFAULT_K) -> dict[int, Vote]:
-    """Votes for those of ``objects`` that wait for the model (pending or failed), by object id (one read of the
-    confirmed objects per model)."""
-    waiting = [ob.id for ob in objects if ob.label_status in ("pending", "failed")]
-    pools: dict[str, object] = {}
-    out = {}
-    for oid, (model_id, vec) in store.descriptors_of(waiting).items():
-        if model_id not in pools:
-            pools[model_id] = store.confirmed(model_id)
-        v = vote(pools[model_id], vec, k, exclude={oid})
-        if v is not None:
-            out[oid] = v
-    return out
-
+    """Votes for those of ``objects`` that wait for the model (pending or failed), by object id."""
+    near = Neighbourhood(store)
+    votes = {ob.id: near.vote(ob.id, k) for ob in objects if ob.label_status in ("pending", "failed")}
+    return {oid: v for oid, v in votes.items() if v is not None}
 
 class Examples:
     """Few-shot examples for a labelling run: for each object, the ``k`` nearest confirmed objects (never itself)
@@ -69,29 +79,12 @@ class Examples:
 
     def __init__(self, store: Store, k: int, crop_settings):
         self.store, self.k, self.crop = store, k, crop_settings
-        self._confirmed: dict[str, object] = {}
+        self.near = Neighbourhood(store)
         self._crops: dict[int, bytes] = {}
         self.without = 0  # objects asked without examples (no descriptor, or nothing confirmed yet)
 
-    def _pool(self, model_id: str):
-        if model_id not in self._confirmed:
-            self._confirmed[model_id] = self.store.confirmed(model_id)
-        return self._confirmed[model_id]
-
-    def neighbours(self, object_id: int) -> list[int]:
-        """Ids of the object's nearest confirmed objects, most similar first."""
-        got = self.store.descriptor(object_id)
-        if got is None:
-            return []
-        pool = self._pool(got[0])
-        return [pool.ids[r] for r in nearest(pool, got[1], self.k, exclude={object_id})]
-
-    def vote(self, object_id: int, k: int) -> Vote | None:
-        got = self.store.descriptor(object_id)
-        return None if got is None else vote(self._pool(got[0]), got[1], k, exclude={object_id})
-
     def for_object(self, object_id: int) -> tuple[tuple[bytes, str, str | None], ...]:
-        ids = self.neighbours(object_id)
+        ids = self.near.nearest(object_id, self.k)
         if not ids:
             self.without += 1
             return ()

@@ -181,7 +181,7 @@ def label_objects(store: Store, object_ids, labeler: Labeler, progress=None, sto
 
     def by_vote(oid: int) -> bool:
         """Label from the neighbours alone when enough of them agree (counted as saved cost); False: ask."""
-        v = learn.vote(oid, cfg.knn_k)
+        v = learn.near.vote(oid, cfg.knn_k)
         if v is None or v.k < cfg.knn_k or v.agreement < cfg.knn_only_above or failure:
             return False
         try:

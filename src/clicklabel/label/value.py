@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..project import Store
-from .learn import suggestion
+from .learn import Neighbourhood
 
 RARE = 3
 
@@ -23,6 +23,7 @@ RARE = 3
 class ReviewItem:
     kind: str  # 'object' or 'image'
     id: int
+    image_id: int
     image: str  # the image's path in the project
     score: float
     reasons: list[str] = field(default_factory=list)
@@ -37,6 +38,7 @@ def object_order(store: Store, k: int = 5, rare: int = RARE) -> list[ReviewItem]
     paths = {im.id: im.path for im in store.images()}
     obs = store.objects()
     counts = Counter(o.label for o in obs if o.label)
+    near = Neighbourhood(store)
     items = []
     for ob in obs:
         if ob.label_status not in ("done", "failed") or ob.provenance == "imported":
@@ -48,7 +50,7 @@ def object_order(store: Store, k: int = 5, rare: int = RARE) -> list[ReviewItem]
         elif ob.label_confidence is not None and ob.label_confidence < 1:
             score += 1.0 - ob.label_confidence
             why.append(f"model confidence {ob.label_confidence:.2f}")
-        v = suggestion(store, ob.id, k)
+        v = near.vote(ob.id, k)
         if v is not None and ob.label and not _same(v.label, ob.label):
             score += v.agreement
             why.append(f"the model says {ob.label!r}, its {v.k} nearest confirmed objects {v.label!r} "
@@ -57,7 +59,7 @@ def object_order(store: Store, k: int = 5, rare: int = RARE) -> list[ReviewItem]
             score += 0.5 / counts[ob.label]
             why.append(f"rare class: {counts[ob.label]} object(s) labelled {ob.label!r}")
         if why:
-            items.append(ReviewItem("object", ob.id, paths.get(ob.image_id, "?"), round(score, 4), why))
+            items.append(ReviewItem("object", ob.id, ob.image_id, paths.get(ob.image_id, "?"), round(score, 4), why))
     return sorted(items, key=lambda it: (-it.score, it.id))
 
 
@@ -82,7 +84,7 @@ def image_order(store: Store) -> tuple[list[ReviewItem], int]:
         d = float(nearest[pick])
         why = ("no image is annotated yet" if d >= 2.0 else
                f"least like any annotated or earlier image (cosine distance {d:.3f})")
-        out.append(ReviewItem("image", todo[pick].id, todo[pick].path, round(min(d, 2.0), 4), [why]))
+        out.append(ReviewItem("image", todo[pick].id, todo[pick].id, todo[pick].path, round(min(d, 2.0), 4), [why]))
         left.remove(pick)
         nearest = np.minimum(nearest, 1.0 - mat @ mat[pick])
     return out, missing

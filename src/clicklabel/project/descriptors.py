@@ -56,16 +56,6 @@ class DescriptorsMixin:
         row = self.conn.execute("SELECT model_id, vector FROM descriptors WHERE object_id=?", (object_id,)).fetchone()
         return (row[0], from_blob(row[1])) if row else None
 
-    def descriptors_of(self, object_ids) -> dict[int, tuple[str, np.ndarray]]:
-        ids = list(object_ids)
-        out = {}
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            q = f"SELECT object_id, model_id, vector FROM descriptors WHERE object_id IN ({','.join('?' * len(chunk))})"
-            for oid, model_id, blob in self.conn.execute(q, chunk):
-                out[oid] = (model_id, from_blob(blob))
-        return out
-
     def confirmed(self, model_id: str) -> Confirmed:
         """The confirmed objects with a descriptor from ``model_id`` (see the module's docstring)."""
         rows = self.conn.execute(
@@ -81,6 +71,10 @@ class DescriptorsMixin:
         rows = self.conn.execute("SELECT label, COUNT(*) FROM objects WHERE state='accepted' AND "
                                  "label_status='edited' AND label IS NOT NULL GROUP BY label ORDER BY 2 DESC, 1")
         return [r[0] for r in rows]
+
+    def has_image_descriptor(self, image_id: int, model_id: str) -> bool:
+        return self.conn.execute("SELECT 1 FROM image_descriptors WHERE image_id=? AND model_id=?",
+                                 (image_id, model_id)).fetchone() is not None
 
     def image_descriptors(self, model_id: str) -> dict[int, np.ndarray]:
         rows = self.conn.execute("SELECT image_id, vector FROM image_descriptors WHERE model_id=?", (model_id,))
