@@ -18,6 +18,7 @@ A family supplies ``encoder`` (``prepare`` / ``run_all`` / ``encode``: see ``enc
 from __future__ import annotations
 
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -82,7 +83,7 @@ def module_fingerprint(module) -> str:
     return h.hexdigest()
 
 
-class CachedEngine:
+class CachedEngine(ABC):
     """The shared half of the SAM-family engines (module docstring)."""
 
     name = "?"
@@ -296,11 +297,14 @@ class CachedEngine:
         return make
 
     # -- what a family supplies -------------------------------------------------------------------------------
+    @abstractmethod
     def _prepare_state(self, emb: Embedding):
-        raise NotImplementedError
+        """The per-image decoder state built from a (cached) embedding, on the engine's device."""
 
+    @abstractmethod
     def _decode(self, points, labels, boxes, mask_input, multimask: bool):
-        raise NotImplementedError
+        """(low-res logits, scores) for prompts in image coordinates, on the current state."""
 
+    @abstractmethod
     def _upscale(self, logits, state):
-        raise NotImplementedError
+        """Low-res logits to the image's size, as the family's stock predictor does."""
