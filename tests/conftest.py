@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -115,6 +116,20 @@ def sample(name: str) -> np.ndarray:
     from clicklabel.images import load_image
 
     return load_image(SAMPLES / f"{name}.jpg")
+
+
+def sample_folder(folder: Path, names=("coffee", "rocket")) -> Path:
+    """A folder holding copies of the bundled sample photos ``names``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        shutil.copy(SAMPLES / f"{name}.jpg", folder / f"{name}.jpg")
+    return folder
+
+
+@pytest.fixture
+def folder(tmp_path) -> Path:
+    """tmp_path/images with two sample photos (coffee, rocket)."""
+    return sample_folder(tmp_path / "images")
 
 
 @pytest.fixture

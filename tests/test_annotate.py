@@ -1,7 +1,6 @@
 """AnnotationSession without Qt: everything the widget does, driven through the session alone, on the small
 random SAM and on GrabCut."""
 
-import shutil
 import sys
 
 import numpy as np
@@ -16,7 +15,7 @@ from clicklabel.segment import Prompt, make_engine
 from clicklabel.segment.propose import ProposeSettings
 from clicklabel.segment.sam import SamEngine
 
-from conftest import SAMPLES, box_only_file
+from conftest import box_only_file, sample_folder
 
 # Random weights predict low IoU everywhere (nothing passes SAM's thresholds) and near-identical masks for every
 # point (NMS would keep one): filters off, at most 12.
@@ -25,11 +24,7 @@ OPEN = ProposeSettings(grid=6, pred_iou_thresh=0.0, stability_thresh=0.0, nms_th
 
 @pytest.fixture
 def folder(tmp_path):
-    d = tmp_path / "images"
-    d.mkdir()
-    for name in ("chelsea", "coffee"):
-        shutil.copy(SAMPLES / f"{name}.jpg", d / f"{name}.jpg")
-    return d
+    return sample_folder(tmp_path / "images", ("chelsea", "coffee"))
 
 
 def _open(folder, engine, index=0) -> AnnotationSession:

@@ -1,7 +1,6 @@
 """GUI tests: the real widget in a real napari viewer (run under xvfb-run), random-weights SAM, loopback LMM.
 The review mode, keys, clicks and layout are in test_napari_review.py."""
 
-import shutil
 import time
 
 import numpy as np
@@ -34,14 +33,6 @@ def lmm():
                                                          "confidence": 0.8}) as server:
         yield server
 
-
-@pytest.fixture
-def folder(tmp_path):
-    d = tmp_path / "images"
-    d.mkdir()
-    for name in ("coffee", "rocket"):
-        shutil.copy(SAMPLES / f"{name}.jpg", d / f"{name}.jpg")
-    return d
 
 
 def _widget(viewer, engine, lmm, tmp_path):

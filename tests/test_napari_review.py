@@ -2,7 +2,6 @@
 real Qt key presses and mouse clicks on napari's canvas, the small random SAM, the loopback LMM."""
 
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -16,7 +15,6 @@ from clicklabel.label import LabelCache, Labeler, LabelerConfig  # noqa: E402
 from clicklabel.segment.propose import ProposeSettings  # noqa: E402
 from clicklabel_napari._widget import ClickLabelWidget  # noqa: E402
 
-from conftest import SAMPLES  # noqa: E402
 from lmm_server import FakeLMM  # noqa: E402
 
 pytestmark = pytest.mark.gui
@@ -33,14 +31,6 @@ def _finish_workers():
 
     WorkerBase.await_workers(msecs=300_000)
 
-
-@pytest.fixture
-def folder(tmp_path):
-    d = tmp_path / "images"
-    d.mkdir()
-    for name in ("coffee", "rocket"):
-        shutil.copy(SAMPLES / f"{name}.jpg", d / f"{name}.jpg")
-    return d
 
 
 def _open(make_napari_viewer, qtbot, engine, folder, labeler=None):
