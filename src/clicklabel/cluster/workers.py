@@ -34,11 +34,8 @@ class SegmentWorker:
         stats = precompute(self.engine, [Path(p) for p in paths], batch=batch_size, workers=workers)
         return [{"items": paths, **{k: stats[k] for k in ("encoded", "cached", "failed", "errors")}}]
 
-
     def propose(self, items: list[tuple], settings=None) -> list[dict]:
         """Proposals for each (image_id, path, existing masks); masks come back bit-packed (small to send)."""
-        import numpy as np
-
         from ..images import load_image
 
         rows = []
@@ -48,12 +45,24 @@ class SegmentWorker:
             except ClickLabelError as exc:
                 rows.append({"items": [image_id], "failed": 1, "errors": [str(exc)]})
                 continue
-            props = self.engine.propose(settings, existing=[np.unpackbits(m, count=int(np.prod(shape))).reshape(shape)
-                                                             .astype(bool) for m, shape in existing])
+            props = self.engine.propose(settings, existing=[unpack(m) for m in existing])
             rows.append({"items": [image_id], "image_id": image_id, "engine": self.engine.name,
-                         "model": self.engine.model, "props": [(np.packbits(p.mask), p.mask.shape, p.predicted_iou)
-                                                               for p in props]})
+                         "model": self.engine.model, "props": [(pack(p.mask), p.predicted_iou) for p in props]})
         return rows
+
+
+def pack(mask):
+    """A bool mask as (bit-packed bytes, shape): an eighth of the size to send between processes."""
+    import numpy as np
+
+    return np.packbits(mask), mask.shape
+
+
+def unpack(packed):
+    import numpy as np
+
+    bits, shape = packed
+    return np.unpackbits(bits, count=int(np.prod(shape))).reshape(shape).astype(bool)
 
 
 def make_workers(ray, spec: dict, cache_root: str | None, max_workers: int | None = None,
@@ -102,26 +111,19 @@ def ray_propose(ray, workers: list, store, settings=None, accept_above: float | 
                 progress: Callable[[int], None] | None = None):
     """``propose_project`` over the workers: the workers propose, the driver alone writes the project (each image's
     proposals as the results arrive, so a killed run keeps what came back; a rerun skips objects already there)."""
-    import numpy as np
-
-    from ..project.proposals import ProposeReport
+    from ..project.proposals import ProposeReport, store_proposals
     from .scheduler import BatchScheduler
 
     rep = ProposeReport()
     items = [(im.id, str(store.image_path(im)),
-              [(np.packbits(o.mask), o.mask.shape) for o in store.objects(im.id, states=("accepted", "proposed"))])
+              [pack(o.mask) for o in store.objects(im.id, states=("accepted", "proposed"))])
              for im in store.images()]
     for row in BatchScheduler(ray, workers, "propose").run(items, batch=batch, settings=settings):
         rep.errors += row.get("errors", [])
-        for packed, shape, score in row.get("props", []):
-            mask = np.unpackbits(packed, count=int(np.prod(shape))).reshape(shape).astype(bool)
-            auto = accept_above is not None and score >= accept_above
-            oid = store.accept(row["image_id"], mask, provenance="proposed", score=score, engine=row["engine"],
-                               model=row["model"], clicks=0, state="accepted" if auto else "proposed")
-            rep.proposed.append(oid)
-            if auto:
-                rep.accepted.append(oid)
-        rep.images += "image_id" in row
+        if "image_id" in row:
+            store_proposals(store, row["image_id"], [(unpack(m), score) for m, score in row["props"]],
+                            row["engine"], row["model"], accept_above, rep)
+            rep.images += 1
         if progress:
             progress(len(row["items"]))
     return rep

@@ -33,14 +33,23 @@ def propose_current(store: Store, engine, image_id: int, settings=None, accept_a
     existing = [o.mask for o in store.objects(image_id, states=("accepted", "proposed"))]
     props = engine.propose(settings, existing=existing, progress=progress, stop=stop)
     rep = ProposeReport(images=1, cancelled=bool(stop is not None and stop.is_set()))
-    for p in props:
-        auto = accept_above is not None and p.predicted_iou >= accept_above
-        oid = store.accept(image_id, p.mask, provenance="proposed", score=p.predicted_iou, engine=engine.name,
-                           model=engine.model, clicks=0, state="accepted" if auto else "proposed")
-        rep.proposed.append(oid)
-        if auto:
-            rep.accepted.append(oid)
+    store_proposals(store, image_id, [(p.mask, p.predicted_iou) for p in props], engine.name, engine.model,
+                    accept_above, rep)
     return rep
+
+
+def store_proposals(store: Store, image_id: int, proposals, engine: str, model: str, accept_above: float | None,
+                    rep: ProposeReport) -> None:
+    """Write one image's proposals ((mask, score) pairs) in one transaction, accepting at once those scoring at
+    least ``accept_above``; their ids go to ``rep``. The local run and the Ray driver both write through here."""
+    with store.transaction():
+        for mask, score in proposals:
+            auto = accept_above is not None and score >= accept_above
+            oid = store.accept(image_id, mask, provenance="proposed", score=score, engine=engine, model=model,
+                               clicks=0, state="accepted" if auto else "proposed")
+            rep.proposed.append(oid)
+            if auto:
+                rep.accepted.append(oid)
 
 
 def propose_project(store: Store, engine, settings=None, accept_above: float | None = None, image_ids=None,
