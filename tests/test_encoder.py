@@ -191,3 +191,15 @@ def test_cache_filled_by_precompute_works_after_copying_elsewhere(tiny_checkpoin
     laptop = SamEngine("auto", tiny_checkpoint, device="cpu", fast=False, cache=EmbeddingCache(tmp_path / "laptop"))
     laptop.set_image(sample("coffee"))
     assert laptop.last_from_cache
+
+
+def test_bench_jpeg_copies_stay_distinct_after_jpeg_coding(tmp_path):
+    """Every copy must decode to its own pixels, else precompute skips it as cached and the rate is wrong
+    (a number written as one colour collided for 153 of 1000 copies)."""
+    import xxhash
+
+    from clicklabel.bench.encoder import make_jpeg_folder, source_images
+    from clicklabel.images import load_image
+
+    paths = make_jpeg_folder(tmp_path / "j", 300, source_images(None)[:1])
+    assert len({xxhash.xxh3_128_hexdigest(load_image(p).tobytes()) for p in paths}) == 300
