@@ -16,30 +16,18 @@ from clicklabel.errors import ClickLabelError
 from clicklabel.segment import Prompt, make_engine
 from clicklabel.segment.remote import EncoderClient, RemoteError, png_bytes
 
+from conftest import SERVE_TOKEN as TOKEN
 from conftest import TINY_ARCH, sample
 
-TOKEN = "t0ken-for-the-tests-" + "x" * 12
 requests = pytest.importorskip("requests", reason="needs the optional extra: pip install 'clicklabel[remote]'")
-
-
-@pytest.fixture(scope="module")
-def server(ray_cluster, tiny_checkpoint, tmp_path_factory):
-    """A loopback server of the tiny random SAM with a token; its replica takes no CPU from the other Ray tests."""
-    from clicklabel.cluster.serving import start_server, stop_server
-
-    cache = tmp_path_factory.mktemp("server_cache")
-    spec = {"engine": "sam", "model": "auto", "checkpoint": str(tiny_checkpoint), "device": "cpu", "encoder": "stock"}
-    url = start_server(spec, cache, TOKEN, port=0, replica_cpus=0, max_upload_mb=1)
-    yield url, cache
-    stop_server()
 
 
 def _remote(url, checkpoint, cache, token=TOKEN, **kw):
     return make_engine("remote", "auto", checkpoint, "cpu", cache=EmbeddingCache(cache), server=url, token=token, **kw)
 
 
-def test_remote_engine_gives_the_local_engines_masks(server, tiny_checkpoint, tmp_path):
-    url, server_cache = server
+def test_remote_engine_gives_the_local_engines_masks(encode_server, tiny_checkpoint, tmp_path):
+    url, server_cache = encode_server
     img = sample("coffee")
     local = make_engine("sam", "auto", tiny_checkpoint, "cpu", cache=EmbeddingCache(tmp_path / "local"),
                         encoder="stock")
@@ -64,8 +52,8 @@ def test_remote_engine_gives_the_local_engines_masks(server, tiny_checkpoint, tm
     assert np.array_equal(other.embedding.features, remote.embedding.features)
 
 
-def test_requests_without_the_token_are_refused(server, tiny_checkpoint, tmp_path):
-    url, _ = server
+def test_requests_without_the_token_are_refused(encode_server, tiny_checkpoint, tmp_path):
+    url, _ = encode_server
     assert requests.get(f"{url}/v1/health", timeout=30).status_code == 200  # the only open route
     key = make_engine("sam", "auto", tiny_checkpoint, "cpu", cache=EmbeddingCache(tmp_path, disk=False),
                       encoder="stock").embedding_key(sample("rocket"))
@@ -78,8 +66,8 @@ def test_requests_without_the_token_are_refused(server, tiny_checkpoint, tmp_pat
         _remote(url, tiny_checkpoint, tmp_path / "c", token=None)
 
 
-def test_uploads_are_checked(server, tiny_checkpoint, tmp_path):
-    url, _ = server
+def test_uploads_are_checked(encode_server, tiny_checkpoint, tmp_path):
+    url, _ = encode_server
     eng = make_engine("sam", "auto", tiny_checkpoint, "cpu", cache=EmbeddingCache(tmp_path, disk=False),
                       encoder="stock")
     auth = {"Authorization": f"Bearer {TOKEN}"}
@@ -100,10 +88,10 @@ def test_uploads_are_checked(server, tiny_checkpoint, tmp_path):
     assert put(key, png_bytes(sample("rocket"))).status_code == 200
 
 
-def test_other_local_weights_are_refused(server, tmp_path):
+def test_other_local_weights_are_refused(encode_server, tmp_path):
     from clicklabel.weights import save_random_checkpoint
 
-    url, _ = server
+    url, _ = encode_server
     other = save_random_checkpoint(tmp_path / "other.pth", TINY_ARCH, seed=2)
     with pytest.raises(RemoteError, match="encodes with .* but the local weights are"):
         _remote(url, other, tmp_path / "c")

@@ -77,17 +77,18 @@ class EncoderClient:
             self.session.headers["Authorization"] = f"Bearer {token}"
 
     # -- transport ------------------------------------------------------------------------------------------
-    def request(self, method: str, path: str, **kw):
+    def request(self, method: str, path: str, retries: int | None = None, timeout: float | None = None, **kw):
         """One request, retried on a dropped connection or 502/503/504; any other answer is returned."""
         err = ""
-        for attempt in range(self.retries + 1):
+        retries = self.retries if retries is None else retries
+        timeout = timeout or self.timeout
+        for attempt in range(retries + 1):
             if attempt:
                 wait = min(self.backoff * 2 ** (attempt - 1), 8.0)
-                self.notify(f"encoding server {self.url}: {err}; retrying in {wait:.1f} s ({attempt}/{self.retries})")
+                self.notify(f"encoding server {self.url}: {err}; retrying in {wait:.1f} s ({attempt}/{retries})")
                 time.sleep(wait)
             try:
-                r = self.session.request(method, self.url + path, timeout=(min(10.0, self.timeout), self.timeout),
-                                         **kw)
+                r = self.session.request(method, self.url + path, timeout=(min(5.0, timeout), timeout), **kw)
             except self._requests.RequestException as exc:
                 err = _reason(exc)
                 continue
@@ -95,7 +96,7 @@ class EncoderClient:
                 err = f"HTTP {r.status_code}"
                 continue
             return r
-        raise RemoteError(f"cannot reach the encoding server {self.url} after {self.retries + 1} tries ({err})")
+        raise RemoteError(f"cannot reach the encoding server {self.url} after {retries + 1} tries ({err})")
 
     @staticmethod
     def _refused(r) -> RemoteError:
@@ -109,9 +110,10 @@ class EncoderClient:
         return RemoteError(f"the encoding server refused: HTTP {r.status_code}: {msg}")
 
     # -- API --------------------------------------------------------------------------------------------------
-    def info(self) -> dict:
-        """The server's model, weights id, precision and device (token checked)."""
-        r = self.request("GET", "/v1/info")
+    def info(self, quick: bool = False) -> dict:
+        """The server's model, weights id, precision and device (token checked); ``quick``: one retry and a
+        short timeout (choosing the engine, where a user waits for the answer)."""
+        r = self.request("GET", "/v1/info", **({"retries": 1, "timeout": 5.0} if quick else {}))
         if r.status_code != 200:
             raise self._refused(r)
         try:
@@ -187,7 +189,7 @@ def attach_remote(engine, server: str, token: str | None = None, notify: Callabl
     if not hasattr(engine, "embedding_key") or not hasattr(engine, "encoder"):
         raise RemoteError(f"--engine remote needs a Segment Anything model, not {getattr(engine, 'name', engine)}")
     client = EncoderClient(server, token, notify=notify, **client_options)
-    info = client.info()
+    info = client.info(quick=True)
     if info["model_id"] != engine.model_id:
         raise RemoteError(f"the server {client.url} encodes with {info['model_id']}, but the local weights are "
                           f"{engine.model_id}: give --model/--checkpoint the same weights as the server")
