@@ -166,3 +166,21 @@ def test_without_the_extras_each_use_names_them(monkeypatch, capsys, tiny_checkp
     monkeypatch.setitem(sys.modules, "ray", None)
     assert main(["serve", "--no-auth", "--port", "0"]) == 2
     assert "clicklabel[ray]" in capsys.readouterr().err
+
+
+def test_bench_remote_prints_every_row(tiny_checkpoint, tmp_path):
+    """In its own process: the benchmark starts (and stops) its own Ray and server."""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "clicklabel.cli", "bench", "remote", "--model", "auto", "--checkpoint",
+                        str(tiny_checkpoint), "--device", "cpu", "--precompute-images", "2", "--repeats", "3"],
+                       capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = {line.split("|")[1].strip(): line.split("|")[2:5] for line in r.stdout.splitlines()
+            if line.startswith("| ") and "measure" not in line}
+    assert set(rows) == {"cached embedding fetch p50 (ms)", "cached embedding fetch p90 (ms)",
+                         "serve, 1 client (images/s)", "serve, 4 clients (images/s)", "precompute --ray (images/s)"}
+    assert float(rows["cached embedding fetch p50 (ms)"][0]) > 0
+    assert rows["precompute --ray (images/s)"][2].strip().endswith("%")
+    assert "Traceback" not in r.stderr

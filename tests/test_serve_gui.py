@@ -11,11 +11,12 @@ import pytest
 
 pytest.importorskip("napari")
 pytest.importorskip("requests")
+from gui_input import click, pump  # noqa: E402
+
 import clicklabel_napari  # noqa: E402,F401  (keeps Triton out before any OpenGL context exists)
 from clicklabel_napari.launch import build  # noqa: E402
 
 from conftest import SERVE_TOKEN  # noqa: E402
-from gui_input import click, pump  # noqa: E402
 
 pytestmark = pytest.mark.gui
 

@@ -109,4 +109,8 @@ def start_server(spec: dict, cache_dir: str | Path, token: str | None, host: str
 def stop_server() -> None:
     from ray import serve
 
+    try:
+        serve.delete("clicklabel")  # the replicas first: the controller then shuts down without a retried task
+    except Exception:  # noqa: BLE001 - not deployed (a failed start): shutting down is all that is left
+        pass
     serve.shutdown()
