@@ -195,3 +195,20 @@ def ray_cluster():
              log_to_driver=False, logging_level=logging.WARNING)
     yield ray
     ray.shutdown()
+
+
+SERVE_TOKEN = "t0ken-for-the-tests-" + "x" * 12
+
+
+@pytest.fixture(scope="session")
+def encode_server(ray_cluster, tiny_checkpoint, tmp_path_factory):
+    """A loopback `clicklabel serve` of the tiny random SAM with SERVE_TOKEN, taking at most 1 MB uploads; its
+    replica reserves no CPU, so the other Ray tests keep both. Yields (url, the server's cache folder)."""
+    pytest.importorskip("requests", reason="needs the optional extra: pip install 'clicklabel[remote]'")
+    from clicklabel.cluster.serving import start_server, stop_server
+
+    cache = tmp_path_factory.mktemp("server_cache")
+    spec = {"engine": "sam", "model": "auto", "checkpoint": str(tiny_checkpoint), "device": "cpu", "encoder": "stock"}
+    url = start_server(spec, cache, SERVE_TOKEN, port=0, replica_cpus=0, max_upload_mb=1)
+    yield url, cache
+    stop_server()

@@ -100,3 +100,47 @@ def test_ray_without_the_extra_names_it(monkeypatch, tmp_path, capsys):
 @pytest.fixture(autouse=True)
 def _quiet_tqdm(monkeypatch):
     monkeypatch.setenv("TQDM_DISABLE", "1")
+
+
+def test_label_ray_gives_the_same_labels_and_pays_once(ray_cluster, tmp_path, monkeypatch, capsys):
+    """label --ray against the loopback model server: the labels of a local run, one request per crop (a second run
+    and the local run after it are answered from the driver's cache: no request is paid twice)."""
+    import numpy as np
+    from PIL import Image
+
+    from clicklabel.project.store import Store
+
+    from lmm_server import FakeLMM
+
+    def answer(body, img):  # the label depends on the crop, so a mix-up between objects would show
+        return {"label": f"thing {int(img.mean()) % 7}", "category": "thing", "confidence": 0.9}
+
+    rng = np.random.default_rng(3)
+    projects = {}
+    for how in ("local", "ray"):
+        s = Store(tmp_path / f"{how}.clicklabel", root=tmp_path)
+        for i in range(3):
+            path = tmp_path / f"im{i}.png"
+            if not path.exists():
+                Image.fromarray(rng.integers(0, 255, (80, 100, 3), dtype=np.uint8)).save(path)
+            iid = s.add_image_file(path)
+            for k in range(4):
+                m = np.zeros((80, 100), bool)
+                m[4 + 15 * k: 16 + 15 * k, 5 + 10 * k: 70] = True
+                s.accept(iid, m)
+        s.close()
+        projects[how] = tmp_path / f"{how}.clicklabel"
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    with FakeLMM(answer=answer) as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.url)
+        monkeypatch.setenv("CLICKLABEL_CACHE", str(tmp_path / "cache_ray"))
+        assert main(["label", str(projects["ray"]), "--ray", "--concurrency", "4"]) == 0
+        assert "labelled 12, failed 0 (0 from the cache)" in capsys.readouterr().out
+        assert len(server.requests) == 12 and sorted(server.attempts.values()) == [1] * 12
+        assert main(["label", str(projects["ray"]), "--ray", "--all"]) == 0
+        assert "labelled 12, failed 0 (12 from the cache)" in capsys.readouterr().out
+        monkeypatch.setenv("CLICKLABEL_CACHE", str(tmp_path / "cache_local"))
+        assert main(["label", str(projects["local"])]) == 0
+        assert len(server.requests) == 24  # the local run's own cache: each crop once more, no more
+    labels = {how: [(o.image_id, o.label, o.label_status) for o in Store(p).objects()] for how, p in projects.items()}
+    assert labels["ray"] == labels["local"] and len({lab for _, lab, _ in labels["ray"]}) > 1

@@ -8,11 +8,12 @@ from __future__ import annotations
 import threading
 
 from magicgui.widgets import ComboBox, Container, PushButton
-from napari.qt.threading import create_worker
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QLabel, QTableWidgetItem, QVBoxLayout, QWidget
 
 from clicklabel.errors import ClickLabelError
+
+from ._workers import quiet_worker
 
 FILTERS = {"all objects": None, "flagged for review": "flagged", "disagreements with the model": "disagreements"}
 COLUMNS = ["mask", "model says"]  # the table's columns added by this panel
@@ -118,7 +119,7 @@ class AuditMixin:
         self._refine_stop = threading.Event()
         self.refine_stop_btn.visible = True
         self.say(f"refining {todo} box(es) with {self.session.engine.name} {self.session.engine.model} ...")
-        worker = create_worker(self.session.refine, progress=self.reporter(self.refine_progress, self._refine_stop),
+        worker = quiet_worker(self.session.refine, progress=self.reporter(self.refine_progress, self._refine_stop),
                                stop=self._refine_stop)
         worker.returned.connect(self._refined)
         worker.errored.connect(self._refine_failed)

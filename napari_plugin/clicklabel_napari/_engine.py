@@ -43,8 +43,15 @@ class EngineMixin:
         ck = str(self.checkpoint.value) if str(self.checkpoint.value) not in ("", ".") else None
         if name == "grabcut":
             return make_engine("grabcut")
-        return make_engine("sam", model="auto" if ck else name, checkpoint=ck, device=self.device_box.value,
-                           download=False, encoder=self.encoder_box.value)
+        remote = {}
+        if self.remote_box.value:
+            from clicklabel.segment.remote import read_token
+
+            tf = str(self.token_file.value)
+            remote = dict(server=self.server.value.strip(), token=read_token(tf if tf not in ("", ".") else None),
+                          notify=self.notice.emit)  # called in the embedding worker: Qt queues it to the UI
+        return make_engine("remote" if remote else "sam", model="auto" if ck else name, checkpoint=ck,
+                           device=self.device_box.value, download=False, encoder=self.encoder_box.value, **remote)
 
     def load_engine(self, fallback: bool = False) -> bool:
         """Build the engine from the settings and use it (in the open session too, without reopening). Missing
@@ -71,9 +78,10 @@ class EngineMixin:
             return False
         self.download_btn.visible = False
         self.engine_note = ""
-        self.engine_help.setText(f"Engine in use: {engine.name} {engine.model}.")
+        where = f", {engine.encoder.describe()}" if self.remote_box.value and name != "grabcut" else ""
+        self.engine_help.setText(f"Engine in use: {engine.name} {engine.model}{where}.")
         self._use_engine(engine)
-        self.say(f"Engine: {engine.name} {engine.model}.")
+        self.say(f"Engine: {engine.name} {engine.model}{where}.")
         return True
 
     def _use_engine(self, engine) -> None:

@@ -11,7 +11,6 @@ import threading
 from pathlib import Path
 
 import numpy as np
-from napari.qt.threading import create_worker
 from qtpy.QtCore import QTimer
 
 from clicklabel.annotate import AnnotationSession
@@ -19,6 +18,7 @@ from clicklabel.errors import ClickLabelError
 
 from ._io import PROJECT_KEY
 from ._layers import crop_of
+from ._workers import quiet_worker
 
 _threads = {"busy": 0, "full": None}
 _threads_lock = threading.Lock()
@@ -134,7 +134,7 @@ class ImagesMixin:
         self._say_counter(index)
         self.say(f"Opening {s.images[index].path} ...")
         QTimer.singleShot(150, lambda: self._loading_is_slow(index))
-        worker = create_worker(_load, s, index)
+        worker = quiet_worker(_load, s, index)
         worker.returned.connect(self._loaded)
         worker.errored.connect(self._load_failed)
         worker.start()
@@ -171,7 +171,7 @@ class ImagesMixin:
         self.audit_image_shown()  # an object stepped to (review, value): selected, and the status says why
         _freeze_startup_objects()
         if index + 1 < len(s.images):
-            pre = create_worker(_leaving_a_core, s.prefetch, index + 1)
+            pre = quiet_worker(_leaving_a_core, s.prefetch, index + 1)
             pre.errored.connect(lambda exc: None)  # the next image says so itself when opened
             pre.start()
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import threading
 
-from napari.qt.threading import create_worker
 from napari.utils.notifications import show_info, show_warning
+
+from ._workers import quiet_worker
 
 
 class LabellingMixin:
@@ -96,7 +97,7 @@ class LabellingMixin:
         self.stop_btn.visible = True
         self._label_counts = (0, len(ids))
         progress = self.reporter(self.label_progress, self._label_stop)
-        worker = create_worker(self.session.label, ids, labeler, progress=progress, stop=self._label_stop)
+        worker = quiet_worker(self.session.label, ids, labeler, progress=progress, stop=self._label_stop)
         worker.returned.connect(self._labelled)
         worker.errored.connect(self._label_error)
         self._label_worker = worker

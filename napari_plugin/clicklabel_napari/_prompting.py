@@ -10,7 +10,6 @@ draw, not two), or after ``POINT_DELAY_MS`` if the answer is slower than that (G
 from __future__ import annotations
 
 import numpy as np
-from napari.qt.threading import create_worker
 from qtpy.QtCore import QTimer
 
 from clicklabel.annotate import polygon_mask
@@ -18,6 +17,7 @@ from clicklabel.errors import ClickLabelError
 from clicklabel.segment.base import Prompt
 
 from ._layers import crop_of
+from ._workers import quiet_worker
 
 POINT_DELAY_MS = 250
 
@@ -164,7 +164,7 @@ class PromptingMixin:
             self.say(str(exc))
             return
         self._job = job
-        worker = create_worker(_answer, job)
+        worker = quiet_worker(_answer, job)
         worker.returned.connect(self._answered)
         worker.errored.connect(self._answer_failed)
         worker.start()

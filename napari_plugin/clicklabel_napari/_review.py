@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import threading
 
-from napari.qt.threading import create_worker
-
 from clicklabel.errors import ClickLabelError
 from clicklabel.segment.propose import ProposeSettings
 
 from ._layers import crop_of
+from ._workers import quiet_worker
 
 
 def _crops(proposals) -> dict:
@@ -56,7 +55,7 @@ class ReviewMixin:
             max_proposals=int(self.max_props.value) or None)
         self._propose_stop = threading.Event()
         report = self.reporter(self.task_progress, self._propose_stop)
-        self._propose_worker = create_worker(self._propose_in_worker, settings, report, self._propose_stop)
+        self._propose_worker = quiet_worker(self._propose_in_worker, settings, report, self._propose_stop)
         self._propose_worker.returned.connect(self._proposed)
         self._propose_worker.errored.connect(self._propose_failed)
         self.task_progress.emit(0, 1)

@@ -113,6 +113,13 @@ def build_ui(w) -> None:
     w.device_box = ComboBox(label="device", choices=["auto", "cpu", "cuda", "mps"], value="auto")
     w.encoder_box = ComboBox(label="encoder", choices=list(ENCODER_CHOICES), value="auto", tooltip=ENCODER_HELP)
     w.checkpoint = FileEdit(label="checkpoint", mode="r", filter="*.pt *.pth", value="")
+    w.remote_box = CheckBox(text="encode on a server (clicklabel serve)", value=False,
+                            tooltip="the image encoder runs on the server's GPU, the clicks are answered here; "
+                                    "the engine box must name the server's model")
+    w.server = LineEdit(label="server", value=os.environ.get("CLICKLABEL_SERVER", ""),
+                        tooltip="http://HOST:PORT, as `clicklabel serve` printed it")
+    w.token_file = FileEdit(label="token file", mode="r", value="",
+                            tooltip="the server's token (empty: $CLICKLABEL_SERVE_TOKEN)")
     w.load_btn = PushButton(text="Load engine")
     w.download_btn = PushButton(text="Download weights", visible=False)
     w.engine_help = QLabel("")
@@ -144,7 +151,8 @@ def build_ui(w) -> None:
     _tab(w.tabs, "Labels", Container(widgets=[w.lmm_model, w.vocab, w.template, w.concurrency, w.few_shot]),
          _row(w.label_btn, w.retry_btn), w.value_btn)
     _tab(w.tabs, "Project", Container(widgets=[w.folder]), _row(w.open_btn), _row(w.polygons, w.export_btn),
-         Container(widgets=[w.engine_box, w.device_box, w.encoder_box, w.checkpoint]),
+         Container(widgets=[w.engine_box, w.device_box, w.encoder_box, w.checkpoint]), w.remote_box,
+         Container(widgets=[w.server, w.token_file]),
          _row(w.load_btn, w.download_btn), w.engine_help)
     keys = QLabel(KEYS)
     keys.setWordWrap(True)

@@ -12,7 +12,6 @@ import threading
 import anyio._backends._asyncio  # noqa: F401  (httpx's first request, in the labelling thread)
 import cv2  # noqa: F401  (the labeller's crops)
 import scipy.ndimage  # noqa: F401  (napari imports it on a Labels layer's first thumbnail: 0.3 s, so at load time)
-from napari.qt.threading import create_worker
 from PIL import Image
 from qtpy.QtCore import Qt, QTimer, Signal
 from qtpy.QtWidgets import QTableWidgetItem, QWidget
@@ -37,6 +36,7 @@ from ._layers import LayerSet, object_text
 from ._prompting import PromptingMixin
 from ._review import ReviewMixin
 from ._ui import build_ui
+from ._workers import quiet_worker
 
 Image.init()  # PIL's image plugins (the labeller encodes crops), loaded here rather than in a worker
 _label_client.warm_up()  # the OpenAI SDK's lazily imported modules and the TLS settings, made once, here
@@ -57,6 +57,7 @@ class ClickLabelWidget(ImagesMixin, PromptingMixin, ReviewMixin, AuditMixin, Lab
     label_progress = Signal(int, int)  # (done, total) from the labelling worker; Qt queues it to the main thread
     task_progress = Signal(int, int)  # (done, total) from the proposing worker
     refine_progress = Signal(int, int)  # (boxes done, boxes) from the refine worker
+    notice = Signal(str)  # a line for the status from any thread (the remote engine's retries)
 
     def __init__(self, napari_viewer, project: str | None = None, engine=None, labeler=None, auto_label: bool = True):
         super().__init__()
@@ -90,6 +91,7 @@ class ClickLabelWidget(ImagesMixin, PromptingMixin, ReviewMixin, AuditMixin, Lab
             self._suggest_model()
         self.label_progress.connect(self._on_label_progress)
         self.task_progress.connect(self._on_task_progress)
+        self.notice.connect(self.say)
         self.refine_progress.connect(self._on_refine_progress)
         self._bind_keys(napari_viewer)
         napari_viewer.mouse_drag_callbacks.append(self._on_mouse)
@@ -274,7 +276,7 @@ class ClickLabelWidget(ImagesMixin, PromptingMixin, ReviewMixin, AuditMixin, Lab
         if self.session is None:
             self.say("Open a project first: the export writes the whole project.")
             return None
-        worker = create_worker(self.session.export, path, bool(self.polygons.value))
+        worker = quiet_worker(self.session.export, path, bool(self.polygons.value))
         worker.returned.connect(lambda rep: self.say(
             f"Exported {rep.annotations} object(s) of {rep.images} image(s) to {path}" +
             (f" ({rep.unlabelled} without a label yet)" if rep.unlabelled else "") + "."))

@@ -42,7 +42,7 @@ def engine_choice(engine: str, model: str | None) -> str | None:
     (the widget's own default stands: on a CPU, the fastest model whose weights are here)."""
     if engine == "grabcut":
         return "grabcut"
-    return model if engine == "sam" else engine
+    return model if engine in ("sam", "remote") else engine
 
 
 def build(argv: list[str] | None = None, viewer=None):
@@ -71,6 +71,12 @@ def build(argv: list[str] | None = None, viewer=None):
     widget.encoder_box.value = args.encoder
     if args.checkpoint:
         widget.checkpoint.value = args.checkpoint
+    if args.engine == "remote" or args.server:
+        if not args.server:
+            raise ClickLabelError("--engine remote needs --server URL (a `clicklabel serve` address)")
+        widget.remote_box.value, widget.server.value = True, args.server
+        if args.token_file:
+            widget.token_file.value = args.token_file
     viewer.window.add_dock_widget(widget, name="clicklabel", area="right")
     widget.open_project(items or [args.project], project=args.project if items else None)
     return viewer, widget

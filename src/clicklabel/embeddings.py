@@ -101,14 +101,7 @@ class EmbeddingCache:
         if not self.disk:
             return
         with atomic_write(self.path(key), durable=False) as f:
-            np.savez(
-                f,
-                features=emb.features.astype(np.float16),
-                original_size=np.asarray(emb.original_size, dtype=np.int64),
-                input_size=np.asarray(emb.input_size, dtype=np.int64),
-                **{f"extra_{k}": np.asarray(v).astype(np.float16) for k, v in emb.extra.items()},
-                format=np.asarray(FORMAT_VERSION, dtype=np.int64),
-            )
+            write_embedding(f, emb)
 
     def discard(self, key: str) -> None:
         """Forget an entry (memory and disk): its owner found it does not belong to the image it is keyed by."""
@@ -133,23 +126,41 @@ class EmbeddingCache:
 
     @staticmethod
     def _read(p: Path) -> Embedding | None:
-        try:
-            with np.load(p, allow_pickle=False) as z:
-                version = int(z["format"]) if "format" in z.files else 1
-                if version > FORMAT_VERSION:  # written by a newer clicklabel: recompute rather than guess
-                    return None
-                feats = z["features"]
-                osize = tuple(int(v) for v in z["original_size"])
-                isize = tuple(int(v) for v in z["input_size"])
-                extra = {k[len("extra_"):]: z[k] for k in z.files if k.startswith("extra_")}
-        except (OSError, ValueError, KeyError, EOFError, TypeError, zipfile.BadZipFile):
-            return None
-        if feats.ndim != 4 or feats.shape[0] != 1 or len(osize) != 2 or len(isize) != 2:
-            return None
-        if any(v.ndim < 2 or v.shape[0] != 1 for v in extra.values()):
-            return None
-        arrays = {k: v.astype(np.float32) for k, v in {"features": feats, **extra}.items()}
-        if not all(np.isfinite(v).all() for v in arrays.values()):
-            return None
-        feats = arrays.pop("features")
-        return Embedding(feats, osize, isize, arrays)
+        return read_embedding(p)
+
+
+def write_embedding(f, emb: Embedding) -> None:
+    """``emb`` as a cache entry (float16 arrays, ``.npz``) into the open binary file ``f``."""
+    np.savez(
+        f,
+        features=emb.features.astype(np.float16),
+        original_size=np.asarray(emb.original_size, dtype=np.int64),
+        input_size=np.asarray(emb.input_size, dtype=np.int64),
+        **{f"extra_{k}": np.asarray(v).astype(np.float16) for k, v in emb.extra.items()},
+        format=np.asarray(FORMAT_VERSION, dtype=np.int64),
+    )
+
+
+def read_embedding(source) -> Embedding | None:
+    """An embedding from a cache entry (a path, or a file-like object holding one: what ``clicklabel serve``
+    sends), or None when it is not a sound entry of a format this version reads."""
+    try:
+        with np.load(source, allow_pickle=False) as z:
+            version = int(z["format"]) if "format" in z.files else 1
+            if version > FORMAT_VERSION:  # written by a newer clicklabel: recompute rather than guess
+                return None
+            feats = z["features"]
+            osize = tuple(int(v) for v in z["original_size"])
+            isize = tuple(int(v) for v in z["input_size"])
+            extra = {k[len("extra_"):]: z[k] for k in z.files if k.startswith("extra_")}
+    except (OSError, ValueError, KeyError, EOFError, TypeError, zipfile.BadZipFile):
+        return None
+    if feats.ndim != 4 or feats.shape[0] != 1 or len(osize) != 2 or len(isize) != 2:
+        return None
+    if any(v.ndim < 2 or v.shape[0] != 1 for v in extra.values()):
+        return None
+    arrays = {k: v.astype(np.float32) for k, v in {"features": feats, **extra}.items()}
+    if not all(np.isfinite(v).all() for v in arrays.values()):
+        return None
+    feats = arrays.pop("features")
+    return Embedding(feats, osize, isize, arrays)

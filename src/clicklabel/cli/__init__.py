@@ -16,6 +16,7 @@ from .project import add_project_parsers
 from .refine import add_refine_parser
 from .review import add_review_parser
 from .segment import add_segment_parsers
+from .serve import add_serve_parser
 from .weights import add_weights_parser
 
 
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_refine_parser(sub)
     add_review_parser(sub)
     add_bench_parser(sub)
+    add_serve_parser(sub)
     return parser
 
 

@@ -48,6 +48,12 @@ def cmd_bench(args) -> int:
         bench_refine(args.model, args.checkpoint, args.random_weights, _bench_device(args.device), boxes=args.boxes,
                      repeats=args.repeats or 3)
         return 0
+    if args.what == "remote":
+        from ..bench.remote import bench_remote
+
+        bench_remote(args.model, args.checkpoint, args.random_weights, _bench_device(args.device),
+                     images=args.precompute_images or 4, repeats=args.repeats or 30, data=args.data)
+        return 0
     if args.what in ("noc", "box-jitter"):
         return bench_interactive(args)
     if args.what == "labels":
@@ -142,7 +148,7 @@ def _bench_device(device: str) -> str:
 def add_bench_parser(sub) -> None:
     p = sub.add_parser("bench", help="benchmarks against the stock baseline, measured in the same run")
     p.add_argument("what", choices=["latency", "models", "encoder", "propose", "refine", "labels", "noc",
-                                    "box-jitter"])
+                                    "box-jitter", "remote"])
     p.add_argument("--models", help="models: which ones, comma separated (default: every registered model)")
     p.add_argument("--engine", default="sam", help="noc, box-jitter: sam, grabcut or a model name")
     p.add_argument("--max-clicks", type=positive_int, default=20, help="noc")
@@ -168,12 +174,13 @@ def add_bench_parser(sub) -> None:
     p.add_argument("--random-weights", action="store_true", help="random weights (timing only)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--repeats", type=positive_int, default=None,
-                   help="latency: 20, encoder: 10, propose: 1, refine: 3, models: 3")
+                   help="latency: 20, encoder: 10, propose: 1, refine: 3, models: 3, remote: 30 fetches")
     p.add_argument("--boxes", type=positive_int, default=20, help="refine: boxes on the 1024x768 image")
     p.add_argument("--batch", default="1,8", help="encoder: batch sizes, comma separated")
     p.add_argument("--no-compile", action="store_true", help="encoder: leave out the torch.compile rows")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
                    help="encoder: the reduced precision to try (auto: bf16 on CUDA, fp32 on a CPU)")
     p.add_argument("--precompute-images", type=count, default=0,
-                   help="encoder: also time precompute of this many distinct JPEGs made from --data's images")
+                   help="encoder: also time precompute of this many distinct JPEGs made from --data's images; "
+                        "remote: distinct images per throughput row (default 4)")
     p.set_defaults(func=cmd_bench)

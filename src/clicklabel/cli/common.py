@@ -10,7 +10,8 @@ from ..errors import PromptError
 from ..segment import ENCODER_CHOICES, ENCODER_HELP
 
 EXIT_USER_ERROR = 2
-ENGINE_HELP = "sam or grabcut, or a model name (shorthand for --engine sam --model NAME)"
+ENGINE_HELP = ("sam, grabcut, remote (encoder on a `clicklabel serve` server, decoder here), or a model name "
+               "(shorthand for --engine sam --model NAME)")
 MODEL_HELP = ("vit_b (default), vit_l, vit_h, sam2.1_hiera_tiny|small|base_plus|large, hq_vit_tiny|b|l|h "
               "(`clicklabel weights list`), or auto: the family and size read from --checkpoint")
 DEFAULT_MODEL = "vit_b"
@@ -93,6 +94,9 @@ def add_engine_args(p: argparse.ArgumentParser, engine: bool = True) -> None:
     None when not given (``model_from_args`` gives the default), so a program can tell the user's choice apart."""
     if engine:
         p.add_argument("--engine", default="sam", help=ENGINE_HELP)
+        p.add_argument("--server", help="--engine remote: the `clicklabel serve` address (http://HOST:PORT); the "
+                                        "local --model/--checkpoint must be the server's weights")
+        p.add_argument("--token-file", help="--engine remote: the server's token (default $CLICKLABEL_SERVE_TOKEN)")
     p.add_argument("--model", default=None, help=MODEL_HELP)
     p.add_argument("--checkpoint", help="your own checkpoint file (no hash check)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
@@ -109,8 +113,15 @@ def engine_from_args(args, **options):
     the model recognised in the checkpoint is named on stderr."""
     from ..segment import make_engine
 
-    engine = make_engine(getattr(args, "engine", "sam"), model_from_args(args), args.checkpoint, args.device,
-                         encoder=args.encoder, **options)
+    name = getattr(args, "engine", "sam")
+    if name == "remote":
+        from ..segment.remote import read_token
+
+        options.update(server=args.server, token=read_token(args.token_file),
+                       notify=lambda message: print(f"clicklabel: {message}", file=sys.stderr, flush=True))
+    elif getattr(args, "server", None):
+        raise PromptError("--server goes with --engine remote")
+    engine = make_engine(name, model_from_args(args), args.checkpoint, args.device, encoder=args.encoder, **options)
     if args.model == "auto":
         say_recognised(engine, args.checkpoint)
     return engine

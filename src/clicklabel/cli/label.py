@@ -6,14 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import ClickLabelError
-from .common import count, deprecated, positive_float, positive_int, share
+from .common import add_ray_args, count, deprecated, positive_float, positive_int, share
 
 
 def cmd_label(args) -> int:
-    from tqdm import tqdm
-
-    from ..label import LabelCache, Labeler, estimate, label_objects, objects_to_label, read_vocabulary
-    from ..label.prices import SOURCE, load_prices
+    from ..label import LabelCache, Labeler, read_vocabulary
+    from ..label.prices import load_prices
     from ..project import load_label_settings, open_project, save_label_settings
 
     if args.model:
@@ -35,7 +33,35 @@ def cmd_label(args) -> int:
         config.few_shot, config.knn_only_above = 0, None  # the audit asks the model cold
     if args.check and not (args.vocab or args.vocab_file):  # the audit answers in the project's own categories
         config.vocabulary = store.labels_in_use() or None
+    if args.ray and not args.dry_run:
+        return label_on_ray(args, store, config, settings)
     labeler = Labeler(config, LabelCache(), load_prices(args.prices))
+    return run_label(args, store, labeler, settings)
+
+
+def label_on_ray(args, store, config, settings) -> int:
+    """``label --ray``: the requests go out from Ray actors; leases, the cache and the project stay here."""
+    from ..cluster import ray_session
+    from ..cluster.labelling import RayLabeler
+    from ..label import LabelCache
+    from ..label.prices import load_prices
+
+    with ray_session(args.ray) as ray:
+        labeler = RayLabeler(ray, config, LabelCache(), load_prices(args.prices), workers=args.ray_workers or 2)
+        try:
+            return run_label(args, store, labeler, settings)
+        finally:
+            labeler.shutdown()
+
+
+def run_label(args, store, labeler, settings) -> int:
+    """Estimate or run the labelling with ``labeler`` and print what it did."""
+    from tqdm import tqdm
+
+    from ..label import estimate, label_objects, objects_to_label
+    from ..label.prices import SOURCE
+
+    config = labeler.config
     ids = store.objects_to_check(recheck=args.all) if args.check else objects_to_label(store, relabel_all=args.all)
     est = estimate(store, ids, labeler)
     lmm = settings.lmm
@@ -116,4 +142,5 @@ def add_label_parser(sub) -> None:
                    help="label from the 5 nearest confirmed objects alone, without the model, when at least this "
                         "share of them agree (1: unanimous)")
     p.add_argument("--dry-run", action="store_true", help="count requests and estimate the cost; send nothing")
+    add_ray_args(p)
     p.set_defaults(func=cmd_label)

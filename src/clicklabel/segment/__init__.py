@@ -26,7 +26,8 @@ def make_engine(
     **options,
 ) -> Engine:
     """Build an engine by name: 'sam' (any Segment Anything model: ``model`` vit_b, sam2.1_hiera_tiny,
-    hq_vit_tiny, ... or 'auto' to take the family and size from ``checkpoint``), 'grabcut', or a model name alone.
+    hq_vit_tiny, ... or 'auto' to take the family and size from ``checkpoint``), 'grabcut', a model name alone, or
+    'remote' (``server=URL``, ``token=``: the encoder on a ``clicklabel serve`` server, the decoder here).
     ``encoder``: 'fast' (SDPA attention; + bf16 on CUDA), 'stock', or 'auto' (fast on CUDA only). ``options``
     (precision, compile) go to the engine's encoder."""
     if encoder not in ENCODER_CHOICES:
@@ -39,8 +40,17 @@ def make_engine(
         return GrabCutEngine()
     if engine in REGISTRY:  # a model name alone: its family's engine
         engine, model = "sam", engine
+    if engine == "remote":  # the encoder on a `clicklabel serve` server, the decoder here (segment.remote)
+        from .remote import attach_remote
+
+        remote = {k: options.pop(k) for k in ("server", "token", "notify") if k in options}
+        if not remote.get("server"):
+            raise ClickLabelError("--engine remote needs --server URL (a `clicklabel serve` address)")
+        local = make_engine("sam", model, checkpoint, device, cache, download, "stock", **options)
+        return attach_remote(local, remote["server"], remote.get("token"), remote.get("notify"))
     if engine != "sam":
-        raise ClickLabelError(f"unknown engine {engine!r}; use sam, grabcut or a model name ({', '.join(REGISTRY)})")
+        raise ClickLabelError(f"unknown engine {engine!r}; use sam, grabcut, remote or a model name "
+                              f"({', '.join(REGISTRY)})")
     from .cached import resolve_device
     from .models import engine_class, load_model
 

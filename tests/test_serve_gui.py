@@ -1,0 +1,92 @@
+"""The widget with the encoder on a `clicklabel serve` server: `clicklabel gui --engine remote --server URL`, a real
+click answered by the local decoder, and a server that goes away reported in the status line, never a frozen UI."""
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+pytest.importorskip("requests")
+from gui_input import click, pump  # noqa: E402
+
+import clicklabel_napari  # noqa: E402,F401  (keeps Triton out before any OpenGL context exists)
+from clicklabel_napari.launch import build  # noqa: E402
+
+from conftest import SERVE_TOKEN  # noqa: E402
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture(autouse=True)
+def _finish_workers():
+    yield
+    from superqt.utils._qthreading import WorkerBase
+
+    WorkerBase.await_workers(msecs=120_000)
+
+
+def _ready(w):
+    return w.session is not None and w.session.image is not None and w._loading is None and not w.answering
+
+
+class _Down(BaseHTTPRequestHandler):
+    """A server that knows the model (``info``) but answers 503 to every embedding: a restarting server."""
+
+    info: dict = {}
+
+    def do_GET(self):  # noqa: N802
+        ok = self.path == "/v1/info"
+        body = json.dumps(self.info if ok else {"error": "restarting"}).encode()
+        self.send_response(200 if ok else 503)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_gui_remote_engine_click_and_a_server_that_goes_away(make_napari_viewer, qtbot, encode_server,
+                                                             tiny_checkpoint, folder, tmp_path, monkeypatch):
+    url, server_cache = encode_server
+    monkeypatch.setenv("CLICKLABEL_SERVE_TOKEN", SERVE_TOKEN)
+    viewer = make_napari_viewer()
+    _, w = build([str(folder), "--project", str(tmp_path / "p.clicklabel"), "--engine", "remote", "--server", url,
+                  "--checkpoint", str(tiny_checkpoint), "--device", "cpu",
+                  "--cache", str(tmp_path / "laptop_cache")], viewer=viewer)
+    qtbot.waitUntil(lambda: _ready(w), timeout=120_000)
+    assert w.remote_box.value and f"remote: {url}" in w.engine_help.text()
+    key = w.session.engine.embedding_key(w.session.image)
+    assert any(key in p.name for p in server_cache.rglob("*.npz"))  # encoded there, not here
+
+    click(viewer, 200, 150)  # a real click on the canvas: decoded here
+    qtbot.waitUntil(lambda: w.session.state.preview is not None and not w.answering, timeout=20_000)
+    assert np.array_equal(w.layers.preview.data.astype(bool), w.session.state.preview.mask)
+
+    # the server restarts: the next image is retried, each retry said in the status line, the UI keeps running
+    _Down.info = w.session.engine.encoder.client.info()
+    down = ThreadingHTTPServer(("127.0.0.1", 0), _Down)
+    threading.Thread(target=down.serve_forever, daemon=True).start()
+    said = []
+    w.notice.connect(said.append)
+    try:
+        w.server.value = f"http://127.0.0.1:{down.server_port}"
+        assert w.load_engine()
+        w.session.engine.encoder.client.backoff = 0.05
+        w.go(+1)
+        ticks = []
+        t0 = time.perf_counter()
+        while w._loading is not None and time.perf_counter() - t0 < 60:
+            ticks.append(time.perf_counter())
+            pump(0.02)  # the event loop keeps turning while the worker retries
+        assert w._loading is None
+    finally:
+        down.shutdown()
+        down.server_close()
+    assert said and all("HTTP 503; retrying" in s for s in said)
+    assert "Cannot show" in w.status.text() and "cannot reach the encoding server" in w.status.text()
+    assert max(np.diff(ticks)) < 1.0  # never frozen
