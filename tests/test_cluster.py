@@ -144,3 +144,25 @@ def test_label_ray_gives_the_same_labels_and_pays_once(ray_cluster, tmp_path, mo
         assert len(server.requests) == 24  # the local run's own cache: each crop once more, no more
     labels = {how: [(o.image_id, o.label, o.label_status) for o in Store(p).objects()] for how, p in projects.items()}
     assert labels["ray"] == labels["local"] and len({lab for _, lab, _ in labels["ray"]}) > 1
+
+
+def test_refine_ray_writes_the_masks_of_a_local_run(ray_cluster, tiny_checkpoint, tmp_path, capsys):
+    from clicklabel.project.store import Store
+
+    from conftest import box_only_file
+
+    path, _ = box_only_file(tmp_path)
+    common = ["--model", "auto", "--checkpoint", str(tiny_checkpoint), "--device", "cpu", "--batch", "3"]
+    found = {}
+    assert main(["precompute", str(tmp_path), *common[:6]]) == 0  # both runs decode the same cached embedding
+    for how in ("local", "ray"):
+        project = str(tmp_path / f"{how}.clicklabel")
+        assert main(["import", str(path), "--images", str(tmp_path), "--project", project]) == 0
+        assert main(["refine", project, *common] + (["--ray"] if how == "ray" else [])) == 0
+        out = capsys.readouterr().out
+        assert "refined 5 objects on 1 images" in out, out
+        found[how] = [(o.source_id, o.rle, o.bbox, o.given_bbox, o.review, o.refined_by)
+                      for o in Store(project).objects()]
+    assert found["ray"] == found["local"] and all(f[5] for f in found["ray"] if f[3] is not None)
+    assert main(["refine", str(tmp_path / "ray.clicklabel"), *common, "--ray"]) == 0
+    assert "nothing to refine" in capsys.readouterr().out

@@ -184,3 +184,23 @@ def test_bench_remote_prints_every_row(tiny_checkpoint, tmp_path):
     assert float(rows["cached embedding fetch p50 (ms)"][0]) > 0
     assert rows["precompute --ray (images/s)"][2].strip().endswith("%")
     assert "Traceback" not in r.stderr
+
+
+def test_propose_and_segment_with_the_remote_engine(encode_server, tiny_checkpoint, tmp_path, monkeypatch, capsys):
+    from conftest import SAMPLES
+
+    url, _ = encode_server
+    monkeypatch.setenv("CLICKLABEL_SERVE_TOKEN", TOKEN)
+    monkeypatch.setenv("CLICKLABEL_CACHE", str(tmp_path / "laptop"))
+    remote = ["--engine", "remote", "--server", url, "--model", "auto", "--checkpoint", str(tiny_checkpoint),
+              "--device", "cpu"]
+    out = tmp_path / "props.json"
+    assert main(["propose", str(SAMPLES / "astronaut.jpg"), *remote, "--grid", "4", "--pred-iou-thresh", "0",
+                 "--stability-thresh", "0", "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["annotations"]
+    assert main(["segment", str(SAMPLES / "astronaut.jpg"), "--point", "100,100", *remote]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["embedding_cached"] is True
+    project = str(tmp_path / "p.clicklabel")
+    assert main(["add", project, str(SAMPLES / "astronaut.jpg")]) == 0
+    assert main(["propose", project, *remote, "--ray"]) == 2
+    assert "leave out --engine remote" in capsys.readouterr().err

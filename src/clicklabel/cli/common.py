@@ -89,11 +89,16 @@ def parse_box(text: str) -> tuple[float, float, float, float]:
     return vals  # type: ignore[return-value]
 
 
-def add_engine_args(p: argparse.ArgumentParser, engine: bool = True) -> None:
-    """--engine (if the command can use GrabCut), --model, --checkpoint, --device, --encoder. ``--model`` stays
-    None when not given (``model_from_args`` gives the default), so a program can tell the user's choice apart."""
+def add_engine_args(p: argparse.ArgumentParser, engine: bool = True, remote: bool = False) -> None:
+    """--engine (if the command can use GrabCut; with ``remote`` alone: sam or remote), --model, --checkpoint,
+    --device, --encoder. ``--model`` stays None when not given (``model_from_args`` gives the default), so a
+    program can tell the user's choice apart."""
+    if remote and not engine:
+        p.add_argument("--engine", default="sam", choices=["sam", "remote"],
+                       help="remote: the encoder on a `clicklabel serve` server (--server), the decoder here")
     if engine:
         p.add_argument("--engine", default="sam", help=ENGINE_HELP)
+    if engine or remote:
         p.add_argument("--server", help="--engine remote: the `clicklabel serve` address (http://HOST:PORT); the "
                                         "local --model/--checkpoint must be the server's weights")
         p.add_argument("--token-file", help="--engine remote: the server's token (default $CLICKLABEL_SERVE_TOKEN)")
@@ -129,6 +134,8 @@ def engine_from_args(args, **options):
 
 def engine_spec(args, **options) -> dict:
     """``make_engine`` keywords for the engine the arguments ask for, to build it elsewhere (a Ray worker)."""
+    if getattr(args, "engine", "sam") == "remote":
+        raise PromptError("--ray runs the encoder on the cluster's workers: leave out --engine remote")
     return {"engine": getattr(args, "engine", "sam"), "model": model_from_args(args),
             "checkpoint": str(args.checkpoint) if args.checkpoint else None, "device": args.device,
             "encoder": args.encoder, **options}

@@ -153,7 +153,7 @@ def add_project_parsers(sub) -> None:
     p.add_argument("--lmm", "--lmm-model", dest="lmm", help="the multimodal model for --label (default: the "
                                                             "project's labelling settings)")
     p.add_argument("--out", help="with an image: the COCO file to write (default proposals.json)")
-    add_engine_args(p, engine=False)
+    add_engine_args(p, engine=False, remote=True)
     add_ray_args(p)
     p.set_defaults(func=cmd_propose)
 

@@ -51,6 +51,28 @@ class SegmentWorker:
         return rows
 
 
+    def identity(self) -> dict:
+        """What the driver records as the engine (``refined_by`` and the model's names)."""
+        e = self.engine
+        return {"name": e.name, "model": e.model, "model_id": getattr(e, "model_id", f"{e.name}:{e.model}")}
+
+    def refine(self, items: list[tuple], boxes_per_call: int = 16) -> list[dict]:
+        """The mask (bit-packed) and score for each XYXY box of each (image_id, path, boxes)."""
+        from ..images import load_image
+
+        rows = []
+        for image_id, path, boxes in items:
+            try:
+                self.engine.set_image(load_image(path))
+            except ClickLabelError as exc:
+                rows.append({"items": [image_id], "failed": 1, "errors": [str(exc)]})
+                continue
+            results = self.engine.predict_boxes(boxes, batch=boxes_per_call)
+            rows.append({"items": [image_id], "image_id": image_id,
+                         "masks": [(pack(r.mask), r.score) for r in results]})
+        return rows
+
+
 def pack(mask):
     """A bool mask as (bit-packed bytes, shape): an eighth of the size to send between processes."""
     import numpy as np
@@ -127,3 +149,31 @@ def ray_propose(ray, workers: list, store, settings=None, accept_above: float | 
         if progress:
             progress(len(row["items"]))
     return rep
+
+
+def ray_refine(ray, workers: list, store, settings, progress: Callable[[int], None] | None = None):
+    """``refine_project`` over the workers: they decode the boxes, the driver checks each mask against its box and
+    writes it (one transaction per batch, as the local run), so a killed run keeps what came back."""
+    from types import SimpleNamespace
+
+    from ..project.refine import RefineReport, prompt_boxes, refine_targets, store_refined
+    from .scheduler import BatchScheduler
+
+    ident = SimpleNamespace(**ray.get(workers[0].identity.remote()))
+    targets = refine_targets(store, ident, None, settings.only_boxes)
+    items = []
+    for image_id, obs in sorted(targets.items()):
+        im = store.image(image_id)
+        items.append((image_id, str(store.image_path(im)), prompt_boxes(obs, im.width, im.height)))
+    rep = RefineReport()
+    for row in BatchScheduler(ray, workers, "refine").run(items, batch=1, boxes_per_call=settings.batch):
+        rep.errors += row.get("errors", [])
+        if "image_id" in row:
+            obs, masks = targets[row["image_id"]], [(unpack(m), score) for m, score in row["masks"]]
+            for start in range(0, len(obs), settings.batch):
+                end = start + settings.batch
+                store_refined(store, obs[start:end], masks[start:end], settings, ident, rep)
+            rep.images += 1
+        if progress:
+            progress(len(row["items"]))
+    return rep, ident

@@ -122,27 +122,38 @@ def refine_current(store: Store, engine, image_id: int, settings: RefineSettings
     if objects is None:
         objects = refine_targets(store, engine, image_id, settings.only_boxes).get(image_id, [])
     im = store.image(image_id)
-    me = engine_id(engine)
     rep = RefineReport(images=1)
     for start in range(0, len(objects), settings.batch):
         if stop is not None and stop.is_set():
             rep.cancelled = True
             break
         chunk = objects[start : start + settings.batch]
-        results = engine.predict_boxes([_prompt_box(o, im.width, im.height) for o in chunk])
-        updates = [MaskUpdate(ob.id, ob.updated, res.mask if res.bbox is not None else None,
-                              review_reason(ob.bbox, res.mask, settings), me, res.score, engine.name, engine.model)
-                   for ob, res in zip(chunk, results)]
-        written = set(store.set_masks(updates))
-        rep.skipped += len(chunk) - len(written)
-        for u in updates:
-            if u.object_id in written:
-                (rep.refined if u.mask is not None else rep.empty).append(u.object_id)
-                if u.review is not None:
-                    rep.flagged.append(u.object_id)
+        results = engine.predict_boxes(prompt_boxes(chunk, im.width, im.height))
+        store_refined(store, chunk, [(r.mask, r.score) for r in results], settings, engine, rep)
         if on_batch is not None:
             on_batch(min(start + settings.batch, len(objects)), len(objects))
     return rep
+
+
+def prompt_boxes(objects: list[ObjectRecord], width: int, height: int) -> list[tuple[float, float, float, float]]:
+    """The XYXY prompts of ``objects``' boxes on an image of this size."""
+    return [_prompt_box(o, width, height) for o in objects]
+
+
+def store_refined(store: Store, objects: list[ObjectRecord], results: list[tuple[np.ndarray, float]],
+                  settings: RefineSettings, engine, rep: RefineReport) -> None:
+    """Write one batch of results ((mask, score) per object, in order; ``engine``: anything with ``name``, ``model``
+    and ``model_id``) in one transaction, counting into ``rep``; an object changed meanwhile keeps the change."""
+    me = engine_id(engine)
+    updates = [MaskUpdate(ob.id, ob.updated, mask if mask.any() else None, review_reason(ob.bbox, mask, settings),
+                          me, score, engine.name, engine.model) for ob, (mask, score) in zip(objects, results)]
+    written = set(store.set_masks(updates))
+    rep.skipped += len(objects) - len(written)
+    for u in updates:
+        if u.object_id in written:
+            (rep.refined if u.mask is not None else rep.empty).append(u.object_id)
+            if u.review is not None:
+                rep.flagged.append(u.object_id)
 
 
 def refine_project(store: Store, engine, settings: RefineSettings = RefineSettings(), image_ids=None,
