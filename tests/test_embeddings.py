@@ -23,8 +23,9 @@ def test_memory_lru_and_disk(tmp_path):
 
 def test_corrupt_entries_are_dropped(tmp_path):
     c = EmbeddingCache(tmp_path)
-    for k in ("trunc", "garbage", "flip", "nan"):
+    for k in ("trunc", "garbage", "flip", "nan", "empty"):
         c.put(k, _emb())
+    c.path("empty").write_bytes(b"")  # renamed into place but never flushed (no fsync) before a power loss
     p = c.path("trunc")
     p.write_bytes(p.read_bytes()[:100])
     c.path("garbage").write_bytes(b"not a zip at all")
@@ -36,7 +37,7 @@ def test_corrupt_entries_are_dropped(tmp_path):
     bad.features[0, 0, 0, 0] = np.nan
     c.put("nan", bad)
     fresh = EmbeddingCache(tmp_path)
-    for k in ("trunc", "garbage", "flip", "nan"):
+    for k in ("trunc", "garbage", "flip", "nan", "empty"):
         assert fresh.get(k) is None, k
         assert not fresh.path(k).exists()
 

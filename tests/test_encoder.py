@@ -203,3 +203,51 @@ def test_bench_jpeg_copies_stay_distinct_after_jpeg_coding(tmp_path):
 
     paths = make_jpeg_folder(tmp_path / "j", 300, source_images(None)[:1])
     assert len({xxhash.xxh3_128_hexdigest(load_image(p).tobytes()) for p in paths}) == 300
+
+
+def _shapes():
+    """Images of each kind the resize meets: upsampled (landscape, portrait, tiny), downsampled, already 1024."""
+    from PIL import Image
+
+    big = np.asarray(Image.fromarray(sample("chelsea")).resize((2250, 1500), Image.BICUBIC))
+    return [sample("chelsea"), sample("rocket"), np.ascontiguousarray(sample("coffee")[:, :200]),
+            np.ascontiguousarray(sample("astronaut")[:37, :51]), big,
+            np.ascontiguousarray(big[:1024, :700])]
+
+
+def test_device_resize_matches_pil_within_one_grey_level(stock_engine):
+    enc = ImageEncoder(stock_engine.sam, "cpu", device_resize=True)
+    assert ImageEncoder(stock_engine.sam, "cpu", precision="bf16").device_resize is False  # only CUDA + bf16
+    for img in _shapes():
+        prep = enc.prepare(img)
+        assert prep.pixels is img and not prep.resized or img.shape[:2] == prep.input_size
+        ref = stock_engine.encoder.prepare(img)
+        assert ref.resized and ref.input_size == prep.input_size and prep.original_size == img.shape[:2]
+        got = enc._resize_on_device([prep])[0].numpy()
+        diff = np.abs(got.astype(int) - ref.pixels.astype(int))
+        assert diff.max() <= 1, img.shape
+        assert (diff > 0).mean() < 1e-3, img.shape  # PIL's two rounded passes: equal on almost every pixel
+
+
+def test_device_resize_features_agree_with_stock_set_image_in_batches_of_mixed_sizes(stock_engine, monkeypatch):
+    import clicklabel.segment.encoder as encoder_module
+
+    enc = ImageEncoder(stock_engine.sam, "cpu", device_resize=True)
+    imgs = _shapes()
+    # one image over the limit: PIL resizes it on the CPU, in the same batch as the device-resized ones
+    monkeypatch.setattr(encoder_module, "DEVICE_RESIZE_MAX_PIXELS", imgs[4].shape[0] * imgs[4].shape[1] - 1)
+    prepared = [enc.prepare(im) for im in imgs]
+    assert [p.resized for p in prepared] == [False, False, False, False, True, True]
+    feats = enc.run(prepared[:4]).numpy()
+    tail = enc.run(prepared[3:4], pad_to=3).numpy()  # a short batch padded with copies of its device-resized image
+    assert tail.shape[0] == 1
+    np.testing.assert_array_equal(tail[0], feats[3])
+    feats = np.concatenate([feats, enc.run(prepared[4:], pad_to=3).numpy()])
+    for img, f in zip(imgs, feats):
+        ref = _stock_features(stock_engine.sam, img)[0]
+        # measured: 0 where the pixels equal PIL's, 1e-3 of the range for the downsampled image (a few pixels one
+        # grey level off); a wrong resize: 2.4e-2 without antialiasing, 4e-2..0.5 with align_corners, 0.2 shifted
+        assert np.abs(f - ref).max() < 5e-3 * np.abs(ref).max(), img.shape
+    embs = enc.encode(imgs[:2])
+    assert [e.input_size for e in embs] == [p.input_size for p in prepared[:2]]
+    assert [e.original_size for e in embs] == [im.shape[:2] for im in imgs[:2]]

@@ -28,6 +28,20 @@ def test_atomic_write_replaces_whole_or_not_at_all(tmp_path):
     assert sorted(p.name for p in target.parent.iterdir()) == ["a.json"]  # no .part left behind
 
 
+def test_only_durable_writes_fsync_and_the_folder_is_made_when_missing(tmp_path, monkeypatch):
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
+    with atomic_write(tmp_path / "new" / "deeper" / "a.bin") as f:  # folders made as needed
+        f.write(b"kept")
+    assert len(synced) == 1
+    with atomic_write(tmp_path / "new" / "deeper" / "b.bin", durable=False) as f:  # a cache entry
+        f.write(b"cache")
+    assert len(synced) == 1
+    assert (tmp_path / "new" / "deeper" / "b.bin").read_bytes() == b"cache"
+    assert sorted(p.name for p in (tmp_path / "new" / "deeper").iterdir()) == ["a.bin", "b.bin"]
+
+
 def test_atomic_write_errors_are_one_line(tmp_path):
     (tmp_path / "folder").mkdir()
     with pytest.raises(ClickLabelError, match="is a folder"):

@@ -94,12 +94,13 @@ class EmbeddingCache:
 
     def put(self, key: str, emb: Embedding, memory: bool = True) -> None:
         """Remember ``emb`` in memory (unless ``memory`` is False: bulk pre-computing) and write it to disk
-        atomically."""
+        atomically, without an fsync: an entry torn by a power loss fails its CRC or shape check on read and is
+        recomputed."""
         if memory:
             self._remember(key, emb)
         if not self.disk:
             return
-        with atomic_write(self.path(key)) as f:
+        with atomic_write(self.path(key), durable=False) as f:
             write_embedding(f, emb)
 
     def discard(self, key: str) -> None:

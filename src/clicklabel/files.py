@@ -4,7 +4,8 @@
   (``embeddings/``, ``labels/``); nothing is written beside or above the root.
 - One atomic write: a temporary file in the target's folder, flushed and fsynced, then renamed over the target. A
   failure (a full disk, a killed process) never leaves half a file under the real name, and the temporary file
-  is removed on any error.
+  is removed on any error. Caches whose reader detects a torn entry (the embedding cache) skip the fsync
+  (``durable=False``): after a power loss an entry may be empty or torn, and is then recomputed.
 """
 
 from __future__ import annotations
@@ -61,19 +62,23 @@ def describe_os_error(exc: OSError, path: str | Path) -> str:
 
 
 @contextlib.contextmanager
-def atomic_write(path: str | Path, mode: str = "wb", encoding: str | None = None) -> Iterator:
+def atomic_write(path: str | Path, mode: str = "wb", encoding: str | None = None, durable: bool = True) -> Iterator:
     """``with atomic_write(p, "w") as f: ...``: ``f`` is a temporary file that replaces ``p`` when the block ends
-    without an error. The folder is created if needed. OS errors become one-line ClickLabelErrors."""
+    without an error. The folder is created if needed. OS errors become one-line ClickLabelErrors. ``durable``:
+    fsync the file before the rename (else the rename is still atomic for running processes, but the content
+    may not be on the disk yet when the power fails)."""
     path = Path(path)
     tmp = _temporary(path)
     try:
         if path.is_dir():  # inside the try: a folder that may not be looked into raises PermissionError here
             raise ClickLabelError(f"{path} is a folder; give a file name")
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.parent.is_dir():  # one stat, not mkdir's exception, in the common case of an existing folder
+            path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, mode, encoding=encoding if "b" not in mode else None) as f:
             yield f
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as exc:
         _remove(tmp)

@@ -122,7 +122,8 @@ def _pil_to_array(im) -> np.ndarray:
     """Decode a PIL image without losing bit depth (16-bit PNG/TIFF stay 16-bit until ``to_rgb8``)."""
     from PIL import ImageOps
 
-    im = ImageOps.exif_transpose(im)
+    if exif_orientation(im) != 1:  # exif_transpose copies an upright image whole, holding the GIL (precompute)
+        im = ImageOps.exif_transpose(im)
     if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         return np.array(im)
     if im.mode == "P":
