@@ -85,6 +85,8 @@ def test_uploads_are_checked(encode_server, tiny_checkpoint, tmp_path):
     r = put("vit_h-0123456789abcdef-" + key.split("-", 2)[-1], png_bytes(sample("rocket")))
     assert r.status_code == 409 and "encodes with" in r.json()["error"]
     assert requests.head(f"{url}/v1/embeddings/{key}", headers=auth, timeout=30).status_code == 404
+    for bad in (key.split("-")[0] + "-..%2F..%2Fx", key + "%00", "x" * 300):  # keys name cache files: nothing else
+        assert requests.get(f"{url}/v1/embeddings/{bad}", headers=auth, timeout=30).status_code in (400, 404)
     assert put(key, png_bytes(sample("rocket"))).status_code == 200
 
 

@@ -68,7 +68,8 @@ def bench_remote(model: str = "vit_b", checkpoint: str | None = None, random_wei
             workers = make_workers(ray, spec, str(work / "ray_pre"))
             stats = ray_precompute(ray, workers, one, batch=1)
             ray_pre = _rate(stats["encoded"], stats["seconds"])
-            say(f"measured: Ray precompute {ray_pre:.3g} images/s ({len(workers)} workers, {stats['encoded']} images)")
+            say(f"measured: Ray precompute {ray_pre:.3g} images/s ({len(workers)} worker(s), "
+                f"{stats['encoded']} images)")
             for w in workers:
                 ray.kill(w)
             url = start_server(spec, work / "server_cache", TOKEN, port=0, replica_cpus=os.cpu_count() or 1)

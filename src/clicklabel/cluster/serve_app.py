@@ -23,6 +23,7 @@ import asyncio
 import hmac
 import io
 import os
+import re
 from collections import OrderedDict
 
 import numpy as np
@@ -35,6 +36,7 @@ from ..errors import ClickLabelError
 
 app = FastAPI(title="clicklabel encoder", docs_url=None, redoc_url=None, openapi_url=None)
 NPZ = "application/octet-stream"
+KEY_CHARS = re.compile(r"[A-Za-z0-9_.-]{1,200}")
 
 
 @app.exception_handler(HTTPException)  # before @serve.ingress wraps the app: errors as {"error": "one line"}
@@ -79,6 +81,8 @@ class EncoderServer:
         self.token = token.encode() if token else None
         self.max_upload, self.max_pixels = max_upload, max_pixels
         self.hot: OrderedDict[str, bytes] = OrderedDict()
+        if not str(self.engine.device).startswith("cuda"):  # a CPU encodes a batch slower per image than one by
+            self._encode.set_max_batch_size(1)  # one (docs/benchmarks.md): batches are for the GPU
 
     # -- helpers ----------------------------------------------------------------------------------------------
     def _auth(self, request: Request) -> None:
@@ -89,7 +93,9 @@ class EncoderServer:
             raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
 
     def _check_key(self, key: str) -> None:
-        if not key.startswith(self.engine.model_id + "-") or len(key) > 200:
+        if not KEY_CHARS.fullmatch(key) or ".." in key:  # a key names a file in the cache: nothing else
+            raise HTTPException(400, "not an embedding key")
+        if not key.startswith(self.engine.model_id + "-"):
             raise HTTPException(409, f"this server encodes with {self.engine.model_id}; the key {key[:80]} is "
                                      "for other weights")
 

@@ -88,13 +88,18 @@ def unpack(packed):
 
 
 def make_workers(ray, spec: dict, cache_root: str | None, max_workers: int | None = None,
-                 cpus_per_worker: int = 1, ready_timeout: float = 300.0) -> list:
-    """One actor per GPU when the cluster has GPUs, else one per ``cpus_per_worker`` CPUs; waits until ready."""
+                 cpus_per_worker: int | None = None, ready_timeout: float = 300.0) -> list:
+    """One actor per GPU when the cluster has GPUs; else one per machine with all its CPUs (``cpus_per_worker``
+    overrides): PyTorch spreads one encoding over the cores as well as separate processes would, without a copy
+    of the model per core (vit_h is 2.5 GB) or the cores fighting over memory. Waits until every actor is ready."""
     res = ray.cluster_resources()
     gpus = int(res.get("GPU", 0))
     if gpus:
         n, opts = gpus, {"num_gpus": 1, "num_cpus": 1}
     else:
+        if cpus_per_worker is None:
+            per_node = [int(nd.get("Resources", {}).get("CPU", 0)) for nd in ray.nodes() if nd.get("Alive")]
+            cpus_per_worker = min([c for c in per_node if c] or [1])
         n, opts = max(1, int(res.get("CPU", 1)) // cpus_per_worker), {"num_cpus": cpus_per_worker}
     n = min(n, max_workers) if max_workers else n
     # max_task_retries=0: the scheduler retries, so it can count attempts and isolate a file that kills workers
