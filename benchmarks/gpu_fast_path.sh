@@ -5,13 +5,7 @@
 # Here, once:   ./benchmarks/fetch_gpu_wheels.sh          (segment-anything + pycocotools wheels into .whl/)
 # Device call:  command "bash benchmarks/gpu_fast_path.sh", carry [".whl"], timeout_s 570; then give_back.
 # Every figure is printed and written under $OUT; copy the tables into docs/benchmarks.md with the device name.
-set -uo pipefail
-export PYTHONUNBUFFERED=1
-OUT=${OUT:-/tmp/clicklabel_gpu_out}
-mkdir -p "$OUT"
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-  || { echo "wheel install failed: run benchmarks/fetch_gpu_wheels.sh here and carry .whl"; exit 1; }
-export PYTHONPATH=/tmp/site:$PWD/src
+source "$(dirname "$0")/gpu_setup.sh"
 {
   nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
   python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(0))"

@@ -2,13 +2,7 @@
 # Second GPU run (after gpu_fast_path.sh found vit_b's precompute CPU-bound at 28% of the encoder's rate): the
 # device resize on CUDA checked against PIL's, then vit_b at batches 8 and 16 with 1,000 distinct JPEGs through
 # precompute. Random weights: timings only. Device call: carry [".whl"], timeout_s 420.
-set -uo pipefail
-export PYTHONUNBUFFERED=1
-OUT=${OUT:-/tmp/clicklabel_gpu_out}
-mkdir -p "$OUT"
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-  || { echo "wheel install failed: run benchmarks/fetch_gpu_wheels.sh here and carry .whl"; exit 1; }
-export PYTHONPATH=/tmp/site:$PWD/src
+source "$(dirname "$0")/gpu_setup.sh"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 | tee "$OUT/machine.txt"
 # 1. the device resize (bf16 path) against PIL's on the GPU: pixels and features
 timeout 120 python3 - <<'PY' 2>&1 | grep -v Warning | tee "$OUT/device_resize.txt"
