@@ -423,3 +423,19 @@ def test_next_by_value_goes_to_the_most_doubtful_label(make_napari_viewer, qtbot
     qtbot.waitUntil(lambda: w.session.index == 0 and w._loading is None and w.selected_ids() == [made[0]],
                     timeout=60_000)
     assert "model confidence 0.90" in w.status.text()
+
+
+def test_a_press_on_the_canvas_needs_no_picking_render(make_napari_viewer, monkeypatch):
+    """vispy rendered the scene a second time at every mouse press to find the view under the mouse; the widget
+    answers that itself, and lets vispy pick again where the scene has other interactive visuals (grid mode)."""
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((50, 60)))
+    ClickLabelWidget(viewer)
+    qc = viewer.window._qt_viewer.canvas
+    scene = qc._scene_canvas
+    rendered = []
+    monkeypatch.setattr(scene, "_render_picking", lambda *a, **k: rendered.append(1) or np.zeros((1, 1), np.uint32))
+    assert scene.visual_at((10, 10)) is qc.view and not rendered
+    viewer.grid.enabled = True  # the grid is the interactive node now: vispy picks as before
+    scene.visual_at((10, 10))
+    assert rendered
