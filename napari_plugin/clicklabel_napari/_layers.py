@@ -75,6 +75,24 @@ def paint(layer, top: int, left: int, block: np.ndarray) -> None:
         layer.refresh()
 
 
+# Layers whose layer-list thumbnail napari would recompute at every change, in the UI thread: for a Shapes layer
+# that rasterises every shape (200 ms for the boxes of one image at a switch, seen under Xvfb); the prompt and
+# preview layers change at every click. Their thumbnails stay as first drawn (their names say what they are).
+STILL_THUMBNAILS = (BOXES, MANUAL, BOX, PREVIEW, PROMPTS)
+
+
+def _no_thumbnail(*args, **kwargs) -> None:
+    return None
+
+
+def text_features(texts: list[str]):
+    """The boxes' label texts as napari features, kept as Python strings: from a dict, pandas 3 would store them as
+    Arrow strings, and its first Arrow string array cost 0.4 s in the UI thread (at the first box drawn)."""
+    import pandas as pd
+
+    return pd.DataFrame({"text": pd.Series(texts, dtype=object)})
+
+
 def _show(layer, visible: bool) -> None:
     """Show or hide a layer (napari redraws on every set, even to the same value)."""
     if layer.visible != visible:
@@ -165,7 +183,7 @@ class LayerSet:
             PREVIEW: lambda: v.add_labels(np.zeros((h, w), np.uint8), name=PREVIEW, opacity=0.55,
                                           colormap=PREVIEW_COLOURS),
             BOXES: lambda: v.add_shapes(name=BOXES, edge_color="lime", face_color="transparent", edge_width=2,
-                                        features={"text": np.array([], dtype=object)},
+                                        features=text_features([]),
                                         text={"string": "{text}", "anchor": "upper_left", "color": "white",
                                               "size": 10}),
             MANUAL: lambda: v.add_shapes(name=MANUAL, edge_color="magenta", face_color="transparent", edge_width=2),
@@ -174,7 +192,9 @@ class LayerSet:
         }
         for key, make in makers.items():
             if self._layer(key) is None:
-                self._layers[key] = make()
+                self._layers[key] = layer = make()
+                if key in STILL_THUMBNAILS:
+                    layer._update_thumbnail = _no_thumbnail
 
     def _make_points(self, side: int):
         pts = self.viewer.add_points(np.zeros((0, 2)), name=PROMPTS, size=max(6, side // 60),
@@ -288,7 +308,7 @@ class LayerSet:
         self._drawn = drawn
         if drawn:
             boxes.edge_color = colours
-            boxes.features = {"text": np.array(texts, dtype=object)}
+            boxes.features = text_features(texts)
             boxes.text.refresh(boxes.features)
 
     # -- proposals -----------------------------------------------------------------------------------------------

@@ -142,6 +142,10 @@ def build_ui(w) -> None:
     busy_row.setContentsMargins(0, 0, 0, 0)
     busy_row.addWidget(w.progress, 1)
     busy_row.addWidget(w.stop_btn.native)
+    for part in (w.progress, w.stop_btn.native):  # shown and hidden at each labelling run: no relayout each time
+        policy = part.sizePolicy()
+        policy.setRetainSizeWhenHidden(True)
+        part.setSizePolicy(policy)
 
     w.tabs = QTabWidget()
     _tab(w.tabs, "Annotate", _row(w.prev_btn, w.next_btn, w.done_btn), _row(w.accept_btn, w.clear_btn, w.cycle_btn),

@@ -14,7 +14,7 @@ import cv2  # noqa: F401  (the labeller's crops)
 import scipy.ndimage  # noqa: F401  (napari imports it on a Labels layer's first thumbnail: 0.3 s, so at load time)
 from PIL import Image
 from qtpy.QtCore import Qt, QTimer, Signal
-from qtpy.QtWidgets import QTableWidgetItem, QWidget
+from qtpy.QtWidgets import QHeaderView, QTableWidgetItem, QWidget
 
 # Everything the workers use is imported here, in the main thread: imports running in several threads at once
 # can deadlock (module import locks against torch's and the GIL), and an import in a worker holds the GIL long
@@ -170,18 +170,26 @@ class ClickLabelWidget(ImagesMixin, PromptingMixin, ReviewMixin, AuditMixin, Lab
 
     def _fill_table(self, obs, votes=None) -> None:
         votes = votes or {}
-        self.table.blockSignals(True)
-        rows = self.table_objects(obs)  # the review panel's filter and columns
-        self.table.setRowCount(len(rows))
-        for r, (ob, extra) in enumerate(rows):
-            conf = f"{ob.label_confidence:.2f}" if ob.label_confidence is not None else ""
-            status = ob.label_status + (f": {votes[ob.id]}?" if ob.id in votes else "")  # the neighbours' guess
-            for c, v in enumerate([str(ob.id), ob.label or "", status, conf, ob.provenance, *extra]):
-                item = QTableWidgetItem(v)
-                if c != 1:
-                    item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEditable)  # read-only except the label
-                self.table.setItem(r, c, item)
-        self.table.blockSignals(False)
+        table, head = self.table, self.table.horizontalHeader()
+        table.blockSignals(True)
+        # sized once at the end: with ResizeToContents on, every item set measured its whole column again
+        # (0.2 s for a few dozen objects in software rendering, at each label that arrived)
+        head.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        try:
+            rows = self.table_objects(obs)  # the review panel's filter and columns
+            table.setRowCount(len(rows))
+            for r, (ob, extra) in enumerate(rows):
+                conf = f"{ob.label_confidence:.2f}" if ob.label_confidence is not None else ""
+                status = ob.label_status + (f": {votes[ob.id]}?" if ob.id in votes else "")  # the neighbours' guess
+                for c, v in enumerate([str(ob.id), ob.label or "", status, conf, ob.provenance, *extra]):
+                    item = QTableWidgetItem(v)
+                    if c != 1:
+                        item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEditable)  # read-only except the label
+                    table.setItem(r, c, item)
+        finally:
+            head.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+            head.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)  # the label
+            table.blockSignals(False)
 
     def _say_counter(self, index: int | None = None) -> None:
         """The image counter, current from the moment N is pressed (``index``: the image being opened)."""
