@@ -56,9 +56,9 @@ def to_rgb8(image: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
 
 
-def load_image(path: str | Path) -> np.ndarray:
-    """Read an image file into HxWx3 uint8 RGB as displayed (EXIF orientation applied); raises ImageError with
-    one clear line on any problem."""
+def load_image(path: str | Path | bytes) -> np.ndarray:
+    """Read an image file (or an image file's bytes: an upload) into HxWx3 uint8 RGB as displayed (EXIF
+    orientation applied); raises ImageError with one clear line on any problem."""
     from PIL import Image
 
     with _opened(path) as (im, p):
@@ -89,20 +89,25 @@ def exif_orientation(im) -> int:
 
 
 @contextlib.contextmanager
-def _opened(path: str | Path):
+def _opened(path: str | Path | bytes):
     """``(PIL image, path)`` with only its header read, refused in one line if it is missing, not an image, has
-    no pixels or is larger than MAX_PIXELS."""
+    no pixels or is larger than MAX_PIXELS. Bytes are an image file's content (named "the uploaded image")."""
+    import io
+
     from PIL import Image, UnidentifiedImageError
 
-    p = Path(path)
-    if not p.exists():
-        raise ImageError(f"image not found: {p}")
-    if p.is_dir():
-        raise ImageError(f"expected an image file, got a folder: {p}")
+    if isinstance(path, (bytes, bytearray)):
+        p, source = "the uploaded image", io.BytesIO(path)
+    else:
+        p = source = Path(path)
+        if not p.exists():
+            raise ImageError(f"image not found: {p}")
+        if p.is_dir():
+            raise ImageError(f"expected an image file, got a folder: {p}")
     if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < MAX_PIXELS:
         Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # set once, never lowered: not swapped per call (threads read too)
     try:
-        im = Image.open(p)
+        im = Image.open(source)
     except UnidentifiedImageError:
         raise ImageError(f"not an image (or a format we cannot read): {p}") from None
     except Image.DecompressionBombError:

@@ -32,7 +32,8 @@ from fastapi.responses import JSONResponse, Response
 from ray import serve
 
 from ..embeddings import Embedding, EmbeddingCache, write_embedding
-from ..errors import ClickLabelError
+from ..errors import ClickLabelError, ImageError
+from ..images import load_image
 
 app = FastAPI(title="clicklabel encoder", docs_url=None, redoc_url=None, openapi_url=None)
 NPZ = "application/octet-stream"
@@ -44,22 +45,13 @@ async def _json_error(request, exc):
     return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
 
-def decode_upload(data: bytes, max_pixels: int) -> np.ndarray:
-    """An uploaded image -> RGB uint8 pixels as ``load_image`` gives them; HTTP 415 for anything else."""
-    from PIL import Image
-
-    from ..images import _pil_to_array, to_rgb8
-
-    Image.MAX_IMAGE_PIXELS = max_pixels  # a decompression bomb is an error, not a server out of memory
+def decode_upload(data: bytes) -> np.ndarray:
+    """An uploaded image -> RGB uint8 pixels, by ``load_image`` itself (so the server hashes what a client's
+    ``load_image`` gives); HTTP 415 for anything that is not an image, 413 for one above its pixel limit."""
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            im.load()
-            return to_rgb8(_pil_to_array(im))
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, ClickLabelError) as exc:
-        why = "not a recognised image format" if isinstance(exc, Image.UnidentifiedImageError) else str(exc)
-        raise HTTPException(415, f"not an image the server can read ({why})") from None
-    except MemoryError:
-        raise HTTPException(413, "the image is too large to decode on this server") from None
+        return load_image(data)
+    except ImageError as exc:
+        raise HTTPException(413 if "larger than" in str(exc) else 415, str(exc)) from None
 
 
 def entry_bytes(emb: Embedding) -> bytes:
@@ -74,12 +66,12 @@ def entry_bytes(emb: Embedding) -> bytes:
 class EncoderServer:
     """One replica: the engine (one model load), the shared cache folder, and the last answers as bytes."""
 
-    def __init__(self, spec: dict, cache_dir: str, token: "str | None", max_upload: int, max_pixels: int):
+    def __init__(self, spec: dict, cache_dir: str, token: "str | None", max_upload: int):
         from ..segment import make_engine
 
         self.engine = make_engine(cache=EmbeddingCache(cache_dir, memory_items=64), download=False, **spec)
         self.token = token.encode() if token else None
-        self.max_upload, self.max_pixels = max_upload, max_pixels
+        self.max_upload = max_upload
         self.hot: OrderedDict[str, bytes] = OrderedDict()
         if not str(self.engine.device).startswith("cuda"):  # a CPU encodes a batch slower per image than one by
             self._encode.set_max_batch_size(1)  # one (docs/benchmarks.md): batches are for the GPU
@@ -168,7 +160,7 @@ class EncoderServer:
             if got > self.max_upload:
                 raise HTTPException(413, f"the upload is larger than {self.max_upload} bytes")
             data.append(chunk)
-        img = await asyncio.to_thread(decode_upload, b"".join(data), self.max_pixels)
+        img = await asyncio.to_thread(decode_upload, b"".join(data))
         real = self.engine.embedding_key(img)
         if real != key:
             raise HTTPException(409, f"the uploaded image's key is {real}, not {key}")
@@ -181,7 +173,7 @@ class EncoderServer:
 
 
 def build(spec: dict, cache_dir: str, token: "str | None", replicas: int = 1, actor_options: "dict | None" = None,
-          max_upload: int = 32 * 2**20, max_pixels: int = 200_000_000):
+          max_upload: int = 32 * 2**20):
     """The bound application for ``serve.run``."""
     return EncoderServer.options(num_replicas=replicas, ray_actor_options=actor_options or {"num_cpus": 1}).bind(
-        spec, cache_dir, token, max_upload, max_pixels)
+        spec, cache_dir, token, max_upload)
