@@ -52,12 +52,8 @@ class RayLabeler(Labeler):
             raise ClusterError(f"the Ray labelling workers were not ready after {ready_timeout:.0f} s") from None
         self._next = itertools.cycle(self.workers)
 
-    async def label(self, crop: bytes, examples: tuple = ()) -> LabelResult:
-        key = self.cache_key(crop, examples)
-        if self.cache is not None:
-            hit = self.cache.get(key)
-            if hit is not None:
-                return LabelResult(hit, cached=True)
+    async def _request(self, crop: bytes, examples: tuple, key: str) -> LabelResult:
+        """On an actor (``Labeler.label`` has checked the cache here, on the driver)."""
         try:
             res, fmt = await next(self._next).ask.remote(crop, examples, self.format)
         except self.ray.exceptions.RayTaskError as exc:  # the request itself raised (a refused API key)
@@ -67,8 +63,7 @@ class RayLabeler(Labeler):
         except self.ray.exceptions.RayError as exc:
             return LabelResult(None, f"the Ray worker sending this request was lost ({type(exc).__name__}); "
                                      "run the labelling again")
-        if fmt != self.format:  # the server refused a response format: every later request steps down too
-            self.format = fmt
+        self.format = fmt  # stepped down where the server refused a response format: for every later request too
         if res.answer is not None and self.cache is not None:
             self.cache.put(key, res.answer)  # before the driver records it: kept even if the project is busy
         if res.prompt_tokens or res.completion_tokens:  # priced here, with the driver's price table

@@ -175,6 +175,10 @@ class Labeler:
             hit = self.cache.get(key)
             if hit is not None:
                 return LabelResult(hit, cached=True)
+        return await self._request(crop, examples, key)
+
+    async def _request(self, crop: bytes, examples: tuple, key: str) -> LabelResult:
+        """The request itself (the answer cache missed): the model's answer, stored in the cache under ``key``."""
         while True:
             fmt = self.format
             kwargs = {"model": self.config.lmm, "messages": self.messages(crop, examples), "max_tokens": 200}
