@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -212,3 +213,14 @@ def encode_server(ray_cluster, tiny_checkpoint, tmp_path_factory):
     url = start_server(spec, cache, SERVE_TOKEN, port=0, replica_cpus=0, max_upload_mb=1)
     yield url, cache
     stop_server()
+
+
+@pytest.fixture(autouse=True)
+def _finish_widget_workers(request):
+    """GUI tests: the widget's background workers (embedding, pre-computing the next image, labelling) end before
+    the viewer goes."""
+    yield
+    if request.node.get_closest_marker("gui") is not None and "superqt.utils._qthreading" in sys.modules:
+        from superqt.utils._qthreading import WorkerBase
+
+        WorkerBase.await_workers(msecs=300_000)

@@ -18,15 +18,6 @@ from lmm_server import FakeLMM  # noqa: E402
 pytestmark = pytest.mark.gui
 
 
-@pytest.fixture(autouse=True)
-def _finish_workers():
-    """Background workers (embedding, pre-computing the next image, labelling) end before the viewer goes."""
-    yield
-    from superqt.utils._qthreading import WorkerBase
-
-    WorkerBase.await_workers(msecs=300_000)
-
-
 @pytest.fixture
 def lmm():
     with FakeLMM(latency=0.05, answer=lambda body, img: {"label": "coffee cup", "category": "cup",

@@ -19,14 +19,6 @@ pytestmark = pytest.mark.gui
 MASK_COL = 5  # the review panel's columns come after id, label, status, conf., by
 
 
-@pytest.fixture(autouse=True)
-def _finish_workers():
-    yield
-    from superqt.utils._qthreading import WorkerBase
-
-    WorkerBase.await_workers(msecs=120_000)
-
-
 def _rows(w) -> dict[int, list[str]]:
     return {int(w.table.item(r, 0).text()): [w.table.item(r, c).text() for c in range(w.table.columnCount())]
             for r in range(w.table.rowCount())}

@@ -24,15 +24,6 @@ pytestmark = pytest.mark.gui
 OPEN = ProposeSettings(grid=6, pred_iou_thresh=0.0, stability_thresh=0.0, nms_thresh=1.0, max_proposals=10)
 
 
-@pytest.fixture(autouse=True)
-def _finish_workers():
-    yield
-    from superqt.utils._qthreading import WorkerBase
-
-    WorkerBase.await_workers(msecs=300_000)
-
-
-
 def _open(make_napari_viewer, qtbot, engine, folder, labeler=None):
     viewer = make_napari_viewer(show=True)
     viewer.window._qt_window.resize(1280, 800)

@@ -22,14 +22,6 @@ from conftest import SERVE_TOKEN  # noqa: E402
 pytestmark = pytest.mark.gui
 
 
-@pytest.fixture(autouse=True)
-def _finish_workers():
-    yield
-    from superqt.utils._qthreading import WorkerBase
-
-    WorkerBase.await_workers(msecs=120_000)
-
-
 def _ready(w):
     return w.session is not None and w.session.image is not None and w._loading is None and not w.answering
 
