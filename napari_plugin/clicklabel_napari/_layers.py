@@ -13,6 +13,8 @@ import numpy as np
 
 from clicklabel.masks import tight_bbox
 
+from ._lean import fixed_extent, quiet_layer_list, still_thumbnail
+
 IMAGE = "image"  # the key of the image layer (its name is the image's)
 PROMPTS = "clicklabel prompts"
 BOX = "clicklabel box prompt"
@@ -75,14 +77,9 @@ def paint(layer, top: int, left: int, block: np.ndarray) -> None:
         layer.refresh()
 
 
-# Layers whose layer-list thumbnail napari would recompute at every change, in the UI thread: for a Shapes layer
-# that rasterises every shape (200 ms for the boxes of one image at a switch, seen under Xvfb); the prompt and
-# preview layers change at every click. Their thumbnails stay as first drawn (their names say what they are).
+# Layers whose thumbnails stay as first drawn, and layers whose data never changes the viewer's ranges (_lean.py)
 STILL_THUMBNAILS = (BOXES, MANUAL, BOX, PREVIEW, PROMPTS)
-
-
-def _no_thumbnail(*args, **kwargs) -> None:
-    return None
+FIXED_EXTENT = (BOXES, BOX, PROMPTS)
 
 
 def text_features(texts: list[str]):
@@ -119,6 +116,7 @@ class LayerSet:
         self._cover: np.ndarray | None = None  # how many waiting proposals cover each pixel
         self._proposals: dict[int, tuple] = {}  # waiting proposal id -> crop_of(its mask)
         self._highlighted: int | None = None
+        quiet_layer_list(viewer, self.ours)
 
     def _layer(self, key: str):
         layer = self._layers.get(key)
@@ -194,7 +192,9 @@ class LayerSet:
             if self._layer(key) is None:
                 self._layers[key] = layer = make()
                 if key in STILL_THUMBNAILS:
-                    layer._update_thumbnail = _no_thumbnail
+                    still_thumbnail(layer)
+                if key in FIXED_EXTENT:
+                    fixed_extent(self.viewer, layer)
 
     def _make_points(self, side: int):
         pts = self.viewer.add_points(np.zeros((0, 2)), name=PROMPTS, size=max(6, side // 60),
