@@ -224,3 +224,5 @@ def _finish_widget_workers(request):
         from superqt.utils._qthreading import WorkerBase
 
         WorkerBase.await_workers(msecs=300_000)
+    if request.node.get_closest_marker("gui") is not None and "clicklabel_napari._workers" in sys.modules:
+        sys.modules["clicklabel_napari._workers"].await_decoders(300)

@@ -430,3 +430,48 @@ def test_a_press_on_the_canvas_needs_no_picking_render(make_napari_viewer, monke
     viewer.grid.enabled = True  # the grid is the interactive node now: vispy picks as before
     scene.visual_at((10, 10))
     assert rendered
+
+
+def test_clicks_cost_no_napari_bookkeeping_and_share_one_decoder_thread(make_napari_viewer, qtbot, tiny_engine,
+                                                                        folder, monkeypatch):
+    """Setting the prompt point made napari recompute the viewer's dimension ranges (twice per set) and repaint the
+    layer list's row; the widget's prompt and box layers skip both. Every click is decoded in the same long-lived
+    thread (its OpenMP team stays warm), not the UI thread."""
+    import threading
+
+    from napari._qt.containers.qt_layer_model import QtLayerListModel
+    from napari.components.layerlist import LayerList
+
+    counts = {"ranges": 0, "rows": 0}
+    ranges, rows = LayerList._ranges, QtLayerListModel._process_event
+    monkeypatch.setattr(LayerList, "_ranges", property(
+        lambda self: counts.__setitem__("ranges", counts["ranges"] + 1) or ranges.fget(self)))
+    monkeypatch.setattr(QtLayerListModel, "_process_event",  # the layer list's row updates, as the widget finds them
+                        lambda self, event: counts.__setitem__("rows", counts["rows"] + 1) or rows(self, event))
+    viewer = make_napari_viewer()
+    w = ClickLabelWidget(viewer, engine=tiny_engine, auto_label=False)
+    viewer.window.add_dock_widget(w, area="right")
+    w.open_folder(str(folder))
+    _wait_ready(qtbot, w)
+    qtbot.wait(300)
+    threads = []
+    predict = tiny_engine.predict
+    monkeypatch.setattr(tiny_engine, "predict", lambda *a, **k: threads.append(threading.current_thread()) or
+                        predict(*a, **k))
+    counts.update(ranges=0, rows=0)
+    for x, y in ((100, 80), (150, 120), (60, 40)):
+        w.add_point(x, y, True)
+        _wait_ready(qtbot, w)
+        qtbot.wait(100)
+        assert len(w.layers.prompts.data) > 0 and w.session.state.preview is not None
+        w.clear()
+        qtbot.wait(100)
+    assert counts == {"ranges": 0, "rows": 0}
+    assert len(threads) == 3 and len(set(threads)) == 1 and threads[0] is not threading.main_thread()
+    assert threads[0].name.startswith("clicklabel-decode") and threads[0].is_alive()
+    other = viewer.add_points(np.array([[5.0, 5.0]]))  # any other layer still updates the viewer and its row
+    qtbot.wait(100)
+    counts.update(ranges=0, rows=0)
+    other.data = np.array([[5.0, 5.0], [9.0, 9.0]])
+    qtbot.wait(100)
+    assert counts["ranges"] > 0 and counts["rows"] > 0

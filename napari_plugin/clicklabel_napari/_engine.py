@@ -6,6 +6,7 @@ from __future__ import annotations
 from napari.qt.threading import create_worker
 
 from clicklabel.errors import ClickLabelError, WeightsError
+from clicklabel.segment.openmp import release_threads
 
 
 def sam_help(model: str) -> str:
@@ -50,8 +51,10 @@ class EngineMixin:
             tf = str(self.token_file.value)
             remote = dict(server=self.server.value.strip(), token=read_token(tf if tf not in ("", ".") else None),
                           notify=self.notice.emit)  # called in the embedding worker: Qt queues it to the UI
-        return make_engine("remote" if remote else "sam", model="auto" if ck else name, checkpoint=ck,
-                           device=self.device_box.value, download=False, encoder=self.encoder_box.value, **remote)
+        engine = make_engine("remote" if remote else "sam", model="auto" if ck else name, checkpoint=ck,
+                             device=self.device_box.value, download=False, encoder=self.encoder_box.value, **remote)
+        release_threads()  # loading the model left this (UI) thread an idle OpenMP team: see _workers.py
+        return engine
 
     def load_engine(self, fallback: bool = False) -> bool:
         """Build the engine from the settings and use it (in the open session too, without reopening). Missing

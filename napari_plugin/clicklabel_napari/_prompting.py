@@ -1,7 +1,7 @@
 """Part of the widget: prompts from the mouse (or the prompt layers), answered off the UI thread, and accepting.
 
-A prompt is planned in the UI thread (``session.plan``), answered in a worker (the engine; the mask's box and crop
-too), and applied back in the UI thread (``session.commit``), which drops answers the annotator has moved past.
+A prompt is planned in the UI thread (``session.plan``), answered in the decoder thread (the engine; the mask's box
+and crop too; one long-lived thread, see ``_workers.DecodeThread``), and applied back in the UI thread (``session.commit``), which drops answers the annotator has moved past.
 One answer is computed at a time: prompts arriving meanwhile are merged into the next one (the latest wins). A
 press starts answering at once, as if it were a click (most are): the release confirms it, a drag replaces it.
 The prompt is held here; the prompt layers show it. A click's point is drawn together with its mask (one canvas
@@ -17,42 +17,16 @@ from clicklabel.errors import ClickLabelError
 from clicklabel.segment.base import Prompt
 
 from ._layers import crop_of
-from ._workers import quiet_worker
+from ._lean import skip_picking
+from ._workers import DecodeThread
 
 POINT_DELAY_MS = 250
 
 
 def _answer(job):
-    """Worker thread: the engine's answer, and the crop of the mask to draw."""
+    """Decoder thread: the engine's answer, and the crop of the mask to draw."""
     job.run()
     return job, crop_of(job.candidates[0].mask)
-
-
-def skip_picking(qt_canvas) -> None:
-    """At every mouse press vispy renders the whole scene a second time (a picking pass, read back from the GPU) to
-    find the interactive visual under the mouse. In napari's canvas that is the view itself, its only interactive
-    visual outside grid mode (the cameras are not drawn): answer that directly, and let vispy pick only when the
-    scene holds other interactive visuals. A click then costs one render, not two (18 ms of the UI thread and both
-    cores' software rendering here)."""
-    scene = getattr(qt_canvas, "_scene_canvas", None)
-    view, grid = getattr(qt_canvas, "view", None), getattr(qt_canvas, "grid", None)
-    if scene is None or view is None or grid is None or not hasattr(scene, "visual_at"):
-        return  # another napari: vispy picks as always
-    original = scene.visual_at
-
-    def interactive_visuals(node):
-        if getattr(node, "interactive", False) and hasattr(node, "draw"):
-            yield node
-        for child in getattr(node, "children", ()):
-            yield from interactive_visuals(child)
-
-    def visual_at(pos):
-        if view.interactive and not grid.interactive and list(interactive_visuals(scene.scene)) == [view] \
-                and view.rect.contains(*pos[:2]):
-            return view
-        return original(pos)
-
-    scene.visual_at = visual_at
 
 
 class PromptingMixin:
@@ -63,6 +37,7 @@ class PromptingMixin:
         self._then_accept = False  # Enter came while an answer was on its way
         self._syncing = False
         self._prompt = Prompt()  # what the annotator asked for; the prompt layers show it
+        self._decoder = DecodeThread(self)
         skip_picking(self.viewer.window._qt_viewer.canvas)
 
     @property
@@ -192,10 +167,7 @@ class PromptingMixin:
             self.say(str(exc))
             return
         self._job = job
-        worker = quiet_worker(_answer, job)
-        worker.returned.connect(self._answered)
-        worker.errored.connect(self._answer_failed)
-        worker.start()
+        self._decoder.submit(_answer, job, self._answered, self._answer_failed)
 
     def _answered(self, result) -> None:
         job, crop = result

@@ -27,6 +27,7 @@ from clicklabel.label import client as _label_client
 from clicklabel.label import run as _label_run  # noqa: F401
 from clicklabel.segment import propose as _propose  # noqa: F401
 from clicklabel.segment import sam as _sam  # noqa: F401
+from clicklabel.segment.openmp import release_threads
 
 from ._audit import AuditMixin, build_audit_ui
 from ._engine import EngineMixin
@@ -66,6 +67,7 @@ class ClickLabelWidget(ImagesMixin, PromptingMixin, ReviewMixin, AuditMixin, Lab
         self.viewer = napari_viewer
         self.layers = LayerSet(napari_viewer)
         self._engine = engine  # the engine for the next session opened (the session holds it from then on)
+        release_threads()  # an engine made by the caller in this (UI) thread left it an idle OpenMP team
         self.labeler_factory = labeler  # callable -> Labeler, for tests and custom setups
         self.auto_label = auto_label
         self.session: AnnotationSession | None = None

@@ -1,0 +1,48 @@
+"""clicklabel.segment.openmp: a thread's idle OpenMP team is handed back (the GUI's workers do it when they end)."""
+
+import os
+import threading
+
+import pytest
+
+
+def _threads() -> int:
+    for line in open("/proc/self/status"):
+        if line.startswith("Threads:"):
+            return int(line.split()[1])
+    raise AssertionError("no thread count")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status") or (os.cpu_count() or 1) < 2,
+                    reason="needs Linux and 2 CPUs (an OpenMP team of 2)")
+def test_release_threads_hands_back_the_threads_team():
+    torch = pytest.importorskip("torch")
+    from clicklabel.segment.openmp import release_threads
+
+    out = {}
+
+    def work():
+        x = torch.randn(1 << 22)
+        (x + 1).sum()  # a parallel region: this thread now keeps an OpenMP team
+        out["with"] = _threads()
+        out["released"] = release_threads()
+        out["after"] = _threads()
+        (x + 1).sum()  # and makes one again when it needs it
+        out["again"] = float((x * 0 + 1).sum())
+
+    t = threading.Thread(target=work)
+    t.start()
+    t.join()
+    if not out["released"]:
+        pytest.skip("this PyTorch's OpenMP runtime cannot release a team")
+    assert out["after"] < out["with"] and out["again"] == float(1 << 22)
+
+
+def test_release_threads_without_torch_does_nothing(monkeypatch):
+    import sys
+
+    from clicklabel.segment import openmp
+
+    monkeypatch.delitem(sys.modules, "torch", raising=False)
+    monkeypatch.setattr(openmp, "_FOUND", [])
+    assert openmp.release_threads() is False and openmp._FOUND == []
