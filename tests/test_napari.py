@@ -475,3 +475,17 @@ def test_clicks_cost_no_napari_bookkeeping_and_share_one_decoder_thread(make_nap
     other.data = np.array([[5.0, 5.0], [9.0, 9.0]])
     qtbot.wait(100)
     assert counts["ranges"] > 0 and counts["rows"] > 0
+
+
+def test_the_characters_of_box_texts_are_rendered_ahead(make_napari_viewer, qtbot):
+    """napari renders a character the first time a text shows it (80-170 ms for the first label texts); the widget
+    renders them ahead, a character per timer tick, and stops its timer when all are there."""
+    from clicklabel_napari._lean import GLYPHS
+
+    viewer = make_napari_viewer()
+    w = ClickLabelWidget(viewer)
+    info = viewer.window._qt_viewer.canvas._font_info
+    font = info.font_manager.get_font(info.face)
+    assert w._glyphs is not None and w._glyphs.isActive()
+    qtbot.waitUntil(lambda: all(c in font._glyphs for c in GLYPHS), timeout=30_000)
+    qtbot.waitUntil(lambda: not w._glyphs.isActive(), timeout=5_000)

@@ -11,11 +11,16 @@ Each was found by profiling the UI thread between a click and its mask on screen
 - ``quiet_layer_list``: the layer list repaints a layer's row (its icon redrawn from SVG, its thumbnail) at every
   event of that layer, although the row shows only the name, visibility, lock, loading state and thumbnail; for
   the widget's layers it repaints when one of those changes.
+- ``warm_glyphs``: napari renders each character of a text the first time it is drawn (a distance field from a
+  256-point glyph, on the CPU): the first label texts on the boxes took 80-170 ms to draw. The characters of the
+  widget's texts are rendered ahead, one per timer tick while the annotator is not waiting for an answer.
 
 Every function leaves napari as it was when it does not look as expected (another napari version).
 """
 
 from __future__ import annotations
+
+import string
 
 ROW_EVENTS = frozenset({"thumbnail", "visible", "name", "loaded", "locked"})  # what a layer list row shows
 
@@ -83,3 +88,38 @@ def quiet_layer_list(viewer, is_ours) -> None:
 
     model._clicklabel_process_event = filtered  # the emitter holds a weak reference to bound methods only
     root.events.connect(filtered)
+
+
+GLYPHS = string.digits + string.ascii_lowercase + " #.?/[]-_:'()" + string.ascii_uppercase  # likeliest first
+
+
+def warm_glyphs(viewer, parent, busy, chars: str = GLYPHS, every_ms: int = 40):
+    """Render ``chars`` into the canvas' text font, one per ``every_ms`` tick, skipping ticks while ``busy()``.
+    Returns the timer (None where napari's canvas has no such font)."""
+    from qtpy.QtCore import QTimer
+
+    try:
+        info = viewer.window._qt_viewer.canvas._font_info
+        font = info.font_manager.get_font(info.face)
+        loaded = font._glyphs
+    except AttributeError:
+        return None
+    todo = [c for c in chars if c not in loaded]
+    timer = QTimer(parent)
+
+    def tick() -> None:
+        if busy():
+            return
+        while todo and todo[0] in loaded:
+            todo.pop(0)
+        if not todo:
+            timer.stop()
+            return
+        try:
+            font[todo.pop(0)]
+        except (RuntimeError, TypeError, ValueError):  # the atlas is full, or another napari's font: stop
+            timer.stop()
+
+    timer.timeout.connect(tick)
+    timer.start(every_ms)
+    return timer

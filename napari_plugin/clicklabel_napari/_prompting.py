@@ -1,11 +1,12 @@
 """Part of the widget: prompts from the mouse (or the prompt layers), answered off the UI thread, and accepting.
 
 A prompt is planned in the UI thread (``session.plan``), answered in the decoder thread (the engine; the mask's box
-and crop too; one long-lived thread, see ``_workers.DecodeThread``), and applied back in the UI thread (``session.commit``), which drops answers the annotator has moved past.
-One answer is computed at a time: prompts arriving meanwhile are merged into the next one (the latest wins). A
-press starts answering at once, as if it were a click (most are): the release confirms it, a drag replaces it.
-The prompt is held here; the prompt layers show it. A click's point is drawn together with its mask (one canvas
-draw, not two), or after ``POINT_DELAY_MS`` if the answer is slower than that (GrabCut, a busy CPU)."""
+and crop too; one long-lived thread, see ``_workers.DecodeThread``), and applied back in the UI thread
+(``session.commit``), which drops answers the annotator has moved past. One answer is computed at a time: prompts
+arriving meanwhile are merged into the next one (the latest wins). A press starts answering at once, as if it
+were a click (most are): the release confirms it, a drag replaces it. The prompt is held here; the prompt layers
+show it. A click's point is drawn together with its mask (one canvas draw, not two), or after ``POINT_DELAY_MS``
+if the answer is slower than that (GrabCut, a busy CPU)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from clicklabel.errors import ClickLabelError
 from clicklabel.segment.base import Prompt
 
 from ._layers import crop_of
-from ._lean import skip_picking
+from ._lean import skip_picking, warm_glyphs
 from ._workers import DecodeThread
 
 POINT_DELAY_MS = 250
@@ -39,6 +40,7 @@ class PromptingMixin:
         self._prompt = Prompt()  # what the annotator asked for; the prompt layers show it
         self._decoder = DecodeThread(self)
         skip_picking(self.viewer.window._qt_viewer.canvas)
+        self._glyphs = warm_glyphs(self.viewer, self, lambda: self._job is not None)
 
     @property
     def answering(self) -> bool:
