@@ -123,6 +123,8 @@ class LabellingMixin:
         self._update_progress()
 
     def _labelled(self, summary) -> None:
+        if self.hold_for_answer(lambda: self._labelled(summary)):  # a click's mask is drawn before these labels
+            return
         stopped = self._label_stop is not None and self._label_stop.is_set()
         self._label_finished()
         self.refresh()

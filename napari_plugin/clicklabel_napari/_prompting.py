@@ -39,6 +39,7 @@ class PromptingMixin:
         self._syncing = False
         self._prompt = Prompt()  # what the annotator asked for; the prompt layers show it
         self._decoder = DecodeThread(self)
+        self._after_answer: list = []  # background results held while a click is answered (``hold_for_answer``)
         skip_picking(self.viewer.window._qt_viewer.canvas)
         self._glyphs = warm_glyphs(self.viewer, self, lambda: self._job is not None)
 
@@ -171,7 +172,24 @@ class PromptingMixin:
         self._job = job
         self._decoder.submit(_answer, job, self._answered, self._answer_failed)
 
+    def hold_for_answer(self, fn) -> bool:
+        """While a click is being answered, keep ``fn`` (a background result's redraw) until that answer is on
+        screen, so that the click's mask is drawn first: True if held."""
+        if self._job is None:
+            return False
+        self._after_answer.append(fn)
+        return True
+
     def _answered(self, result) -> None:
+        try:
+            self._apply_answer(result)
+        finally:
+            if self._job is None and self._after_answer:
+                held, self._after_answer = self._after_answer, []
+                for fn in held:
+                    self.after_draw(fn)
+
+    def _apply_answer(self, result) -> None:
         job, crop = result
         self._job = None
         if self.session is None or not self._ready():
@@ -196,6 +214,9 @@ class PromptingMixin:
     def _answer_failed(self, exc) -> None:
         self._job, self._then_accept = None, False
         self.say(f"no mask: {exc}")
+        held, self._after_answer = self._after_answer, []
+        for fn in held:
+            fn()
 
     def _say_preview(self) -> None:
         st = self.session.state
