@@ -176,8 +176,8 @@ def main(argv=None) -> int:
                                                          "confidence": 0.5}) as lmm:
         viewer = napari.Viewer(title="clicklabel", show=True)
         viewer.window._qt_window.resize(*size(args.window))
-        labeler = lambda: Labeler(LabelerConfig(base_url=lmm.url, api_key="local"),  # noqa: E731
-                                  LabelCache(tmp / "labels.sqlite"))
+        answers = LabelCache(tmp / "labels.sqlite")  # one cache, opened once, as the widget's own
+        labeler = lambda: Labeler(LabelerConfig(base_url=lmm.url, api_key="local"), answers)  # noqa: E731
         w = ClickLabelWidget(viewer, engine=engine, labeler=labeler)
         viewer.window.add_dock_widget(w, name="clicklabel", area="right")
         pump(0.5)

@@ -289,7 +289,7 @@ class PromptingMixin:
             self.refresh()
             self.say(f"Object #{oid} accepted: click the next object.")
         if self.auto_label:
-            self.queue_labels([oid])
+            self.queue_labels([oid], now=False)
         return oid
 
     def accept_manual(self) -> int | None:
@@ -309,5 +309,5 @@ class PromptingMixin:
         self.refresh()
         self.say(f"Drawn object #{oid} accepted.")
         if self.auto_label:
-            self.queue_labels([oid])
+            self.queue_labels([oid], now=False)
         return oid

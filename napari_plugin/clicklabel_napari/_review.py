@@ -132,7 +132,7 @@ class ReviewMixin:
             self._clear_prompt_layers()
         self.after_decision(ob.id, accepted=accept)
         if accept and self.auto_label:
-            self.queue_labels([ob.id])
+            self.queue_labels([ob.id], now=False)
         return ob.id
 
     def after_decision(self, object_id: int, accepted: bool) -> None:
@@ -176,7 +176,7 @@ class ReviewMixin:
         if not self.reviewing:
             self.layers.highlight(None)
         if ids and self.auto_label:
-            self.queue_labels(ids)
+            self.queue_labels(ids, now=False)
         return ids
 
     def _correct_before_prompt(self) -> None:
