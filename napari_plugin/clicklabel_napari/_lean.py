@@ -11,6 +11,9 @@ Each was found by profiling the UI thread between a click and its mask on screen
 - ``quiet_layer_list``: the layer list repaints a layer's row (its icon redrawn from SVG, its thumbnail) at every
   event of that layer, although the row shows only the name, visibility, lock, loading state and thumbnail; for
   the widget's layers it repaints when one of those changes.
+- ``warm_units``: pint's unit registry (napari's layer units) is parsed from its definitions the first time a layer
+  needs it: 1-2 s in the UI thread when the first image's layers were made. The widget builds it when it is made,
+  before the window is shown.
 - ``warm_glyphs``: napari renders each character of a text the first time it is drawn (a distance field from a
   256-point glyph, on the CPU): the first label texts on the boxes took 80-170 ms to draw. The characters of the
   widget's texts are rendered ahead, one per timer tick while the annotator is not waiting for an answer.
@@ -50,6 +53,16 @@ def skip_picking(qt_canvas) -> None:
         return original(pos)
 
     scene.visual_at = visual_at
+
+
+def warm_units() -> None:
+    """Build pint's unit registry now (napari's layers use it)."""
+    try:
+        from napari.utils._units import get_unit_registry
+
+        get_unit_registry().pixel  # noqa: B018 - the first unit looked up builds the registry
+    except (ImportError, AttributeError):
+        pass
 
 
 def _no_thumbnail(*args, **kwargs) -> None:
