@@ -51,6 +51,11 @@ def object_text(ob, vote=None) -> str:
     return f"#{ob.id} {ob.label}{conf}{marks}"
 
 
+def point_size(h: int, w: int) -> int:
+    """The prompt points' size for an image of this size."""
+    return max(6, min(h, w) // 60)
+
+
 def crop_of(mask: np.ndarray):
     """((row, col), the mask inside its tight box), or None for an empty mask. Any thread."""
     box = tight_bbox(mask)
@@ -116,6 +121,7 @@ class LayerSet:
         self._cover: np.ndarray | None = None  # how many waiting proposals cover each pixel
         self._proposals: dict[int, tuple] = {}  # waiting proposal id -> crop_of(its mask)
         self._highlighted: int | None = None
+        self._placeholder = False  # the layers hold prepare()'s 1x1 placeholder, no image yet
         quiet_layer_list(viewer, self.ours)
 
     def _layer(self, key: str):
@@ -135,14 +141,24 @@ class LayerSet:
         return any(layer is mine for mine in self._layers.values())
 
     # -- a new image --------------------------------------------------------------------------------------------
+    def prepare(self) -> None:
+        """Make the layers now, holding a 1x1 placeholder: napari's first making of them (Qt controls, visuals,
+        shaders) froze the UI thread for ~1.5 s when the first image was shown; it is paid here instead, when the
+        widget is made (before the window shows), and the first image is shown as any next one is."""
+        if self.image is None:
+            self._make(np.zeros((1, 1, 3), np.uint8), "clicklabel", np.zeros((1, 1), np.int32))
+            self._placeholder = True
+
     def show_image(self, image: np.ndarray, name: str, labels: np.ndarray, ids: list[int]) -> None:
         """Show ``image`` with its objects ``ids`` already drawn in ``labels`` (value = id): the layers are
         made once (again only if the user removed one) and then get new data; prompts, preview and proposals are
         emptied."""
         h, w = image.shape[:2]
-        first = self.image is None
+        first = self.image is None or self._placeholder
+        made = self.image is None
         self._make(image, name, labels)
-        if not first:
+        self._placeholder = False
+        if not made:
             img = self.image
             img.data = image
             if img.name != name:
@@ -165,6 +181,8 @@ class LayerSet:
             if len(self._layers[key].data):
                 self._layers[key].data = []
         self.clear_points()
+        if self.prompts.current_size != point_size(h, w):
+            self.prompts.current_size = point_size(h, w)
         if first:
             self.viewer.layers.selection.active = self.image
         self.viewer.reset_view()
@@ -186,7 +204,7 @@ class LayerSet:
                                               "size": 10}),
             MANUAL: lambda: v.add_shapes(name=MANUAL, edge_color="magenta", face_color="transparent", edge_width=2),
             BOX: lambda: v.add_shapes(name=BOX, edge_color="yellow", face_color="transparent", edge_width=2),
-            PROMPTS: lambda: self._make_points(min(h, w)),
+            PROMPTS: lambda: self._make_points(point_size(h, w)),
         }
         for key, make in makers.items():
             if self._layer(key) is None:
@@ -196,8 +214,8 @@ class LayerSet:
                 if key in FIXED_EXTENT:
                     fixed_extent(self.viewer, layer)
 
-    def _make_points(self, side: int):
-        pts = self.viewer.add_points(np.zeros((0, 2)), name=PROMPTS, size=max(6, side // 60),
+    def _make_points(self, size: int):
+        pts = self.viewer.add_points(np.zeros((0, 2)), name=PROMPTS, size=size,
                                      features={"positive": np.array([], dtype=bool)}, face_color="positive",
                                      face_color_cycle=["red", "lime"], border_color="white")
         pts.feature_defaults["positive"] = True

@@ -66,6 +66,7 @@ class ClickLabelWidget(ImagesMixin, PromptingMixin, ReviewMixin, AuditMixin, Lab
         self.setMaximumWidth(520)
         self.viewer = napari_viewer
         self.layers = LayerSet(napari_viewer)
+        self.layers.prepare()
         self._engine = engine  # the engine for the next session opened (the session holds it from then on)
         release_threads()  # an engine made by the caller in this (UI) thread left it an idle OpenMP team
         self.labeler_factory = labeler  # callable -> Labeler, for tests and custom setups
