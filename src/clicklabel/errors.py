@@ -11,6 +11,10 @@ class ImageError(ClickLabelError):
     """An image file is missing, unreadable, or of a kind we cannot use."""
 
 
+class ImageTooLarge(ImageError):
+    """An image has more pixels than clicklabel reads (``images.MAX_PIXELS``)."""
+
+
 class PromptError(ClickLabelError):
     """A point or box prompt is malformed or lies outside the image."""
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ImageError
+from .errors import ImageError, ImageTooLarge
 
 # One limit for every image clicklabel reads (add, segment, label, propose, precompute, the widget): Pillow's own
 # bomb check (~179 Mpx) is raised to it, and a larger image is refused from its header, before it is decoded.
@@ -111,7 +111,7 @@ def _opened(path: str | Path | bytes):
     except UnidentifiedImageError:
         raise ImageError(f"not an image (or a format we cannot read): {p}") from None
     except Image.DecompressionBombError:
-        raise ImageError(f"image is larger than {MAX_PIXELS:,} pixels: {p}") from None
+        raise ImageTooLarge(f"image is larger than {MAX_PIXELS:,} pixels: {p}") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"cannot read image {p}: {exc}") from None
     with im:
@@ -119,7 +119,7 @@ def _opened(path: str | Path | bytes):
         if w < 1 or h < 1:
             raise ImageError(f"image has no pixels ({w}x{h}): {p}")
         if w * h > MAX_PIXELS:
-            raise ImageError(f"image is larger than {MAX_PIXELS:,} pixels ({w}x{h}): {p}")
+            raise ImageTooLarge(f"image is larger than {MAX_PIXELS:,} pixels ({w}x{h}): {p}")
         yield im, p
 
 

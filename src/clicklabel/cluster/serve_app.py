@@ -32,7 +32,7 @@ from fastapi.responses import JSONResponse, Response
 from ray import serve
 
 from ..embeddings import Embedding, EmbeddingCache, write_embedding
-from ..errors import ClickLabelError, ImageError
+from ..errors import ClickLabelError, ImageError, ImageTooLarge
 from ..images import load_image
 
 app = FastAPI(title="clicklabel encoder", docs_url=None, redoc_url=None, openapi_url=None)
@@ -50,8 +50,10 @@ def decode_upload(data: bytes) -> np.ndarray:
     ``load_image`` gives); HTTP 415 for anything that is not an image, 413 for one above its pixel limit."""
     try:
         return load_image(data)
+    except ImageTooLarge as exc:
+        raise HTTPException(413, str(exc)) from None
     except ImageError as exc:
-        raise HTTPException(413 if "larger than" in str(exc) else 415, str(exc)) from None
+        raise HTTPException(415, str(exc)) from None
 
 
 def entry_bytes(emb: Embedding) -> bytes:
