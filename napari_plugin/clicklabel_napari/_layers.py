@@ -143,8 +143,9 @@ class LayerSet:
     # -- a new image --------------------------------------------------------------------------------------------
     def prepare(self) -> None:
         """Make the layers now, holding a 1x1 placeholder: napari's first making of them (Qt controls, visuals,
-        shaders) froze the UI thread for ~1.5 s when the first image was shown; it is paid here instead, when the
-        widget is made (before the window shows), and the first image is shown as any next one is."""
+        shaders, and pint's unit registry for the first layer's units: 1-2 s alone) froze the UI thread for
+        1.5-2.4 s when the first image was shown; it is paid here instead, when the widget is made (before the
+        window shows), and the first image is shown as any next one is."""
         if self.image is None:
             self._make(np.zeros((1, 1, 3), np.uint8), "clicklabel", np.zeros((1, 1), np.int32))
             self._placeholder = True

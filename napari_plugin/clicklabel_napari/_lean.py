@@ -15,9 +15,6 @@ Each was found by profiling the UI thread between a click and its mask on screen
   between its ~100 operations and the UI thread for every event, while labelling, napari's status checker and the
   benchmark's own timers run Python too: with 0.5 ms, clicks went from 109 to 98 ms p50 and the longest UI gap
   from 148 to 127 ms (one A/B pair, dev-2c). The interval is only ever lowered, process-wide.
-- ``warm_units``: pint's unit registry (napari's layer units) is parsed from its definitions the first time a layer
-  needs it: 1-2 s in the UI thread when the first image's layers were made. The widget builds it when it is made,
-  before the window is shown.
 - ``warm_glyphs``: napari renders each character of a text the first time it is drawn (a distance field from a
   256-point glyph, on the CPU): the first label texts on the boxes took 80-170 ms to draw. The characters of the
   widget's texts are rendered ahead, one per timer tick while the annotator is not waiting for an answer.
@@ -69,16 +66,6 @@ def quick_gil() -> None:
         sys.setswitchinterval(GIL_SWITCH_S)
 
 
-def warm_units() -> None:
-    """Build pint's unit registry now (napari's layers use it)."""
-    try:
-        from napari.utils._units import get_unit_registry
-
-        get_unit_registry().pixel  # noqa: B018 - the first unit looked up builds the registry
-    except (ImportError, AttributeError):
-        pass
-
-
 def _no_thumbnail(*args, **kwargs) -> None:
     return None
 
@@ -113,7 +100,6 @@ def quiet_layer_list(viewer, is_ours) -> None:
             return
         process(event)
 
-    model._clicklabel_process_event = filtered  # the emitter holds a weak reference to bound methods only
     root.events.connect(filtered)
 
 

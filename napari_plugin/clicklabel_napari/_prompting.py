@@ -18,7 +18,7 @@ from clicklabel.errors import ClickLabelError
 from clicklabel.segment.base import Prompt
 
 from ._layers import crop_of
-from ._lean import quick_gil, skip_picking, warm_glyphs, warm_units
+from ._lean import skip_picking
 from ._workers import DecodeThread
 
 POINT_DELAY_MS = 250
@@ -41,9 +41,6 @@ class PromptingMixin:
         self._decoder = DecodeThread(self)
         self._after_answer: list = []  # background results held while a click is answered (``hold_for_answer``)
         skip_picking(self.viewer.window._qt_viewer.canvas)
-        warm_units()
-        quick_gil()
-        self._glyphs = warm_glyphs(self.viewer, self, lambda: self._job is not None)
 
     @property
     def answering(self) -> bool:

@@ -34,6 +34,7 @@ from ._engine import EngineMixin
 from ._images import ImagesMixin
 from ._labelling import LabellingMixin
 from ._layers import LayerSet, object_text
+from ._lean import quick_gil, warm_glyphs
 from ._prompting import PromptingMixin
 from ._review import ReviewMixin
 from ._ui import build_ui
@@ -66,9 +67,10 @@ class ClickLabelWidget(ImagesMixin, PromptingMixin, ReviewMixin, AuditMixin, Lab
         self.setMaximumWidth(520)
         self.viewer = napari_viewer
         self.layers = LayerSet(napari_viewer)
-        self.layers.prepare()
+        self.layers.prepare()  # napari's first layers (and pint's unit registry) now, not at the first image
         self._engine = engine  # the engine for the next session opened (the session holds it from then on)
         release_threads()  # an engine made by the caller in this (UI) thread left it an idle OpenMP team
+        quick_gil()
         self.labeler_factory = labeler  # callable -> Labeler, for tests and custom setups
         self.auto_label = auto_label
         self.session: AnnotationSession | None = None
@@ -86,6 +88,7 @@ class ClickLabelWidget(ImagesMixin, PromptingMixin, ReviewMixin, AuditMixin, Lab
         self._alive = alive = {"yes": True, "stops": []}
         self.destroyed.connect(lambda *_: _shutdown(alive))
         self._init_prompting()
+        self._glyphs = warm_glyphs(napari_viewer, self, lambda: self.answering)
         self._init_review()
         self._init_labelling()
         build_ui(self)
