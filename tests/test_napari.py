@@ -477,6 +477,67 @@ def test_clicks_cost_no_napari_bookkeeping_and_share_one_decoder_thread(make_nap
     assert counts["ranges"] > 0 and counts["rows"] > 0
 
 
+def test_new_boxes_reuse_their_shader_program(make_napari_viewer, qtbot, tiny_engine, folder, monkeypatch):
+    """vispy's Mesh made a new colour function at every data update, so every accepted object (new box) and every
+    label (new box colour) compiled and linked the shapes' shaders again (30-50 ms of software OpenGL). The
+    widget's boxes keep their program; a plain napari Shapes layer beside them still rebuilds its own."""
+    import vispy.gloo.program as gloo_program
+
+    viewer = make_napari_viewer()
+    w = ClickLabelWidget(viewer, engine=tiny_engine, auto_label=False)
+    w.open_folder(str(folder))
+    _wait_ready(qtbot, w)
+    scene = viewer.window._qt_viewer.canvas._scene_canvas
+    builds = []
+    set_shaders = gloo_program.Program.set_shaders
+    monkeypatch.setattr(gloo_program.Program, "set_shaders",
+                        lambda self, *a, **k: builds.append(self) or set_shaders(self, *a, **k))
+    for n, (x, y) in enumerate(((100, 80), (150, 120), (60, 40))):
+        w.add_point(x, y, True)
+        _wait_ready(qtbot, w)
+        assert w.accept() is not None
+        scene.render()  # draws every visual (the window may be hidden here)
+        if n == 0:  # the first box: its program is made once
+            builds.clear()
+    assert len(w.layers.boxes.data) == 3 and builds == []
+    other = viewer.add_shapes([[[5, 5], [5, 20], [20, 20], [20, 5]]], edge_color="red")
+    scene.render()
+    builds.clear()
+    other.add_rectangles([[[30, 30], [40, 40]]])
+    scene.render()
+    assert builds  # vispy's own behaviour, for a layer that is not the widget's
+
+
+def test_the_status_bar_is_repainted_with_the_mask(make_napari_viewer, qtbot, tiny_engine, folder, monkeypatch):
+    """A press changes the cursor position in napari's status bar, and repainting it makes Qt compose the whole
+    window (both cores on software OpenGL) while the decoder works: it is held until the answer is applied, or
+    for at most ``POINT_DELAY_MS``."""
+    from gui_input import click
+
+    from clicklabel_napari._prompting import POINT_DELAY_MS
+
+    viewer = make_napari_viewer()
+    w = ClickLabelWidget(viewer, engine=tiny_engine, auto_label=False)
+    viewer.window.add_dock_widget(w, area="right")
+    w.open_folder(str(folder))
+    _wait_ready(qtbot, w)
+    bar = viewer.window._qt_window.statusBar()
+    predict, delay = tiny_engine.predict, [0.1]
+    monkeypatch.setattr(tiny_engine, "predict", lambda *a, **k: time.sleep(delay[0]) or predict(*a, **k))
+    click(viewer, 100, 80)
+    assert w.answering and not bar.updatesEnabled()
+    _wait_ready(qtbot, w)
+    assert bar.updatesEnabled() and w.session.state.preview is not None
+    w.clear()
+    delay[0] = 2 * POINT_DELAY_MS / 1000  # a slow answer: the status bar is not held longer than the limit
+    click(viewer, 60, 40)
+    assert not bar.updatesEnabled()
+    qtbot.waitUntil(bar.updatesEnabled, timeout=POINT_DELAY_MS + 200)
+    assert w.answering
+    _wait_ready(qtbot, w)
+    assert bar.updatesEnabled()
+
+
 def test_the_characters_of_box_texts_are_rendered_ahead(make_napari_viewer, qtbot):
     """napari renders a character the first time a text shows it (80-170 ms for the first label texts); the widget
     renders them ahead, a character per timer tick, and stops its timer when all are there."""

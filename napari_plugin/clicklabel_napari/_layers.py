@@ -13,7 +13,7 @@ import numpy as np
 
 from clicklabel.masks import tight_bbox
 
-from ._lean import fixed_extent, quiet_layer_list, still_thumbnail
+from ._lean import fixed_extent, quiet_layer_list, steady_mesh_colours, still_thumbnail
 
 IMAGE = "image"  # the key of the image layer (its name is the image's)
 PROMPTS = "clicklabel prompts"
@@ -214,6 +214,8 @@ class LayerSet:
                     still_thumbnail(layer)
                 if key in FIXED_EXTENT:
                     fixed_extent(self.viewer, layer)
+                if key in (BOXES, MANUAL, BOX):
+                    steady_mesh_colours(self.viewer, layer)
 
     def _make_points(self, size: int):
         pts = self.viewer.add_points(np.zeros((0, 2)), name=PROMPTS, size=size,

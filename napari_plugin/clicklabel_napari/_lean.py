@@ -15,6 +15,13 @@ Each was found by profiling the UI thread between a click and its mask on screen
   between its ~100 operations and the UI thread for every event, while labelling, napari's status checker and the
   benchmark's own timers run Python too: with 0.5 ms, clicks went from 109 to 98 ms p50 and the longest UI gap
   from 148 to 127 ms (one A/B pair, dev-2c). The interval is only ever lowered, process-wide.
+- ``steady_mesh_colours``: vispy's Mesh makes a new colour function at every data update (vispy issue 2568), so
+  the shapes' shader program is compiled and linked again at every change of the boxes: on software OpenGL
+  30-50 ms inside the next frame, at every accepted object and every label that arrives.
+- ``PaintHold``: a press changes the cursor position shown in napari's status bar, and any repaint outside the
+  canvas makes Qt compose the whole window anew (the canvas is an OpenGL widget inside it): on software OpenGL
+  that took both cores for 10-20 ms in the middle of the decoder's work (decoder in the GUI 67 -> 49 ms p50,
+  click 105 -> 83 ms with the status bar still). The status bar is repainted with the mask's frame instead.
 - ``warm_glyphs``: napari renders each character of a text the first time it is drawn (a distance field from a
   256-point glyph, on the CPU): the first label texts on the boxes took 80-170 ms to draw. The characters of the
   widget's texts are rendered ahead, one per timer tick while the annotator is not waiting for an answer.
@@ -64,6 +71,73 @@ def quick_gil() -> None:
     """Let threads waiting for the GIL get it within ``GIL_SWITCH_S`` (never raises the interval)."""
     if sys.getswitchinterval() > GIL_SWITCH_S:
         sys.setswitchinterval(GIL_SWITCH_S)
+
+
+def steady_mesh_colours(viewer, layer) -> None:
+    """Keep one colour function per mesh of ``layer``'s visual while its colours are plain RGBA (napari's Shapes),
+    so that new data is uploaded without a new shader program."""
+    try:
+        from vispy.visuals.mesh import MeshVisual
+
+        node = viewer.window._qt_viewer.canvas.layer_to_visual[layer].node
+    except (AttributeError, ImportError, KeyError, TypeError):
+        return
+    for mesh in getattr(node, "_subvisuals", [node]):
+        build = getattr(mesh, "_build_color_transform", None)
+        if not isinstance(mesh, MeshVisual) or build is None:
+            continue
+        kept = []
+
+        def steady(colors, build=build, kept=kept):
+            if colors.ndim == 2 and colors.shape[1] == 1:  # values through a colormap: vispy's own way
+                return build(colors)
+            if not kept:
+                kept.append(build(colors))
+            return kept[0]
+
+        mesh._build_color_transform = steady
+
+
+class PaintHold:
+    """Holds the repaints of a widget while the UI waits for an answer, for at most ``limit_ms``; what changed
+    meanwhile is painted once it is released (with the frame that shows the answer)."""
+
+    def __init__(self, widget, limit_ms: int):
+        from qtpy.QtCore import QTimer
+
+        self._widget = widget
+        self._held = False
+        self._timer = QTimer(widget) if widget is not None else None
+        if self._timer is not None:
+            self._timer.setSingleShot(True)
+            self._timer.setInterval(limit_ms)
+            self._timer.timeout.connect(self.release)
+
+    @classmethod
+    def status_bar(cls, viewer, limit_ms: int) -> PaintHold:
+        """For napari's status bar (holds nothing where the window has none)."""
+        try:
+            bar = viewer.window._qt_window.statusBar()
+        except (AttributeError, RuntimeError):
+            bar = None
+        return cls(bar, limit_ms)
+
+    def hold(self) -> None:
+        if self._widget is None or self._held:
+            return
+        self._held = True
+        self._widget.setUpdatesEnabled(False)
+        self._timer.start()
+
+    def release(self) -> None:
+        if not self._held:
+            return
+        self._held = False
+        self._timer.stop()
+        try:
+            self._widget.setUpdatesEnabled(True)  # and repaints it
+        except RuntimeError:  # the window is gone
+            pass
 
 
 def _no_thumbnail(*args, **kwargs) -> None:

@@ -18,7 +18,7 @@ from clicklabel.errors import ClickLabelError
 from clicklabel.segment.base import Prompt
 
 from ._layers import crop_of
-from ._lean import skip_picking
+from ._lean import PaintHold, skip_picking
 from ._workers import DecodeThread
 
 POINT_DELAY_MS = 250
@@ -41,6 +41,7 @@ class PromptingMixin:
         self._decoder = DecodeThread(self)
         self._after_answer: list = []  # background results held while a click is answered (``hold_for_answer``)
         skip_picking(self.viewer.window._qt_viewer.canvas)
+        self._status_hold = PaintHold.status_bar(self.viewer, POINT_DELAY_MS)  # repainted with the answer
 
     @property
     def answering(self) -> bool:
@@ -169,6 +170,7 @@ class PromptingMixin:
             self.say(str(exc))
             return
         self._job = job
+        self._status_hold.hold()
         self._decoder.submit(_answer, job, self._answered, self._answer_failed)
 
     def hold_for_answer(self, fn) -> bool:
@@ -183,7 +185,8 @@ class PromptingMixin:
         try:
             self._apply_answer(result)
         finally:
-            if self._job is None and self._after_answer:
+            if self._job is None:
+                self._status_hold.release()
                 held, self._after_answer = self._after_answer, []
                 for fn in held:
                     self.after_draw(fn)
@@ -212,6 +215,7 @@ class PromptingMixin:
 
     def _answer_failed(self, exc) -> None:
         self._job, self._then_accept = None, False
+        self._status_hold.release()
         self.say(f"no mask: {exc}")
         held, self._after_answer = self._after_answer, []
         for fn in held:
