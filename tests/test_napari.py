@@ -299,6 +299,52 @@ def test_labelling_progress_bar_and_stop(make_napari_viewer, qtbot, tiny_engine,
         assert len(slow.requests) < 30
 
 
+def test_the_bar_counts_seconds_and_repaints_with_the_next_frame(make_napari_viewer, qtbot, tiny_engine, folder,
+                                                                  tmp_path, monkeypatch):
+    """A slow image load shows the seconds, not Qt's animated busy bar (60 repaints a second, each composing
+    napari's whole window: on software OpenGL that took a core from the embedding it waited for); a new value
+    (a label arrived) repaints the bar with the next frame instead of at once."""
+    from qtpy.QtCore import QEvent, QObject
+
+    viewer = make_napari_viewer(show=True)
+    set_image = tiny_engine.set_image
+    monkeypatch.setattr(tiny_engine, "set_image", lambda image: time.sleep(2.5) or set_image(image))
+    with FakeLMM(latency=0.5, answer=lambda body, img: {"label": "cup", "category": "cup",
+                                                        "confidence": 0.9}) as slow:
+        factory = lambda: Labeler(LabelerConfig(base_url=slow.url, api_key="sk-test", concurrency=1),  # noqa: E731
+                                  LabelCache(tmp_path / "labels.sqlite"))
+        w = ClickLabelWidget(viewer, engine=tiny_engine, labeler=factory)
+        viewer.window.add_dock_widget(w, area="right")
+        w.open_folder(str(folder))
+        qtbot.waitUntil(lambda: not w.progress.isHidden(), timeout=5_000)
+        assert w.progress.maximum() == 1 and w.progress.format() == "opening the image: 0 s"  # 0..0 animates
+        qtbot.waitUntil(lambda: w.progress.format() == "opening the image: 1 s", timeout=3_000)
+        _wait_ready(qtbot, w)
+        assert w.progress.isHidden() and not w._busy_clock.isActive()
+
+        class Paints(QObject):
+            count = 0
+
+            def eventFilter(self, obj, event):
+                if event.type() == QEvent.Type.Paint:
+                    Paints.count += 1
+                return False
+
+        paints = Paints()
+        w.progress.installEventFilter(paints)
+        iid = w.session.current.id
+        ids = [w.session.store.accept(iid, np.pad(np.ones((8, 8), bool), ((10 * i, 323 - 10 * i), (20, 484))))
+               for i in range(3)]
+        w.queue_labels(ids)
+        qtbot.wait(100)
+        before = Paints.count
+        w._on_label_progress(1, 3)  # what the labelling worker's signal calls
+        assert Paints.count == before and w.progress.value() == 1
+        qtbot.waitUntil(lambda: Paints.count > before, timeout=2_000)
+        w.stop_labelling()
+        qtbot.waitUntil(lambda: w._label_worker is None, timeout=20_000)
+
+
 def test_l_says_when_its_labels_arrived(make_napari_viewer, qtbot, tiny_engine, lmm, folder, tmp_path):
     viewer = make_napari_viewer()
     w = _widget(viewer, tiny_engine, lmm, tmp_path)

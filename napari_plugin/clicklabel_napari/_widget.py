@@ -8,6 +8,7 @@ answering prompts, proposing, labelling and exporting run in workers, and the la
 from __future__ import annotations
 
 import threading
+import time
 
 import anyio._backends._asyncio  # noqa: F401  (httpx's first request, in the labelling thread)
 import cv2  # noqa: F401  (the labeller's crops)
@@ -79,6 +80,10 @@ class ClickLabelWidget(ImagesMixin, PromptingMixin, ReviewMixin, AuditMixin, Lab
         self._slow_load = False
         self._downloading = False
         self._task = (0, 0)
+        self._busy_since: tuple[str, float] | None = None  # (what, when) of a download or a slow image load
+        self._busy_clock = QTimer(self)  # their bar shows the seconds (an animated bar cost a core: see below)
+        self._busy_clock.setInterval(1000)
+        self._busy_clock.timeout.connect(self._update_progress)
         self._waiting = None  # what to open once an engine is loaded (weights downloading)
         self._keyed: list = []  # layers whose own keymap carries clicklabel's keys
         self._after_draw: list = []
@@ -318,12 +323,31 @@ class ClickLabelWidget(ImagesMixin, PromptingMixin, ReviewMixin, AuditMixin, Lab
             self.say("Nothing is running.")
 
     def _update_progress(self) -> None:
-        """The widget's bar, from the state: loading an image (busy), proposing or labelling (done/total)."""
+        """The widget's bar, from the state: loading an image (busy), proposing or labelling (done/total). Its
+        updates are held while it is set: a bar repaints itself at once when its value changes, and in napari's
+        window that composes the whole window (and draws the canvas) there and then, once per label."""
         bar = self.progress
+        bar.setUpdatesEnabled(False)
+        try:
+            self._set_progress(bar)
+        finally:
+            bar.setUpdatesEnabled(True)  # one repaint, with the next frame
+
+    def _set_progress(self, bar) -> None:
         stoppable = self._propose_worker is not None or self._label_worker is not None or self.refining
-        if (self._loading is not None and self._slow_load) or self._downloading:
-            bar.setRange(0, 0)
-            bar.setFormat("downloading" if self._downloading else "opening the image")
+        busy = (self._loading is not None and self._slow_load) or self._downloading
+        if not busy:
+            self._busy_since = None
+            self._busy_clock.stop()
+        if busy:  # seconds, not Qt's animated busy bar: its 60 repaints a second composed napari's whole window
+            # each time, which took a core from the embedding it waits for (15-17 s -> 24-26 s, software OpenGL)
+            what = "downloading" if self._downloading else "opening the image"
+            if self._busy_since is None or self._busy_since[0] != what:
+                self._busy_since = (what, time.monotonic())
+                self._busy_clock.start()
+            bar.setRange(0, 1)
+            bar.setValue(0)
+            bar.setFormat(f"{what}: {time.monotonic() - self._busy_since[1]:.0f} s")
         elif self._propose_worker is not None:
             bar.setRange(0, max(1, self._task[1]))
             bar.setValue(self._task[0])
