@@ -554,6 +554,44 @@ def test_new_boxes_reuse_their_shader_program(make_napari_viewer, qtbot, tiny_en
     assert builds  # vispy's own behaviour, for a layer that is not the widget's
 
 
+def test_switching_images_keeps_the_shader_programs(make_napari_viewer, qtbot, tiny_engine, folder, monkeypatch):
+    """Replacing a Labels layer's data made vispy build its colour function anew, so every image switch compiled
+    and linked the objects' and preview's shaders again (30-50 ms each, software OpenGL); the widget's labels keep
+    their programs, and the objects are still drawn in their colours."""
+    import vispy.gloo.program as gloo_program
+    from gui_input import canvas_point
+
+    viewer = make_napari_viewer()
+    w = ClickLabelWidget(viewer, engine=tiny_engine, auto_label=False)
+    w.open_folder(str(folder))
+    _wait_ready(qtbot, w)
+    w.add_point(100, 80, True)
+    _wait_ready(qtbot, w)
+    oid = w.accept()
+    scene = viewer.window._qt_viewer.canvas._scene_canvas
+    for step in (+1, -1):  # both images drawn once: every program exists
+        w.go(step)
+        _wait_ready(qtbot, w)
+        scene.render()
+    builds = []
+    set_shaders = gloo_program.Program.set_shaders
+    monkeypatch.setattr(gloo_program.Program, "set_shaders",
+                        lambda self, *a, **k: builds.append(self) or set_shaders(self, *a, **k))
+    for step in (+1, -1):
+        w.go(step)
+        _wait_ready(qtbot, w)
+        frame = scene.render()
+    assert builds == []
+    ys, xs = np.nonzero(w.session.store.object(oid).mask)
+    p = canvas_point(viewer, float(np.median(xs)), float(np.median(ys)), w.layers.image)
+    ratio = frame.shape[0] / scene.size[1]  # physical pixels per logical one
+    w.layers.objects.visible = False
+    bare = scene.render()
+    w.layers.objects.visible = True
+    y, x = round(p.y() * ratio), round(p.x() * ratio)
+    assert np.abs(frame[y, x, :3].astype(int) - bare[y, x, :3]).max() > 10  # the object is drawn in its colour
+
+
 def test_the_status_bar_is_repainted_with_the_mask(make_napari_viewer, qtbot, tiny_engine, folder, monkeypatch):
     """A press changes the cursor position in napari's status bar, and repainting it makes Qt compose the whole
     window (both cores on software OpenGL) while the decoder works: it is held until the answer is applied, or

@@ -13,7 +13,7 @@ import numpy as np
 
 from clicklabel.masks import tight_bbox
 
-from ._lean import fixed_extent, quiet_layer_list, steady_mesh_colours, still_thumbnail
+from ._lean import fixed_extent, quiet_layer_list, steady_label_colours, steady_mesh_colours, still_thumbnail
 
 IMAGE = "image"  # the key of the image layer (its name is the image's)
 PROMPTS = "clicklabel prompts"
@@ -216,6 +216,8 @@ class LayerSet:
                     fixed_extent(self.viewer, layer)
                 if key in (BOXES, MANUAL, BOX):
                     steady_mesh_colours(self.viewer, layer)
+                elif key in (OBJECTS, PROPOSALS, PREVIEW):
+                    steady_label_colours(self.viewer, layer)
 
     def _make_points(self, size: int):
         pts = self.viewer.add_points(np.zeros((0, 2)), name=PROMPTS, size=size,

@@ -17,7 +17,8 @@ Each was found by profiling the UI thread between a click and its mask on screen
   from 148 to 127 ms (one A/B pair, dev-2c). The interval is only ever lowered, process-wide.
 - ``steady_mesh_colours``: vispy's Mesh makes a new colour function at every data update (vispy issue 2568), so
   the shapes' shader program is compiled and linked again at every change of the boxes: on software OpenGL
-  30-50 ms inside the next frame, at every accepted object and every label that arrives.
+  30-50 ms inside the next frame, at every accepted object and every label that arrives. ``steady_label_colours``:
+  the same for a Labels layer's colour function, made anew whenever its data is replaced (at every image).
 - ``PaintHold``: a press changes the cursor position shown in napari's status bar, and any repaint outside the
   canvas makes Qt compose the whole window anew (the canvas is an OpenGL widget inside it): on software OpenGL
   that took both cores for 10-20 ms in the middle of the decoder's work (decoder in the GUI 67 -> 49 ms p50,
@@ -96,6 +97,28 @@ def steady_mesh_colours(viewer, layer) -> None:
             return kept[0]
 
         mesh._build_color_transform = steady
+
+
+def steady_label_colours(viewer, layer) -> None:
+    """Keep the colour function of a Labels layer's visual while its colormap's code is the same (it has no other
+    parts), so that new data is uploaded without a new shader program."""
+    try:
+        node = viewer.window._qt_viewer.canvas.layer_to_visual[layer].node
+        build = node._build_color_transform
+        node.cmap.glsl_map  # noqa: B018 - the key below
+    except (AttributeError, KeyError, TypeError):
+        return
+    if type(node).__name__ != "LabelNode":  # napari's label visual: red_to_luminance, then the colormap
+        return
+    kept: dict = {}
+
+    def steady():
+        code = node.cmap.glsl_map
+        if kept.get("code") != code:
+            kept.update(code=code, function=build())
+        return kept["function"]
+
+    node._build_color_transform = steady
 
 
 class PaintHold:
