@@ -21,8 +21,8 @@ Each was found by profiling the UI thread between a click and its mask on screen
   the same for a Labels layer's colour function, made anew whenever its data is replaced (at every image).
 - ``PaintHold``: a press changes the cursor position shown in napari's status bar, and any repaint outside the
   canvas makes Qt compose the whole window anew (the canvas is an OpenGL widget inside it): on software OpenGL
-  that took both cores for 10-20 ms in the middle of the decoder's work (decoder in the GUI 67 -> 49 ms p50,
-  click 105 -> 83 ms with the status bar still). The status bar is repainted with the mask's frame instead.
+  that took both cores for 10-20 ms in the middle of the decoder's work (the decoder in the GUI took 1.18x its
+  time alone, 0.9-1.0x with the bar held). The status bar is repainted with the mask's frame instead.
 - ``warm_glyphs``: napari renders each character of a text the first time it is drawn (a distance field from a
   256-point glyph, on the CPU): the first label texts on the boxes took 80-170 ms to draw. The characters of the
   widget's texts are rendered ahead, one per timer tick while the annotator is not waiting for an answer.
