@@ -269,14 +269,23 @@ def test_napari_writer_on_the_objects_layer_exports_the_project(folder, tmp_path
     assert a["categories"][0]["name"] == "rocket"
 
 
+def _cup(body, img) -> dict:
+    return {"label": "cup", "category": "cup", "confidence": 0.9}
+
+
+def _docked_with_labeller(viewer, engine, url: str, tmp_path, concurrency: int):
+    """The widget docked in ``viewer``, labelling through the loopback server at ``url``."""
+    factory = lambda: Labeler(LabelerConfig(base_url=url, api_key="sk-test", concurrency=concurrency),  # noqa: E731
+                              LabelCache(tmp_path / "labels.sqlite"))
+    w = ClickLabelWidget(viewer, engine=engine, labeler=factory)
+    viewer.window.add_dock_widget(w, area="right")
+    return w
+
+
 def test_labelling_progress_bar_and_stop(make_napari_viewer, qtbot, tiny_engine, folder, tmp_path):
     viewer = make_napari_viewer()
-    with FakeLMM(latency=0.3, answer=lambda body, img: {"label": "cup", "category": "cup",
-                                                        "confidence": 0.9}) as slow:
-        factory = lambda: Labeler(LabelerConfig(base_url=slow.url, api_key="sk-test", concurrency=2),  # noqa: E731
-                                  LabelCache(tmp_path / "labels.sqlite"))
-        w = ClickLabelWidget(viewer, engine=tiny_engine, labeler=factory)
-        viewer.window.add_dock_widget(w, area="right")
+    with FakeLMM(latency=0.3, answer=_cup) as slow:
+        w = _docked_with_labeller(viewer, tiny_engine, slow.url, tmp_path, concurrency=2)
         w.open_folder(str(folder))
         _wait_ready(qtbot, w)
         assert w.progress.isHidden()  # the embedding's busy bar is gone once the image is ready
@@ -309,12 +318,8 @@ def test_the_bar_counts_seconds_and_repaints_with_the_next_frame(make_napari_vie
     viewer = make_napari_viewer(show=True)
     set_image = tiny_engine.set_image
     monkeypatch.setattr(tiny_engine, "set_image", lambda image: time.sleep(2.5) or set_image(image))
-    with FakeLMM(latency=0.5, answer=lambda body, img: {"label": "cup", "category": "cup",
-                                                        "confidence": 0.9}) as slow:
-        factory = lambda: Labeler(LabelerConfig(base_url=slow.url, api_key="sk-test", concurrency=1),  # noqa: E731
-                                  LabelCache(tmp_path / "labels.sqlite"))
-        w = ClickLabelWidget(viewer, engine=tiny_engine, labeler=factory)
-        viewer.window.add_dock_widget(w, area="right")
+    with FakeLMM(latency=0.5, answer=_cup) as slow:
+        w = _docked_with_labeller(viewer, tiny_engine, slow.url, tmp_path, concurrency=1)
         w.open_folder(str(folder))
         qtbot.waitUntil(lambda: not w.progress.isHidden(), timeout=5_000)
         assert w.progress.maximum() == 1 and w.progress.format() == "opening the image: 0 s"  # 0..0 animates
