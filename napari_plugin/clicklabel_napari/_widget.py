@@ -336,18 +336,8 @@ class ClickLabelWidget(ImagesMixin, PromptingMixin, ReviewMixin, AuditMixin, Lab
     def _set_progress(self, bar) -> None:
         stoppable = self._propose_worker is not None or self._label_worker is not None or self.refining
         busy = (self._loading is not None and self._slow_load) or self._downloading
-        if not busy:
-            self._busy_since = None
-            self._busy_clock.stop()
-        if busy:  # seconds, not Qt's animated busy bar: its 60 repaints a second composed napari's whole window
-            # each time, which took a core from the embedding it waits for (15-17 s -> 24-26 s, software OpenGL)
-            what = "downloading" if self._downloading else "opening the image"
-            if self._busy_since is None or self._busy_since[0] != what:
-                self._busy_since = (what, time.monotonic())
-                self._busy_clock.start()
-            bar.setRange(0, 1)
-            bar.setValue(0)
-            bar.setFormat(f"{what}: {time.monotonic() - self._busy_since[1]:.0f} s")
+        if busy:
+            self._show_seconds(bar, "downloading" if self._downloading else "opening the image")
         elif self._propose_worker is not None:
             bar.setRange(0, max(1, self._task[1]))
             bar.setValue(self._task[0])
@@ -362,5 +352,18 @@ class ClickLabelWidget(ImagesMixin, PromptingMixin, ReviewMixin, AuditMixin, Lab
             bar.setRange(0, total)
             bar.setValue(done)
             bar.setFormat("labelling %v/%m")
-        bar.setVisible((self._loading is not None and self._slow_load) or self._downloading or stoppable)
+        if not busy:
+            self._busy_since = None
+            self._busy_clock.stop()
+        bar.setVisible(busy or stoppable)
         self.stop_btn.visible = stoppable
+
+    def _show_seconds(self, bar, what: str) -> None:
+        """The seconds since ``what`` began, not Qt's animated busy bar: its 60 repaints a second composed napari's
+        whole window each time, which took a core from the embedding it waits for (15-17 s -> 24-26 s here)."""
+        if self._busy_since is None or self._busy_since[0] != what:
+            self._busy_since = (what, time.monotonic())
+            self._busy_clock.start()
+        bar.setRange(0, 1)
+        bar.setValue(0)
+        bar.setFormat(f"{what}: {time.monotonic() - self._busy_since[1]:.0f} s")
