@@ -22,13 +22,19 @@ from conftest import TINY_ARCH, sample
 requests = pytest.importorskip("requests", reason="needs the optional extra: pip install 'clicklabel[remote]'")
 
 
+def _unsent(name: str) -> np.ndarray:
+    """A bundled sample mirrored: an image no other test sends to the session's server, so its cache starts
+    without it whichever tests ran before."""
+    return np.ascontiguousarray(sample(name)[:, ::-1])
+
+
 def _remote(url, checkpoint, cache, token=TOKEN, **kw):
     return make_engine("remote", "auto", checkpoint, "cpu", cache=EmbeddingCache(cache), server=url, token=token, **kw)
 
 
 def test_remote_engine_gives_the_local_engines_masks(encode_server, tiny_checkpoint, tmp_path):
     url, server_cache = encode_server
-    img = sample("coffee")
+    img = _unsent("coffee")
     local = make_engine("sam", "auto", tiny_checkpoint, "cpu", cache=EmbeddingCache(tmp_path / "local"),
                         encoder="stock")
     local.prefetch(img)
@@ -71,7 +77,8 @@ def test_uploads_are_checked(encode_server, tiny_checkpoint, tmp_path):
     eng = make_engine("sam", "auto", tiny_checkpoint, "cpu", cache=EmbeddingCache(tmp_path, disk=False),
                       encoder="stock")
     auth = {"Authorization": f"Bearer {TOKEN}"}
-    key = eng.embedding_key(sample("rocket"))
+    rocket = _unsent("rocket")
+    key = eng.embedding_key(rocket)
 
     def put(k, data):
         return requests.put(f"{url}/v1/embeddings/{k}", data=data, headers=auth, timeout=60)
@@ -82,12 +89,12 @@ def test_uploads_are_checked(encode_server, tiny_checkpoint, tmp_path):
     assert r.status_code == 413 and "at most 1048576" in r.json()["error"]
     r = put(key, png_bytes(sample("coffee")))  # another image under this key: never cached under it
     assert r.status_code == 409 and "key is" in r.json()["error"]
-    r = put("vit_h-0123456789abcdef-" + key.split("-", 2)[-1], png_bytes(sample("rocket")))
+    r = put("vit_h-0123456789abcdef-" + key.split("-", 2)[-1], png_bytes(rocket))
     assert r.status_code == 409 and "encodes with" in r.json()["error"]
     assert requests.head(f"{url}/v1/embeddings/{key}", headers=auth, timeout=30).status_code == 404
     for bad in (key.split("-")[0] + "-..%2F..%2Fx", key + "%00", "x" * 300):  # keys name cache files: nothing else
         assert requests.get(f"{url}/v1/embeddings/{bad}", headers=auth, timeout=30).status_code in (400, 404)
-    assert put(key, png_bytes(sample("rocket"))).status_code == 200
+    assert put(key, png_bytes(rocket)).status_code == 200
 
 
 def test_other_local_weights_are_refused(encode_server, tmp_path):
