@@ -16,6 +16,7 @@ nothing where there is none or it lacks that function (then the cost above stays
 from __future__ import annotations
 
 import ctypes
+import functools
 import sys
 from pathlib import Path
 
@@ -37,7 +38,9 @@ def _loaded_runtime() -> str | None:
     return str(found[0]) if found else None
 
 
-def _lookup():
+@functools.cache
+def _pause_all():
+    """The loaded runtime's ``omp_pause_resource_all``, or None (looked up once, after torch is imported)."""
     path = _loaded_runtime()
     try:
         fn = ctypes.CDLL(path).omp_pause_resource_all if path else None
@@ -48,15 +51,10 @@ def _lookup():
     return fn
 
 
-_FOUND: list = []  # [the runtime's omp_pause_resource_all or None], once torch is loaded
-
-
 def release_threads() -> bool:
     """Release the calling thread's idle OpenMP worker threads (made again by its next parallel region). True if
     the runtime did."""
-    if not _FOUND:
-        if "torch" not in sys.modules:
-            return False  # no team can exist yet
-        _FOUND.append(_lookup())
-    fn = _FOUND[0]
+    if "torch" not in sys.modules:
+        return False  # no team can exist yet
+    fn = _pause_all()
     return fn is not None and fn(OMP_PAUSE_SOFT) == 0
