@@ -104,12 +104,11 @@ def steady_label_colours(viewer, layer) -> None:
     parts), so that new data is uploaded without a new shader program."""
     try:
         node = viewer.window._qt_viewer.canvas.layer_to_visual[layer].node
-        build = node._build_color_transform
-        node.cmap.glsl_map  # noqa: B018 - the key below
     except (AttributeError, KeyError, TypeError):
         return
     if type(node).__name__ != "LabelNode":  # napari's label visual: red_to_luminance, then the colormap
         return
+    build = node._build_color_transform
     kept: dict = {}
 
     def steady():

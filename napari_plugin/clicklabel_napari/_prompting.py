@@ -185,11 +185,16 @@ class PromptingMixin:
         try:
             self._apply_answer(result)
         finally:
-            if self._job is None:
-                self._status_hold.release()
-                held, self._after_answer = self._after_answer, []
-                for fn in held:
-                    self.after_draw(fn)
+            if self._job is None:  # not asked again for a newer prompt
+                self._answer_done(self.after_draw)
+
+    def _answer_done(self, then) -> None:
+        """No answer on its way any more: the status bar repaints (with the answer's frame), and the results held
+        meanwhile go to ``then`` (after that frame, or at once when there is nothing to draw)."""
+        self._status_hold.release()
+        held, self._after_answer = self._after_answer, []
+        for fn in held:
+            then(fn)
 
     def _apply_answer(self, result) -> None:
         job, crop = result
@@ -215,11 +220,8 @@ class PromptingMixin:
 
     def _answer_failed(self, exc) -> None:
         self._job, self._then_accept = None, False
-        self._status_hold.release()
         self.say(f"no mask: {exc}")
-        held, self._after_answer = self._after_answer, []
-        for fn in held:
-            fn()
+        self._answer_done(lambda fn: fn())
 
     def _say_preview(self) -> None:
         st = self.session.state
