@@ -411,6 +411,10 @@ def test_objects_layer_decodes_each_mask_once(make_napari_viewer):
     boxes = layers.boxes
     assert len(boxes.data) == 59
     assert np.allclose(boxes.data[5][0], [obs[5].bbox[1], obs[5].bbox[0]])  # (row, col) of the top-left corner
+    x, y, bw, bh = obs[5].bbox
+    assert np.allclose(boxes.data[5][[0, 2]], [[y, x], [y + bh, x + bw]]) and np.allclose(boxes.data[5][4], [y, x])
+    # outlines without a face: a transparent face is still rasterised, over each box's area at every frame
+    assert set(boxes.shape_type) == {"path"} and not any(s.face_triangles_count for s in boxes._data_view.shapes)
     assert list(boxes.features["text"])[3] == "#4 label failed"
     assert np.allclose(boxes.edge_color[3], [1, 0, 0, 1]) and np.allclose(boxes.edge_color[4], [0, 1, 0, 1])
     layers.show_objects(obs, (300, 400))  # one object back: added, the others kept

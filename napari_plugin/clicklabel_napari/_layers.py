@@ -36,6 +36,14 @@ def rect(x: float, y: float, w: float, h: float) -> np.ndarray:
     return np.array([[y, x], [y, x + w], [y + h, x + w], [y + h, x]], dtype=float)
 
 
+def outline(x: float, y: float, w: float, h: float) -> np.ndarray:
+    """An XYWH box as a napari path: its corners, closed, with the first side drawn again so that the first corner
+    is joined like the others. A path has no face to fill: napari fills a rectangle's face even when it is
+    transparent, and with software OpenGL that was a pass over every box's area at every frame."""
+    r = rect(x, y, w, h)
+    return np.vstack([r, r[:2]])
+
+
 def object_text(ob, vote=None) -> str:
     """What a box says: the label and its confidence, or the label's state (with the neighbours' provisional
     label while the model has not answered: "#3 tabby cat? 4/5"); a box-only object (no mask yet) and one that
@@ -327,7 +335,7 @@ class LayerSet:
             self._drawn = []
         new = drawn[len(self._drawn) :]
         if new:
-            boxes.add_rectangles([rect(*b) for _, b in new], edge_color=colours[len(self._drawn) :])
+            boxes.add_paths([outline(*b) for _, b in new], edge_color=colours[len(self._drawn) :])
         self._drawn = drawn
         if drawn:
             boxes.edge_color = colours
