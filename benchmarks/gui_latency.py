@@ -127,9 +127,14 @@ class Clock:
                 return end
         return None
 
-    def gaps(self, t0: float, t1: float) -> list[float]:
+    def gaps(self, t0: float, t1: float, split: float | None = None) -> list[float]:
+        """Gaps (ms) between the ticks in [t0, t1]; with ``split``, only those ending before it (or, given as
+        ``-split``, after it)."""
         ticks = [t for t in self.ticks if t0 <= t <= t1]
-        return [(b - a) * 1000 for a, b in zip(ticks, ticks[1:])]
+        pairs = zip(ticks, ticks[1:])
+        if split is not None:
+            pairs = [(a, b) for a, b in pairs if (b <= split if split > 0 else b > -split)]
+        return [(b - a) * 1000 for a, b in pairs]
 
 
 def main(argv=None) -> int:
@@ -238,7 +243,7 @@ def main(argv=None) -> int:
             boxes.append(0 if pv is None or pv.bbox is None else pv.bbox[2] * pv.bbox[3])
         key(viewer, "Escape")
         wait(idle)
-        windows.append((t_a, time.perf_counter()))
+        windows.append(("clicks", t_a, time.perf_counter(), None))
         decoder = []
         for x, y in points:  # the baseline: the same prompts, decoder alone
             t0 = time.perf_counter()
@@ -253,7 +258,7 @@ def main(argv=None) -> int:
             switches.append(measure(lambda k=order[n % 4]: key(viewer, k)))
 
         wait(idle)
-        windows.append((t_a, time.perf_counter()))
+        windows.append(("switches", t_a, time.perf_counter(), None))
         if args.random_weights or args.model == "tiny":  # keep every candidate; 3 per grid point
             grid = int(np.ceil(np.sqrt(args.proposals / 3))) + 1
             w.propose_settings = ProposeSettings(grid=grid, pred_iou_thresh=0.0, stability_thresh=0.0,
@@ -264,14 +269,17 @@ def main(argv=None) -> int:
         key(viewer, "p")
         wait(lambda: w.reviewing or (w._propose_worker is None and idle()), limit=1800)
         propose_s = time.perf_counter() - t0
+        t_review = time.perf_counter()
         offered = len(w.proposed)
         reviews = []
         for n in range(min(args.reviews, max(0, offered - 1))):
             reviews.append(measure(lambda k="ax"[n % 2]: key(viewer, k)))
         wait(idle)
         pump(0.5)
-        windows.append((t_a, time.perf_counter()))
-        gaps = [g for a, b in windows for g in clock.gaps(a, b)]
+        windows += [("proposing", t_a, time.perf_counter(), t_review),
+                    ("review", t_a, time.perf_counter(), -t_review)]  # a gap counts where it ends
+        phase_gaps = {name: clock.gaps(a, b, split) for name, a, b, split in windows}
+        gaps = [g for v in phase_gaps.values() for g in v]
         renderer = clock.renderer
         viewer.close()
 
@@ -289,6 +297,7 @@ def main(argv=None) -> int:
         (f"review: A/X -> next of {offered} highlighted", reviews),
         ("  baseline: canvas redraw, nothing changed", redraw),
         ("UI gap (10 ms timer): clicks, switches, proposing, review", gaps),
+        *((f"  of which {name}", v) for name, v in phase_gaps.items()),
     ]
     print("| measure | n | p50 ms | p90 ms | max ms |")
     print("|---|---|---|---|---|")
