@@ -138,6 +138,12 @@ def chelsea() -> np.ndarray:
     return sample("chelsea")
 
 
+def wait_ready(qtbot, w, timeout=180_000):
+    """GUI tests: the widget's image is shown and no prompt is being answered."""
+    qtbot.waitUntil(lambda: w.session is not None and w.session.image is not None and w._loading is None
+                    and not w.answering, timeout=timeout)
+
+
 def needs_shared(sub: str) -> Path:
     p = SHARED_DATA / sub
     if not p.exists():

@@ -12,7 +12,7 @@ from clicklabel.label import LabelCache, Labeler, LabelerConfig  # noqa: E402
 from clicklabel.project import Store  # noqa: E402
 from clicklabel_napari._widget import ClickLabelWidget  # noqa: E402
 
-from conftest import SAMPLES  # noqa: E402
+from conftest import SAMPLES, wait_ready  # noqa: E402
 from lmm_server import FakeLMM  # noqa: E402
 
 pytestmark = pytest.mark.gui
@@ -34,12 +34,6 @@ def _widget(viewer, engine, lmm, tmp_path):
     return w
 
 
-def _wait_ready(qtbot, w, timeout=180_000):
-    """The image is shown and no prompt is being answered."""
-    qtbot.waitUntil(lambda: w.session is not None and w.session.image is not None and w._loading is None
-                    and not w.answering, timeout=timeout)
-
-
 LAYER_KEYS = ("image", "objects", "proposals", "preview", "boxes", "manual", "box", "prompts")
 
 
@@ -47,7 +41,7 @@ def test_click_accept_label_undo_redo_relabel_switch(make_napari_viewer, qtbot, 
     viewer = make_napari_viewer()
     w = _widget(viewer, tiny_engine, lmm, tmp_path)
     w.open_folder(str(folder))
-    _wait_ready(qtbot, w)
+    wait_ready(qtbot, w)
     store: Store = w.session.store
     assert [im.path for im in store.images()] == ["coffee.jpg", "rocket.jpg"]
     h, w_ = w.session.image.shape[:2]
@@ -75,7 +69,7 @@ def test_click_accept_label_undo_redo_relabel_switch(make_napari_viewer, qtbot, 
 
     # a box through the box layer
     w.layers.box.data = [np.array([[40, 60], [40, 300], [250, 300], [250, 60]])]
-    _wait_ready(qtbot, w)
+    wait_ready(qtbot, w)
     box_id = w.accept()
     assert store.object(box_id).provenance == "box"
 
@@ -105,7 +99,7 @@ def test_click_accept_label_undo_redo_relabel_switch(make_napari_viewer, qtbot, 
     assert w.layers.image.data.shape[:2] == w.layers.objects.data.shape == w.session.image.shape[:2]
     assert w.layers.objects.data.max() == 0 and len(w.layers.boxes.data) == 0
     w.add_point(200, 150, True)
-    _wait_ready(qtbot, w)
+    wait_ready(qtbot, w)
     assert w.session.state.preview is not None
     w.clear()
     assert w.layers.preview.data.max() == 0 and "Cleared" in w.status.text()
@@ -146,7 +140,7 @@ def test_ui_never_blocked_by_embedding_or_labelling(make_napari_viewer, qtbot, t
     w.open_project(str(folder / "project.clicklabel"))  # starts the (uncached, vit_b) embedding
     w.queue_labels(ids)
     timer.start(10)
-    _wait_ready(qtbot, w, timeout=240_000)
+    wait_ready(qtbot, w, timeout=240_000)
     qtbot.waitUntil(lambda: w._label_worker is None, timeout=60_000)
     timer.stop()
     # gaps between ticks while the work runs (drawing the results afterwards is the UI's own work)
@@ -187,7 +181,7 @@ def test_offline_first_run_shows_the_first_sample_with_grabcut(make_napari_viewe
 
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))  # where the samples are copied
     viewer, w = build([], viewer=make_napari_viewer())
-    _wait_ready(qtbot, w, timeout=30_000)
+    wait_ready(qtbot, w, timeout=30_000)
     first = sorted(SAMPLES.glob("*.jpg"))[0]
     assert w.engine.name == "grabcut" and w.engine_box.value == "grabcut"
     assert w.session.current.path == first.name and w.layers.image.name == first.stem
@@ -206,11 +200,11 @@ def test_offline_first_run_shows_the_first_sample_with_grabcut(make_napari_viewe
     w.engine_box.value, w.device_box.value = "vit_b", "cpu"
     w.checkpoint.value = str(tiny_checkpoint)
     w.load_btn.native.click()
-    _wait_ready(qtbot, w, timeout=60_000)
+    wait_ready(qtbot, w, timeout=60_000)
     assert w.session is session and w.engine.name == "sam" and w.layers.image is image_layer
     assert "GrabCut" not in w.status.text() and w.session.current.path == first.name
     click(viewer, w_ / 2, h / 2)
-    _wait_ready(qtbot, w)
+    wait_ready(qtbot, w)
     assert len(w.session.state.candidates) == 3  # SAM's three masks for one click
 
 
@@ -287,7 +281,7 @@ def test_labelling_progress_bar_and_stop(make_napari_viewer, qtbot, tiny_engine,
     with FakeLMM(latency=0.3, answer=_cup) as slow:
         w = _docked_with_labeller(viewer, tiny_engine, slow.url, tmp_path, concurrency=2)
         w.open_folder(str(folder))
-        _wait_ready(qtbot, w)
+        wait_ready(qtbot, w)
         assert w.progress.isHidden()  # the embedding's busy bar is gone once the image is ready
         iid = w.session.current.id
         ids = []
@@ -324,7 +318,7 @@ def test_the_bar_counts_seconds_and_repaints_with_the_next_frame(make_napari_vie
         qtbot.waitUntil(lambda: not w.progress.isHidden(), timeout=5_000)
         assert w.progress.maximum() == 1 and w.progress.format() == "opening the image: 0 s"  # 0..0 animates
         qtbot.waitUntil(lambda: w.progress.format() == "opening the image: 1 s", timeout=3_000)
-        _wait_ready(qtbot, w)
+        wait_ready(qtbot, w)
         assert w.progress.isHidden() and not w._busy_clock.isActive()
 
         class Paints(QObject):
@@ -354,7 +348,7 @@ def test_l_says_when_its_labels_arrived(make_napari_viewer, qtbot, tiny_engine, 
     viewer = make_napari_viewer()
     w = _widget(viewer, tiny_engine, lmm, tmp_path)
     w.open_folder(str(folder))
-    _wait_ready(qtbot, w)
+    wait_ready(qtbot, w)
     m = np.zeros((341, 512), bool)
     m[10:60, 20:100] = True
     w.session.store.accept(w.session.current.id, m)
@@ -366,61 +360,6 @@ def test_l_says_when_its_labels_arrived(make_napari_viewer, qtbot, tiny_engine, 
     assert [o.label for o in w.session.objects()] == ["coffee cup", "coffee cup"]
 
 
-def test_objects_layer_decodes_each_mask_once(make_napari_viewer):
-    from clicklabel.masks import encode_rle, tight_bbox
-    from clicklabel_napari._layers import LayerSet
-
-    class Ob:  # the fields show_objects reads, with a count of mask decodes
-        decodes = 0
-
-        def __init__(self, oid, mask):
-            self.id, self.rle, self.bbox = oid, encode_rle(mask), tight_bbox(mask)
-            self.label, self.label_status, self.label_confidence = "x", "done", 0.9
-            self._m = mask
-
-        @property
-        def mask(self):
-            Ob.decodes += 1
-            return self._m
-
-    rng = np.random.default_rng(0)
-    obs = []
-    for i in range(1, 61):
-        m = np.zeros((300, 400), bool)
-        r, c = rng.integers(0, 250), rng.integers(0, 350)
-        m[r : r + rng.integers(3, 50), c : c + rng.integers(3, 50)] = True
-        m[r, c + 2 :] = False
-        obs.append(Ob(i, m))
-    layers = LayerSet(make_napari_viewer())
-    layers.show_image(np.zeros((300, 400, 3), np.uint8), "blank", np.zeros((300, 400), np.int32), [])
-    layers.show_objects(obs, (300, 400))
-    expected = np.zeros((300, 400), np.int32)
-    for ob in obs:
-        expected[ob._m] = ob.id
-    assert np.array_equal(layers.objects.data, expected)
-    assert Ob.decodes == 60
-    layers.show_objects(obs[:-1], (300, 400))  # the next redraw (one object deleted) decodes nothing
-    assert Ob.decodes == 60
-    expected[obs[-1]._m] = 0
-    for ob in obs[:-1]:  # later objects are drawn over earlier ones, as before
-        expected[ob._m] = ob.id
-    assert np.array_equal(layers.objects.data, expected)
-    # boxes: one per object, in order, with each object's text and status colour, also after a label change
-    obs[3].label_status, obs[3].label = "failed", None
-    layers.show_objects(obs[:-1], (300, 400))
-    boxes = layers.boxes
-    assert len(boxes.data) == 59
-    assert np.allclose(boxes.data[5][0], [obs[5].bbox[1], obs[5].bbox[0]])  # (row, col) of the top-left corner
-    x, y, bw, bh = obs[5].bbox
-    assert np.allclose(boxes.data[5][[0, 2]], [[y, x], [y + bh, x + bw]]) and np.allclose(boxes.data[5][4], [y, x])
-    # outlines without a face: a transparent face is still rasterised, over each box's area at every frame
-    assert set(boxes.shape_type) == {"path"} and not any(s.face_triangles_count for s in boxes._data_view.shapes)
-    assert list(boxes.features["text"])[3] == "#4 label failed"
-    assert np.allclose(boxes.edge_color[3], [1, 0, 0, 1]) and np.allclose(boxes.edge_color[4], [0, 1, 0, 1])
-    layers.show_objects(obs, (300, 400))  # one object back: added, the others kept
-    assert len(boxes.data) == 60 and list(boxes.features["text"])[59] == "#60 x 0.90"
-
-
 def test_accepted_object_shows_the_neighbours_guess_before_the_model(make_napari_viewer, qtbot, tiny_engine, folder,
                                                                     tmp_path):
     """A person typed a label once: the next object accepted in the same place shows it at once, as a guess with
@@ -428,14 +367,14 @@ def test_accepted_object_shows_the_neighbours_guess_before_the_model(make_napari
     viewer = make_napari_viewer()
     w = ClickLabelWidget(viewer, engine=tiny_engine, auto_label=False)
     w.open_folder(str(folder))
-    _wait_ready(qtbot, w)
+    wait_ready(qtbot, w)
     w.layers.box.data = [np.array([[40, 60], [40, 300], [250, 300], [250, 60]])]
-    _wait_ready(qtbot, w)
+    wait_ready(qtbot, w)
     first = w.accept()
     w.table.item(0, 1).setText("espresso cup")  # the person types the label in the table
     assert w.session.object(first).label_status == "edited"
     w.layers.box.data = [np.array([[40, 60], [40, 300], [250, 300], [250, 60]])]
-    _wait_ready(qtbot, w)
+    wait_ready(qtbot, w)
     second = w.accept()
     texts = list(w.layers.boxes.features["text"])
     assert texts[1] == f"#{second} espresso cup? 1/1"
@@ -451,7 +390,7 @@ def test_next_by_value_goes_to_the_most_doubtful_label(make_napari_viewer, qtbot
     viewer = make_napari_viewer()
     w = ClickLabelWidget(viewer, engine=make_engine("grabcut"), auto_label=False)
     w.open_folder(str(folder))
-    _wait_ready(qtbot, w)
+    wait_ready(qtbot, w)
     store = w.session.store
     made = []
     for im, label, conf in zip(store.images(), ("cup", "rocket"), (0.9, 0.3)):
@@ -469,193 +408,3 @@ def test_next_by_value_goes_to_the_most_doubtful_label(make_napari_viewer, qtbot
     qtbot.waitUntil(lambda: w.session.index == 0 and w._loading is None and w.selected_ids() == [made[0]],
                     timeout=60_000)
     assert "model confidence 0.90" in w.status.text()
-
-
-def test_a_press_on_the_canvas_needs_no_picking_render(make_napari_viewer, monkeypatch):
-    """vispy rendered the scene a second time at every mouse press to find the view under the mouse; the widget
-    answers that itself, and lets vispy pick again where the scene has other interactive visuals (grid mode)."""
-    viewer = make_napari_viewer()
-    viewer.add_image(np.zeros((50, 60)))
-    ClickLabelWidget(viewer)
-    qc = viewer.window._qt_viewer.canvas
-    scene = qc._scene_canvas
-    rendered = []
-    monkeypatch.setattr(scene, "_render_picking", lambda *a, **k: rendered.append(1) or np.zeros((1, 1), np.uint32))
-    assert scene.visual_at((10, 10)) is qc.view and not rendered
-    viewer.grid.enabled = True  # the grid is the interactive node now: vispy picks as before
-    scene.visual_at((10, 10))
-    assert rendered
-
-
-def test_clicks_cost_no_napari_bookkeeping_and_share_one_decoder_thread(make_napari_viewer, qtbot, tiny_engine,
-                                                                        folder, monkeypatch):
-    """Setting the prompt point made napari recompute the viewer's dimension ranges (twice per set) and repaint the
-    layer list's row; the widget's prompt and box layers skip both. Every click is decoded in the same long-lived
-    thread (its OpenMP team stays warm), not the UI thread."""
-    import threading
-
-    from napari._qt.containers.qt_layer_model import QtLayerListModel
-    from napari.components.layerlist import LayerList
-
-    counts = {"ranges": 0, "rows": 0}
-    ranges, rows = LayerList._ranges, QtLayerListModel._process_event
-    monkeypatch.setattr(LayerList, "_ranges", property(
-        lambda self: counts.__setitem__("ranges", counts["ranges"] + 1) or ranges.fget(self)))
-    monkeypatch.setattr(QtLayerListModel, "_process_event",  # the layer list's row updates, as the widget finds them
-                        lambda self, event: counts.__setitem__("rows", counts["rows"] + 1) or rows(self, event))
-    viewer = make_napari_viewer()
-    w = ClickLabelWidget(viewer, engine=tiny_engine, auto_label=False)
-    viewer.window.add_dock_widget(w, area="right")
-    w.open_folder(str(folder))
-    _wait_ready(qtbot, w)
-    qtbot.wait(300)
-    threads = []
-    predict = tiny_engine.predict
-    monkeypatch.setattr(tiny_engine, "predict", lambda *a, **k: threads.append(threading.current_thread()) or
-                        predict(*a, **k))
-    counts.update(ranges=0, rows=0)
-    for x, y in ((100, 80), (150, 120), (60, 40)):
-        w.add_point(x, y, True)
-        _wait_ready(qtbot, w)
-        qtbot.wait(100)
-        assert len(w.layers.prompts.data) > 0 and w.session.state.preview is not None
-        w.clear()
-        qtbot.wait(100)
-    assert counts == {"ranges": 0, "rows": 0}
-    assert len(threads) == 3 and len(set(threads)) == 1 and threads[0] is not threading.main_thread()
-    assert threads[0].name.startswith("clicklabel-decode") and threads[0].is_alive()
-    other = viewer.add_points(np.array([[5.0, 5.0]]))  # any other layer still updates the viewer and its row
-    qtbot.wait(100)
-    counts.update(ranges=0, rows=0)
-    other.data = np.array([[5.0, 5.0], [9.0, 9.0]])
-    qtbot.wait(100)
-    assert counts["ranges"] > 0 and counts["rows"] > 0
-
-
-def test_new_boxes_reuse_their_shader_program(make_napari_viewer, qtbot, tiny_engine, folder, monkeypatch):
-    """vispy's Mesh made a new colour function at every data update, so every accepted object (new box) and every
-    label (new box colour) compiled and linked the shapes' shaders again (30-50 ms of software OpenGL). The
-    widget's boxes keep their program; a plain napari Shapes layer beside them still rebuilds its own."""
-    import vispy.gloo.program as gloo_program
-
-    viewer = make_napari_viewer()
-    w = ClickLabelWidget(viewer, engine=tiny_engine, auto_label=False)
-    w.open_folder(str(folder))
-    _wait_ready(qtbot, w)
-    scene = viewer.window._qt_viewer.canvas._scene_canvas
-    builds = []
-    set_shaders = gloo_program.Program.set_shaders
-    monkeypatch.setattr(gloo_program.Program, "set_shaders",
-                        lambda self, *a, **k: builds.append(self) or set_shaders(self, *a, **k))
-    for n, (x, y) in enumerate(((100, 80), (150, 120), (60, 40))):
-        w.add_point(x, y, True)
-        _wait_ready(qtbot, w)
-        assert w.accept() is not None
-        scene.render()  # draws every visual (the window may be hidden here)
-        if n == 0:  # the first box: its program is made once
-            builds.clear()
-    assert len(w.layers.boxes.data) == 3 and builds == []
-    other = viewer.add_shapes([[[5, 5], [5, 20], [20, 20], [20, 5]]], edge_color="red")
-    scene.render()
-    builds.clear()
-    other.add_rectangles([[[30, 30], [40, 40]]])
-    scene.render()
-    assert builds  # vispy's own behaviour, for a layer that is not the widget's
-
-
-def test_switching_images_keeps_the_shader_programs(make_napari_viewer, qtbot, tiny_engine, folder, monkeypatch):
-    """Replacing a Labels layer's data made vispy build its colour function anew, so every image switch compiled
-    and linked the objects' and preview's shaders again (30-50 ms each, software OpenGL); the widget's labels keep
-    their programs, and the objects are still drawn in their colours."""
-    import vispy.gloo.program as gloo_program
-    from gui_input import canvas_point
-
-    viewer = make_napari_viewer()
-    w = ClickLabelWidget(viewer, engine=tiny_engine, auto_label=False)
-    w.open_folder(str(folder))
-    _wait_ready(qtbot, w)
-    w.add_point(100, 80, True)
-    _wait_ready(qtbot, w)
-    oid = w.accept()
-    scene = viewer.window._qt_viewer.canvas._scene_canvas
-    for step in (+1, -1):  # both images drawn once: every program exists
-        w.go(step)
-        _wait_ready(qtbot, w)
-        scene.render()
-    builds = []
-    set_shaders = gloo_program.Program.set_shaders
-    monkeypatch.setattr(gloo_program.Program, "set_shaders",
-                        lambda self, *a, **k: builds.append(self) or set_shaders(self, *a, **k))
-    for step in (+1, -1):
-        w.go(step)
-        _wait_ready(qtbot, w)
-        frame = scene.render()
-    assert builds == []
-    ys, xs = np.nonzero(w.session.store.object(oid).mask)
-    p = canvas_point(viewer, float(np.median(xs)), float(np.median(ys)), w.layers.image)
-    ratio = frame.shape[0] / scene.size[1]  # physical pixels per logical one
-    w.layers.objects.visible = False
-    bare = scene.render()
-    w.layers.objects.visible = True
-    y, x = round(p.y() * ratio), round(p.x() * ratio)
-    assert np.abs(frame[y, x, :3].astype(int) - bare[y, x, :3]).max() > 10  # the object is drawn in its colour
-
-
-def test_the_status_bar_is_repainted_with_the_mask(make_napari_viewer, qtbot, tiny_engine, folder, monkeypatch):
-    """A press changes the cursor position in napari's status bar, and repainting it makes Qt compose the whole
-    window (both cores on software OpenGL) while the decoder works: it is held until the answer is applied, or
-    for at most ``POINT_DELAY_MS``."""
-    from gui_input import click
-
-    from clicklabel_napari._prompting import POINT_DELAY_MS
-
-    viewer = make_napari_viewer()
-    w = ClickLabelWidget(viewer, engine=tiny_engine, auto_label=False)
-    viewer.window.add_dock_widget(w, area="right")
-    w.open_folder(str(folder))
-    _wait_ready(qtbot, w)
-    bar = viewer.window._qt_window.statusBar()
-    predict, delay = tiny_engine.predict, [0.1]
-    monkeypatch.setattr(tiny_engine, "predict", lambda *a, **k: time.sleep(delay[0]) or predict(*a, **k))
-    click(viewer, 100, 80)
-    assert w.answering and not bar.updatesEnabled()
-    _wait_ready(qtbot, w)
-    assert bar.updatesEnabled() and w.session.state.preview is not None
-    w.clear()
-    delay[0] = 2 * POINT_DELAY_MS / 1000  # a slow answer: the status bar is not held longer than the limit
-    click(viewer, 60, 40)
-    assert not bar.updatesEnabled()
-    qtbot.waitUntil(bar.updatesEnabled, timeout=POINT_DELAY_MS + 200)
-    assert w.answering
-    _wait_ready(qtbot, w)
-    assert bar.updatesEnabled()
-
-
-def test_the_characters_of_box_texts_are_rendered_ahead(make_napari_viewer, qtbot):
-    """napari renders a character the first time a text shows it (80-170 ms for the first label texts); the widget
-    renders them ahead, a character per timer tick, and stops its timer when all are there."""
-    from clicklabel_napari._lean import GLYPHS
-
-    viewer = make_napari_viewer()
-    w = ClickLabelWidget(viewer)
-    info = viewer.window._qt_viewer.canvas._font_info
-    font = info.font_manager.get_font(info.face)
-    assert w._glyphs is not None and w._glyphs.isActive()
-    qtbot.waitUntil(lambda: all(c in font._glyphs for c in GLYPHS), timeout=30_000)
-    qtbot.waitUntil(lambda: not w._glyphs.isActive(), timeout=5_000)
-
-
-def test_the_first_image_freezes_the_start_up_objects_without_a_full_collection(monkeypatch):
-    """A full collection at the first image walked every object napari, Qt and torch had made (0.35 s in the UI
-    thread); only the young generations are collected before they are frozen."""
-    import gc
-
-    from clicklabel_napari import _images
-
-    calls = []
-    collect = gc.collect
-    monkeypatch.setattr(gc, "collect", lambda *a: calls.append(a) or collect(*a))
-    monkeypatch.setattr(_images, "_frozen", [])
-    _images._freeze_startup_objects()
-    _images._freeze_startup_objects()  # once only
-    assert calls == [(1,)] and gc.get_freeze_count() > 0
