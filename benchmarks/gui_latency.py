@@ -127,14 +127,10 @@ class Clock:
                 return end
         return None
 
-    def gaps(self, t0: float, t1: float, split: float | None = None) -> list[float]:
-        """Gaps (ms) between the ticks in [t0, t1]; with ``split``, only those ending before it (or, given as
-        ``-split``, after it)."""
+    def gaps(self, t0: float, t1: float, after: float | None = None) -> list[float]:
+        """Gaps (ms) between consecutive ticks in [t0, t1]; with ``after``, only those that end after it."""
         ticks = [t for t in self.ticks if t0 <= t <= t1]
-        pairs = zip(ticks, ticks[1:])
-        if split is not None:
-            pairs = [(a, b) for a, b in pairs if (b <= split if split > 0 else b > -split)]
-        return [(b - a) * 1000 for a, b in pairs]
+        return [(b - a) * 1000 for a, b in zip(ticks, ticks[1:]) if after is None or b > after]
 
 
 def main(argv=None) -> int:
@@ -276,9 +272,9 @@ def main(argv=None) -> int:
             reviews.append(measure(lambda k="ax"[n % 2]: key(viewer, k)))
         wait(idle)
         pump(0.5)
-        windows += [("proposing", t_a, time.perf_counter(), t_review),
-                    ("review", t_a, time.perf_counter(), -t_review)]  # a gap counts where it ends
-        phase_gaps = {name: clock.gaps(a, b, split) for name, a, b, split in windows}
+        # proposing and review are one stretch; a gap counts in the phase where it ends
+        windows += [("proposing", t_a, t_review, None), ("review", t_a, time.perf_counter(), t_review)]
+        phase_gaps = {name: clock.gaps(a, b, after) for name, a, b, after in windows}
         gaps = [g for v in phase_gaps.values() for g in v]
         renderer = clock.renderer
         viewer.close()
