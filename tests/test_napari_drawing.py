@@ -69,6 +69,21 @@ def test_objects_layer_decodes_each_mask_once(make_napari_viewer):
     assert np.allclose(boxes.edge_color[3], [1, 0, 0, 1]) and np.allclose(boxes.edge_color[4], [0, 1, 0, 1])
     layers.show_objects(obs, (300, 400))  # one object back: added, the others kept
     assert len(boxes.data) == 60 and list(boxes.features["text"])[59] == "#60 x 0.90"
+    # each colour or text setter rebuilds the whole layer: only what changed is set
+    events = []
+    boxes.events.edge_color.connect(lambda e: events.append("colours"))
+    boxes.events.features.connect(lambda e: events.append("texts"))
+    layers.show_objects(obs, (300, 400))  # nothing changed
+    assert events == []
+    obs[3].label_status, obs[3].label = "done", "y"
+    layers.show_objects(obs, (300, 400))
+    assert set(events) == {"colours", "texts"} and list(boxes.features["text"])[3] == "#4 y 0.90"
+    assert np.allclose(boxes.edge_color[3], [0, 1, 0, 1])
+    events.clear()
+    layers.show_objects(obs[:-1], (300, 400))  # redrawn from scratch: the new outlines come with their colours
+    layers.show_objects(obs, (300, 400))  # one added: its colour comes with it, the others' stay
+    assert "colours" not in events and np.allclose(boxes.edge_color[3], [0, 1, 0, 1])
+    assert list(boxes.features["text"])[59] == "#60 x 0.90"
 
 
 def test_a_press_on_the_canvas_needs_no_picking_render(make_napari_viewer, monkeypatch):

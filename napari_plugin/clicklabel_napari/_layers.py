@@ -124,7 +124,9 @@ class LayerSet:
         self._layers: dict = {}
         self._crops: dict[int, tuple] = {}  # object id -> (RLE counts, crop_of(mask)): each mask decoded once
         self._painted: list[int] = []  # ids on the objects layer, in the order drawn (later ones on top)
-        self._drawn: list[tuple] = []  # (object id, box) of the rectangles on the boxes layer, in order
+        self._drawn: list[tuple] = []  # (object id, box) of the outlines on the boxes layer, in order
+        self._colours: list[str] = []  # their edge colours and texts as set on the layer (each a whole-layer update)
+        self._texts: list[str] = []
         self._preview_box = None  # (r0, c0, r1, c1) of the preview on screen
         self._cover: np.ndarray | None = None  # how many waiting proposals cover each pixel
         self._proposals: dict[int, tuple] = {}  # waiting proposal id -> crop_of(its mask)
@@ -174,7 +176,7 @@ class LayerSet:
                 img.name = name
             self.objects.data = labels
         self._painted = list(ids)
-        self._drawn = []
+        self._drawn, self._colours, self._texts = [], [], []
         self._crops.clear()
         self._preview_box, self._highlighted, self._proposals = None, None, {}
         self._cover = np.zeros((h, w), np.uint16)
@@ -332,15 +334,20 @@ class LayerSet:
         if drawn[: len(self._drawn)] != self._drawn or len(boxes.data) != len(self._drawn) or not drawn:
             if len(boxes.data):
                 boxes.data = []
-            self._drawn = []
+            self._drawn, self._colours, self._texts = [], [], []
         new = drawn[len(self._drawn) :]
         if new:
             boxes.add_paths([outline(*b) for _, b in new], edge_color=colours[len(self._drawn) :])
+            self._colours = self._colours + colours[len(self._drawn) :]
         self._drawn = drawn
-        if drawn:
+        # only what changed: each setter rebuilds the whole layer's mesh or texts (an accepted object changes
+        # neither for the boxes already drawn; a label changes one colour and one text)
+        if colours != self._colours:
             boxes.edge_color = colours
+        if texts != self._texts:
             boxes.features = text_features(texts)
             boxes.text.refresh(boxes.features)
+        self._colours, self._texts = colours, texts
 
     # -- proposals -----------------------------------------------------------------------------------------------
     def show_proposals(self, crops: dict[int, tuple]) -> None:
