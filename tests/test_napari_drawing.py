@@ -270,7 +270,7 @@ def test_the_first_image_freezes_the_start_up_objects_without_a_full_collection(
     calls = []
     collect = gc.collect
     monkeypatch.setattr(gc, "collect", lambda *a: calls.append(a) or collect(*a))
-    monkeypatch.setattr(_images, "_frozen", [])
+    _images._freeze_startup_objects.cache_clear()
     _images._freeze_startup_objects()
     _images._freeze_startup_objects()  # once only
     assert calls == [(1,)] and gc.get_freeze_count() > 0

@@ -6,6 +6,7 @@ The next image's embedding is computed ahead while the annotator works."""
 
 from __future__ import annotations
 
+import functools
 import gc
 import threading
 from pathlib import Path
@@ -43,19 +44,15 @@ def _leaving_a_core(fn, *args):
                 torch.set_num_threads(_threads["full"])
 
 
+@functools.cache
 def _freeze_startup_objects() -> None:
     """Once, when the first image is shown: move every object made so far (napari, Qt, torch, the model) out of
     the garbage collector's reach. A full collection walked them all in the UI thread and froze the viewer for
     0.6 s at a random click; afterwards it walks only what was made since (``gc.freeze``). Only the young
     generations are collected first (1 ms): a full collection here froze the viewer for 0.35 s as the first image
     appeared, to free about 100 kB of start-up cycles, which now stay."""
-    if not _frozen:
-        _frozen.append(True)
-        gc.collect(1)
-        gc.freeze()
-
-
-_frozen: list = []
+    gc.collect(1)
+    gc.freeze()
 
 
 def _load(session: AnnotationSession, index: int):
