@@ -2,7 +2,8 @@
 offline fallback. A box initialises the model; points are hard foreground / background seeds.
 
 GrabCut never works on the whole image, only on the prompt's neighbourhood: a box plus a margin, or for clicks
-alone a window around them (the points' extent, at least 0.4 of the image's short side, plus a margin, and a quarter of that around it). Its cost
+alone a window around them (the points' extent, at least ``first_window`` pixels, plus a margin, and a quarter of
+that around it), grown while the mask reaches the window's edge (up to 0.4 of the image's short side). Its cost
 grows with the pixels it is given (about 3 s a megapixel on one loaded core), so a region larger than
 ``max_pixels`` is cut at a lower scale first (coarse pass), then once more at the finest scale the budget allows
 on the coarse mask's own box, deciding only a band around the coarse edge (fine pass). The mask always comes back
@@ -34,7 +35,8 @@ class GrabCutEngine:
         self.seed_radius = seed_radius
         self.margin = margin  # with points only, the working box is the points' extent plus this share
         self.max_pixels = max_pixels  # GrabCut's budget per pass: a larger region is cut at a lower scale
-        # clicks alone: the first window's span in pixels; grown 2.5x while the mask reaches the window's edge
+        # clicks alone: the first window's span in pixels; grown 2.5x while the mask reaches the window's edge (or
+        # holds no more than the seeds: a window inside a uniform object gives GrabCut no background to tell apart)
         self.first_window = first_window
         self.image: np.ndarray | None = None
         self.last_from_cache = False
@@ -68,7 +70,9 @@ class GrabCutEngine:
             scale = self._scale(region)
             cut = self._cut(prompt, region, work, scale, prev=prev)
             near = int(np.ceil(3 / scale))  # the region's edge band is sure background: 'reaches' = comes this near
-            if prompt.box is not None or span is None or not _touches_inner_edge(cut, region, w, h, near):
+            seeds = 1.5 * np.pi * self.seed_radius**2 * sum(prompt.labels)  # no more than the seeds: nothing found
+            if prompt.box is not None or span is None or \
+                    not (_touches_inner_edge(cut, region, w, h, near) or cut.sum() <= seeds):
                 break
             span = None if 2.5 * span >= 0.4 * min(w, h) else 2.5 * span
         if scale < 1.0 and cut.any():  # the fine pass: the coarse mask's box, at the finest scale the budget allows
