@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .errors import ClickLabelError, PromptError
+from .large_images import TileActions
 from .project import (
     ImageRecord,
     LabelSettings,
@@ -77,7 +78,7 @@ class PromptJob:
         return self
 
 
-class AnnotationSession(ReviewActions):
+class AnnotationSession(ReviewActions, TileActions):
     """A project, an engine, and the image being annotated."""
 
     def __init__(self, store: Store, engine):

@@ -6,7 +6,7 @@ import argparse
 import math
 import sys
 
-from ..errors import PromptError
+from ..errors import ClickLabelError, PromptError
 from ..segment import ENCODER_CHOICES, ENCODER_HELP
 
 EXIT_USER_ERROR = 2
@@ -106,6 +106,21 @@ def add_engine_args(p: argparse.ArgumentParser, engine: bool = True, remote: boo
     p.add_argument("--checkpoint", help="your own checkpoint file (no hash check)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     p.add_argument("--encoder", default="auto", choices=ENCODER_CHOICES, help=ENCODER_HELP)
+    p.add_argument("--tiles", default="auto", type=tiles_choice, metavar="auto|off|SIZE", help=TILES_HELP)
+
+
+TILES_HELP = ("large images in tiles at full resolution: auto (default: tiles of the model's input size for images "
+              "longer than twice it), off, or a tile size in pixels")
+
+
+def tiles_choice(text: str):
+    """argparse type: ``--tiles``."""
+    from ..segment.tiles import parse_tiles
+
+    try:
+        return parse_tiles(text)
+    except ClickLabelError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def model_from_args(args) -> str:
@@ -126,6 +141,8 @@ def engine_from_args(args, **options):
                        notify=lambda message: print(f"clicklabel: {message}", file=sys.stderr, flush=True))
     elif getattr(args, "server", None):
         raise PromptError("--server goes with --engine remote")
+    if name not in ("grabcut", "remote"):
+        options.setdefault("tiles", getattr(args, "tiles", "off"))
     engine = make_engine(name, model_from_args(args), args.checkpoint, args.device, encoder=args.encoder, **options)
     if args.model == "auto":
         say_recognised(engine, args.checkpoint)
@@ -138,7 +155,8 @@ def engine_spec(args, **options) -> dict:
         raise PromptError("--ray runs the encoder on the cluster's workers: leave out --engine remote")
     return {"engine": getattr(args, "engine", "sam"), "model": model_from_args(args),
             "checkpoint": str(args.checkpoint) if args.checkpoint else None, "device": args.device,
-            "encoder": args.encoder, **options}
+            "encoder": args.encoder, **({} if getattr(args, "engine", "sam") == "grabcut" else
+                                        {"tiles": getattr(args, "tiles", "off")}), **options}
 
 
 def add_ray_args(p: argparse.ArgumentParser) -> None:

@@ -48,6 +48,7 @@ def cmd_segment(args) -> int:
         "model": engine.model,
         "image_size": [int(image.shape[1]), int(image.shape[0])],
         "embedding_cached": bool(engine.last_from_cache),
+        "tiles": len(engine.grid) if getattr(engine, "grid", None) is not None else None,
         "set_image_ms": round(set_image_ms, 1),
         "out": args.out,
     }))
@@ -99,10 +100,34 @@ def cmd_precompute(args) -> int:
         return precompute_on_ray(args, paths)
     engine = engine_from_args(args, cache=EmbeddingCache.at_root(args.cache) if args.cache else None,
                               precision=None if args.precision == "auto" else args.precision, compile=args.compile)
+    large, tiled = [], engine
+    if hasattr(engine, "prefetch_tiles"):  # large images: every tile (segment.tile_precompute)
+        from ..segment.tile_precompute import split_large
+
+        paths, large = split_large(engine, paths)
+        engine = engine.inner
     bar = tqdm(total=len(paths), unit="image", desc=f"embedding ({engine.model}, {engine.device})", disable=None)
     stats = precompute(engine, paths, batch=args.batch, workers=args.workers, progress=bar.update)
     bar.close()
-    return _report_precompute(stats, f"encoder: {engine.encoder.describe()}", engine.cache.folder)
+    rc = _report_precompute(stats, f"encoder: {engine.encoder.describe()}", engine.cache.folder)
+    if large:
+        _precompute_tiles(tiled, large)
+    return rc
+
+
+def _precompute_tiles(engine, large) -> None:
+    """Every tile of the large images, with one line on what was done."""
+    from tqdm import tqdm
+
+    from ..segment.tile_precompute import precompute_tiles
+
+    bar = tqdm(total=len(large), unit="image", desc=f"tiles of {len(large)} large images", disable=None)
+    stats = precompute_tiles(engine, large, progress=bar.update)
+    bar.close()
+    print(f"{stats['images']} large images in tiles: {stats['encoded']} tiles encoded, {stats['cached']} already "
+          f"cached, {stats['failed']} unreadable")
+    for e in stats["errors"][:10]:
+        print(f"skipped: {e}")
 
 
 def _report_precompute(stats: dict, how: str, folder) -> int:

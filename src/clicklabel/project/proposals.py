@@ -33,7 +33,8 @@ def propose_current(store: Store, engine, image_id: int, settings=None, accept_a
     existing = [o.mask for o in store.objects(image_id, states=("accepted", "proposed"))]
     props = engine.propose(settings, existing=existing, progress=progress, stop=stop)
     rep = ProposeReport(images=1, cancelled=bool(stop is not None and stop.is_set()))
-    store_proposals(store, image_id, [(p.mask, p.predicted_iou) for p in props], engine.name, engine.model,
+    # a generator: a large image's proposals are made full size one at a time, as they are stored
+    store_proposals(store, image_id, ((p.mask, p.predicted_iou) for p in props), engine.name, engine.model,
                     accept_above, rep)
     return rep
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from ..embeddings import EmbeddingCache
 from ..errors import ClickLabelError
 from .base import Engine, MaskResult, Prompt
+from .tiles import parse_tiles
 
 __all__ = ["ENCODER_CHOICES", "Engine", "MaskResult", "Prompt", "make_engine"]
 
@@ -23,13 +24,15 @@ def make_engine(
     cache: EmbeddingCache | None = None,
     download: bool = True,
     encoder: str = "auto",
+    tiles: str | int = "off",
     **options,
 ) -> Engine:
     """Build an engine by name: 'sam' (any Segment Anything model: ``model`` vit_b, sam2.1_hiera_tiny,
     hq_vit_tiny, ... or 'auto' to take the family and size from ``checkpoint``), 'grabcut', a model name alone, or
     'remote' (``server=URL``, ``token=``: the encoder on a ``clicklabel serve`` server, the decoder here).
-    ``encoder``: 'fast' (SDPA attention; + bf16 on CUDA), 'stock', or 'auto' (fast on CUDA only). ``options``
-    (precision, compile) go to the engine's encoder."""
+    ``encoder``: 'fast' (SDPA attention; + bf16 on CUDA), 'stock', or 'auto' (fast on CUDA only). ``tiles``: 'auto',
+    a tile size, or 'off' (default): large images in tiles (``tiled.TiledEngine``; GrabCut works on regions anyway).
+    ``options`` (precision, compile) go to the engine's encoder."""
     if encoder not in ENCODER_CHOICES:
         raise ClickLabelError(f"unknown encoder {encoder!r}; use {', '.join(ENCODER_CHOICES)}")
     from ..weights import REGISTRY
@@ -56,5 +59,10 @@ def make_engine(
 
     device = resolve_device(device)  # before loading: a missing GPU is named at once
     loaded = load_model(model or "vit_b", checkpoint, download)
-    return engine_class(loaded.family)(loaded=loaded, device=device, cache=cache,
-                                       fast=None if encoder == "auto" else encoder == "fast", **options)
+    engine = engine_class(loaded.family)(loaded=loaded, device=device, cache=cache,
+                                         fast=None if encoder == "auto" else encoder == "fast", **options)
+    if parse_tiles(tiles) == "off":
+        return engine
+    from .tiled import TiledEngine
+
+    return TiledEngine(engine, tiles)

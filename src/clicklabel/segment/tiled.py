@@ -47,6 +47,7 @@ class TiledEngine:
         self.last_from_cache = False
         self._lock = threading.RLock()  # one decode at a time: the inner engine has one current embedding
         self._current: str | None = None  # the key of the inner engine's current embedding
+        self._tile_encoder = None
 
     def __getattr__(self, name):  # name, model, model_id, device, cache, encoder, ...: the inner engine's
         if name == "inner":
@@ -118,7 +119,7 @@ class TiledEngine:
         with lock:
             emb = inner._cached(key, pixels)
             if emb is None:
-                emb = inner.encode(np.ascontiguousarray(pixels))
+                emb = self._encoder().encode([np.ascontiguousarray(pixels)])[0]
                 self.encoded += 1
                 try:
                     inner.cache.put(key, emb)
@@ -127,6 +128,21 @@ class TiledEngine:
         with inner._inflight_guard:
             inner._inflight.pop(key, None)
         return emb
+
+    def _encoder(self):
+        """The encoder for tiles: the inner engine's, but with PyTorch's fused attention where it is stock (a ViT
+        on a CPU): the same numbers in fp32 (``fast_encoder``), without stock attention's copies of the global
+        layers' 4096 x 4096 attention (about 0.8 GB each for vit_b), so peak memory stays bounded."""
+        if self._tile_encoder is None:
+            from .encoder import ImageEncoder
+
+            enc = self.inner.encoder
+            self._tile_encoder = enc
+            if type(enc) is ImageEncoder and not enc.sdpa and hasattr(enc.sam.image_encoder, "blocks") \
+                    and enc.compile_mode is None:
+                self._tile_encoder = ImageEncoder(enc.sam, enc.device, sdpa=True, precision=enc.precision,
+                                                  outputs=enc.outputs, device_resize=enc.device_resize)
+        return self._tile_encoder
 
     def prefetch_tiles(self, around: tuple[float, float] | None = None, rings: int = 1, stop=None) -> int:
         """Encode the tiles around the point ``around`` (``rings`` grid steps; all tiles when None), nearest first,
