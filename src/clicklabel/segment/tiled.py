@@ -119,7 +119,7 @@ class TiledEngine:
         with lock:
             emb = inner._cached(key, pixels)
             if emb is None:
-                emb = self._encoder().encode([np.ascontiguousarray(pixels)])[0]
+                emb = self._encode(np.ascontiguousarray(pixels))
                 self.encoded += 1
                 try:
                     inner.cache.put(key, emb)
@@ -129,20 +129,21 @@ class TiledEngine:
             inner._inflight.pop(key, None)
         return emb
 
-    def _encoder(self):
-        """The encoder for tiles: the inner engine's, but with PyTorch's fused attention where it is stock (a ViT
-        on a CPU): the same numbers in fp32 (``fast_encoder``), without stock attention's copies of the global
-        layers' 4096 x 4096 attention (about 0.8 GB each for vit_b), so peak memory stays bounded."""
-        if self._tile_encoder is None:
-            from .encoder import ImageEncoder
+    def _encode(self, pixels: np.ndarray) -> Embedding:
+        """One tile's embedding. Where the inner encoder is stock attention on a ViT (a CPU), a sibling encoder with
+        PyTorch's fused attention runs instead: the same numbers in fp32 (``fast_encoder``), without stock
+        attention's copies of the global layers' 4096 x 4096 attention (about 0.8 GB each for vit_b), so the peak
+        memory stays bounded."""
+        from .encoder import ImageEncoder
 
-            enc = self.inner.encoder
-            self._tile_encoder = enc
-            if type(enc) is ImageEncoder and not enc.sdpa and hasattr(enc.sam.image_encoder, "blocks") \
-                    and enc.compile_mode is None:
-                self._tile_encoder = ImageEncoder(enc.sam, enc.device, sdpa=True, precision=enc.precision,
-                                                  outputs=enc.outputs, device_resize=enc.device_resize)
-        return self._tile_encoder
+        enc = getattr(self.inner, "encoder", None)
+        if self._tile_encoder is None and type(enc) is ImageEncoder and not enc.sdpa and enc.compile_mode is None \
+                and hasattr(enc.sam.image_encoder, "blocks"):
+            self._tile_encoder = ImageEncoder(enc.sam, enc.device, sdpa=True, precision=enc.precision,
+                                              outputs=enc.outputs, device_resize=enc.device_resize)
+        if self._tile_encoder is not None:
+            return self._tile_encoder.encode([pixels])[0]
+        return self.inner.encode(pixels)
 
     def prefetch_tiles(self, around: tuple[float, float] | None = None, rings: int = 1, stop=None) -> int:
         """Encode the tiles around the point ``around`` (``rings`` grid steps; all tiles when None), nearest first,
