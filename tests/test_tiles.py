@@ -92,7 +92,7 @@ def test_grabcut_works_on_a_region_at_a_budget(prompt):
     from clicklabel.segment.grabcut import GrabCutEngine
 
     img, disk = _disk_scene()
-    eng = GrabCutEngine(max_pixels=6000, first_window=60)  # tiny budget: coarse then fine passes
+    eng = GrabCutEngine(max_pixels=6000, first_window=60)  # tiny budget: coarse passes, a growing window
     eng.set_image(img)
     r = eng.predict(prompt)[0]
     assert r.mask.shape == disk.shape and mask_iou(r.mask, disk) > 0.9

@@ -3,11 +3,11 @@ offline fallback. A box initialises the model; points are hard foreground / back
 
 GrabCut never works on the whole image, only on the prompt's neighbourhood: a box plus a margin, or for clicks
 alone a window around them (the points' extent, at least ``first_window`` pixels, plus a margin, and a quarter of
-that around it), grown while the mask reaches the window's edge (up to 0.4 of the image's short side). Its cost
-grows with the pixels it is given (about 3 s a megapixel on one loaded core), so a region larger than
-``max_pixels`` is cut at a lower scale first (coarse pass), then once more at the finest scale the budget allows
-on the coarse mask's own box, deciding only a band around the coarse edge (fine pass). The mask always comes back
-at the image's native size; outside the region it is empty."""
+that around it), grown while the mask reaches the window's edge (at most twice, up to 0.4 of the image's short
+side). Its cost grows with the pixels it is given (seconds a megapixel, far more on smooth or noisy backgrounds),
+so a region larger than ``max_pixels`` is cut at a lower scale first (coarse pass, 3 iterations), then once more at
+the finest scale the budget allows on the coarse mask's own box, deciding only a band around the coarse edge (fine
+pass). The mask always comes back at the image's native size; outside the region it is empty."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ class GrabCutEngine:
     model_id = "grabcut"
 
     def __init__(self, iterations: int = 5, seed_radius: int = 5, margin: float = 0.15,
-                 max_pixels: int = 300_000, first_window: float | None = 400):
+                 max_pixels: int = 200_000, first_window: float | None = 400):
         self.iterations = iterations
         self.seed_radius = seed_radius
         self.margin = margin  # with points only, the working box is the points' extent plus this share
@@ -38,6 +38,7 @@ class GrabCutEngine:
         # clicks alone: the first window's span in pixels; grown 2.5x while the mask reaches the window's edge (or
         # holds no more than the seeds: a window inside a uniform object gives GrabCut no background to tell apart)
         self.first_window = first_window
+        self.max_growth = 2  # at most two larger windows (the last one the largest: 0.4 of the short side)
         self.image: np.ndarray | None = None
         self.last_from_cache = False
         self.last_regions: list[tuple[Region, float]] = []  # the passes of the last prompt: (region, scale)
@@ -63,18 +64,19 @@ class GrabCutEngine:
         prev = previous.mask if previous is not None and not previous.empty and \
             previous.mask.shape == (h, w) else None
         self.last_regions = []
-        span = self.first_window
+        span, grown = self.first_window, 0
         while True:  # clicks alone: a window that grows while the object reaches its edge
             work = self._work_box(prompt, w, h, span)
             region = self._region(prompt, work, w, h)
             scale = self._scale(region)
-            cut = self._cut(prompt, region, work, scale, prev=prev)
+            cut = self._cut(prompt, region, work, scale, prev=prev, iterations=3 if scale < 1.0 else None)
             near = int(np.ceil(3 / scale))  # the region's edge band is sure background: 'reaches' = comes this near
             seeds = 1.5 * np.pi * self.seed_radius**2 * sum(prompt.labels)  # no more than the seeds: nothing found
             if prompt.box is not None or span is None or \
                     not (_touches_inner_edge(cut, region, w, h, near) or cut.sum() <= seeds):
                 break
-            span = None if 2.5 * span >= 0.4 * min(w, h) else 2.5 * span
+            grown += 1
+            span = None if 2.5 * span >= 0.4 * min(w, h) or grown >= self.max_growth else 2.5 * span
         if scale < 1.0 and cut.any():  # the fine pass: the coarse mask's box, at the finest scale the budget allows
             fine = _grow(_box_of(cut, region), 0.1, 16, region)
             fine_scale = self._scale(fine)
@@ -102,7 +104,8 @@ class GrabCutEngine:
             return _grow(work, 0.1, 16, (0, 0, w, h))
         return _grow(work, 0.25, 16, (0, 0, w, h))
 
-    def _cut(self, prompt: Prompt, region: Region, work: Region, scale: float, prev=None, init=None) -> np.ndarray:
+    def _cut(self, prompt: Prompt, region: Region, work: Region, scale: float, prev=None, init=None,
+             iterations: int | None = None) -> np.ndarray:
         """GrabCut on ``region`` at ``scale``: the region's boolean mask at native size. ``init`` = (mask, band):
         the fine pass, where only a band of ``band`` pixels around ``mask``'s edge is left to decide."""
         import cv2
@@ -160,7 +163,8 @@ class GrabCutEngine:
         if has_bg and has_fg:
             bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
             bgr = np.ascontiguousarray(crop[:, :, ::-1])
-            cv2.grabCut(bgr, mask, None, bgd, fgd, self.iterations, cv2.GC_INIT_WITH_MASK)
+            cv2.grabCut(bgr, mask, None, bgd, fgd, min(self.iterations, iterations or self.iterations),
+                        cv2.GC_INIT_WITH_MASK)
         out = (mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)
         if (sw, sh) != (rw, rh):  # back to native size: the 0/255 mask resized bilinearly, cut at half
             out = cv2.resize(out.astype(np.uint8) * 255, (rw, rh), interpolation=cv2.INTER_LINEAR) >= 128
