@@ -5,11 +5,12 @@ Usage:
   python benchmarks/large_images.py speed --size 6000x4000 [--checkpoint C --model vit_b] [--repeats 2]
   python benchmarks/large_images.py recall --size 6000x4000
 
-``speed`` writes a synthetic photo (smooth gradients, 200 discs), then runs each configuration in a fresh process
-(GrabCut; SAM in tiles; SAM on the whole image shrunk, the baseline), interleaved A B A B, with a fresh embedding
-cache each time: open = read the file + set_image; first mask = the first click (tiles encoded as needed);
-per click = 5 more clicks near the first (the cached tile, decoder only); peak RSS of the process. With a random
-checkpoint the masks mean nothing: timings and memory only.
+``speed`` writes a synthetic photo (smooth gradients, 200 discs of radius 10-60), clicks the disc nearest the
+centre, and runs each configuration in a fresh process (GrabCut; SAM in tiles; SAM on the whole image shrunk, the
+baseline), interleaved A B A B, with a fresh embedding cache each time: open = read the file + set_image; first
+mask = the first click (tiles encoded as needed); per click = 5 more single clicks on the same object (the cached
+tile: decoder only; GrabCut: all of it); peak RSS of the process. With a random checkpoint the masks mean
+nothing: timings and memory only.
 
 ``recall`` needs no model: an ideal decoder at the resolution each path sees. A grid point (32 x 32 over the whole
 image, or over each tile) on an object returns that object's mask as SAM's 256 x 256 low-res logits can hold it
@@ -33,8 +34,8 @@ from pathlib import Path
 import numpy as np
 
 
-def synthetic(w: int, h: int, objects: int, rmin: int, rmax: int, seed: int = 0):
-    """(RGB image, instance labels) with smooth gradients and ``objects`` discs."""
+def synthetic(w: int, h: int, objects: int, rmin: int, rmax: int, seed: int = 0, labels: bool = True):
+    """(RGB image, instance labels or None, the discs' (x, y, r)) with smooth gradients and ``objects`` discs."""
     import cv2
 
     rng = np.random.default_rng(seed)
@@ -42,12 +43,15 @@ def synthetic(w: int, h: int, objects: int, rmin: int, rmax: int, seed: int = 0)
     img[..., 0] = 40 + (np.arange(w) * 60 // w).astype(np.uint8)[None]
     img[..., 1] = 90
     img[..., 2] = 60 + (np.arange(h) * 60 // h).astype(np.uint8)[:, None]
-    lab = np.zeros((h, w), np.int32)
+    lab = np.zeros((h, w), np.int32) if labels else None
+    discs = []
     for i in range(1, objects + 1):
         c, r = (int(rng.integers(0, w)), int(rng.integers(0, h))), int(rng.integers(rmin, rmax + 1))
         cv2.circle(img, c, r, tuple(int(v) for v in rng.integers(150, 255, 3)), -1)
-        cv2.circle(lab, c, r, i, -1)
-    return img, lab
+        if lab is not None:
+            cv2.circle(lab, c, r, i, -1)
+        discs.append((*c, r))
+    return img, lab, discs
 
 
 def one(args) -> dict:
@@ -72,7 +76,7 @@ def one(args) -> dict:
     clicks = []
     for dx in range(1, 6):
         t = time.perf_counter()
-        eng.predict(Prompt.make([(x + 3 * dx, y + 2 * dx)]))
+        eng.predict(Prompt.make([(x + args.step * dx, y)]))  # new clicks on the same object
         clicks.append(time.perf_counter() - t)
     return {"model_s": t_model - t0, "open_s": t_open - t_model, "first_mask_s": t_first - t_open,
             "click_ms": 1000 * float(np.median(clicks)), "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -85,7 +89,8 @@ def speed(args) -> None:
     w, h = args.size
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "big.jpg"
-        img, _ = synthetic(w, h, 200, 10, 60)
+        img, _, discs = synthetic(w, h, 200, 10, 60, labels=False)
+        x, y, r = min(discs[-50:], key=lambda d: abs(d[0] - w / 2) + abs(d[1] - h / 2))  # a disc drawn last: whole
         cv2.imwrite(str(path), img[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 92])
         del img
         configs = [("grabcut", "grabcut", "off")]
@@ -95,7 +100,8 @@ def speed(args) -> None:
         for rep in range(args.repeats):
             for name, engine, tiles in configs:  # A B A B: the baseline measured beside, in the same run
                 cmd = [sys.executable, __file__, "one", "--image", str(path), "--engine", engine, "--tiles", tiles,
-                       "--cache", str(Path(tmp) / f"cache{rep}{tiles}"), "--point", f"{w // 2},{h // 2}"]
+                       "--cache", str(Path(tmp) / f"cache{rep}{tiles}"), "--point", f"{x},{y}",
+                       "--step", str(max(1, r // 8))]
                 if args.checkpoint:
                     cmd += ["--checkpoint", args.checkpoint, "--model", args.model]
                 load = os.getloadavg()[0]
@@ -156,7 +162,7 @@ def recall(args) -> None:
     from clicklabel.segment.tiles import plan_tiles
 
     w, h = args.size
-    _, lab = synthetic(w, h, args.objects, 4, 20, seed=1)
+    _, lab, _ = synthetic(w, h, args.objects, 4, 20, seed=1)
     truth = {}
     for v in range(1, args.objects + 1):  # each disc's crop (discs drawn later may cover earlier ones)
         ys, xs = np.nonzero(lab == v)
@@ -207,6 +213,7 @@ def main() -> None:
     p.add_argument("--engine", default="sam")
     p.add_argument("--tiles", default="auto")
     p.add_argument("--cache")
+    p.add_argument("--step", type=int, default=3)
     p.add_argument("--point", type=lambda s: tuple(int(v) for v in s.split(",")))
     args = p.parse_args()
     if args.what == "one":
