@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-.venv/bin/python -m pip install -q -e '.[gui,test,hq,ray]' 2>&1 | grep -v "^WARNING: Location" || true
+.venv/bin/python -m pip install -q -e '.[gui,test,hq,ray,sam3]' 2>&1 | grep -v "^WARNING: Location" || true
 # SAM 2.1's package is an sdist: built here against the torch just installed, without its CUDA extension (an
 # isolated build would download a second torch, 3 GB); pip caches the wheel it builds
 .venv/bin/python -m pip install -q setuptools 2>&1 | grep -v "^WARNING: Location" || true

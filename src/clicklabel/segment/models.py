@@ -44,6 +44,7 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
     Family("sam", "SAM", "segment_anything", None, "sam:SamEngine"),
     Family("sam2.1", "SAM 2.1", "sam2", "sam2", "sam2:Sam2Engine"),
     Family("hq", "HQ-SAM", "segment_anything_hq", "hq", "hq:HqEngine"),
+    Family("sam3", "SAM 3", "transformers.models.sam3", "sam3", "sam3:Sam3Engine"),
 )}
 # SAM 2.1 image encoders: (patch embedding width, number of Hiera blocks) -> size
 SAM2_SIZES = {(96, 12): "tiny", (96, 16): "small", (112, 24): "base_plus", (144, 48): "large"}
@@ -56,6 +57,16 @@ class LoadedModel:
     family: str
     module: object  # the torch module, on the CPU, in eval mode
     path: Path | None  # None: built in memory (``random_model``)
+
+
+def _sam3_wanted(model: str, checkpoint) -> bool:
+    if model == "sam3":
+        return True
+    if model != "auto" or checkpoint is None:
+        return False
+    from .sam3_model import looks_like_sam3
+
+    return looks_like_sam3(checkpoint)
 
 
 def installed(family: str) -> bool:
@@ -136,6 +147,14 @@ def load_model(model: str, checkpoint: str | Path | None = None, download: bool 
                family: str | None = None) -> LoadedModel:
     """Load a checkpoint of any family on the CPU. ``model``: a registered name, or 'auto' (needs ``checkpoint``)
     to take whatever the weights are; ``family``: the engine's family, when it can only run that one."""
+    if _sam3_wanted(model, checkpoint):  # a folder in the Hugging Face layout (segment.sam3_model)
+        from .sam3_model import load_sam3
+
+        if family not in (None, "sam3"):
+            raise WeightsError(f"the checkpoint holds a SAM 3 model, not a {FAMILIES[family].label} model; "
+                               "pass --model sam3")
+        require("sam3")
+        return load_sam3(checkpoint, download)
     if model == "auto":
         if checkpoint is None:
             raise WeightsError("model 'auto' needs --checkpoint PATH")
@@ -184,6 +203,10 @@ def save_random_checkpoint(path: str | Path, model: str = "vit_b", seed: int = 0
 
     if family_of(model) == "sam":
         return save_sam(path, model, seed)
+    if family_of(model) == "sam3":  # a checkpoint folder in the published layout
+        from .sam3_model import save_pair
+
+        return save_pair(random_model(model, seed).module, path)
     loaded = random_model(model, seed)
     sd = loaded.module.state_dict()
     family = loaded.family
