@@ -162,12 +162,14 @@ def test_projects_of_earlier_schemas_open_and_migrate(tmp_path, version):
                  "'click', 0, 0)", (encode_rle(_mask())["counts"],))
     conn.close()
     s = Store(p)
-    assert s.get_meta("schema_version") == str(SCHEMA_VERSION) == "5"
+    assert s.get_meta("schema_version") == str(SCHEMA_VERSION) == "6"
     (ob,) = s.objects()
     assert np.array_equal(ob.mask, _mask()) and (ob.label, ob.supercategory) == ("cat", "animal")
     assert ob.has_mask and ob.given_bbox is None and ob.review is None and s.checks() == []
     assert s.claim_for_labelling([ob.id], "run-a", 60, since=time.time()) == []  # labelled: nothing to claim
     s.mark_pending([ob.id])
+    concept = s.accept(1, _mask(), provenance="concept", label="cat", state="proposed")  # schema 6
+    assert s.object(concept).provenance == "concept" and s.object(ob.id).label == "cat"
     assert s.claim_for_labelling([ob.id], "run-a", 60, since=time.time()) == [ob.id]
     assert s.integrity_ok()
 
