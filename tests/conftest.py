@@ -232,3 +232,13 @@ def _finish_widget_workers(request):
         WorkerBase.await_workers(msecs=300_000)
     if request.node.get_closest_marker("gui") is not None and "clicklabel_napari._workers" in sys.modules:
         sys.modules["clicklabel_napari._workers"].await_decoders(300)
+
+
+@pytest.fixture(scope="session")
+def sam3_checkpoint(tmp_path_factory) -> Path:
+    """A tiny random SAM 3 (transformers' own Sam3Model + Sam3TrackerModel) as a checkpoint folder in the published
+    layout (skipped without the [sam3] extra)."""
+    pytest.importorskip("transformers.models.sam3", reason="SAM 3 needs its extra: pip install 'clicklabel[sam3]'")
+    from clicklabel.segment.sam3_model import random_pair, save_pair
+
+    return save_pair(random_pair("tiny", seed=3), tmp_path_factory.mktemp("sam3") / "sam3-tiny")

@@ -15,10 +15,8 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 @pytest.fixture(scope="session")
-def sam3_folder(tmp_path_factory):
-    from clicklabel.segment.sam3_model import random_pair, save_pair
-
-    return save_pair(random_pair("tiny", seed=3), tmp_path_factory.mktemp("sam3") / "sam3-tiny")
+def sam3_folder(sam3_checkpoint):
+    return sam3_checkpoint
 
 
 @pytest.fixture(scope="session")

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .concept_actions import ConceptActions
 from .errors import ClickLabelError, PromptError
 from .project import (
     ImageRecord,
@@ -77,7 +78,7 @@ class PromptJob:
         return self
 
 
-class AnnotationSession(ReviewActions):
+class AnnotationSession(ReviewActions, ConceptActions):
     """A project, an engine, and the image being annotated."""
 
     def __init__(self, store: Store, engine):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..errors import ClickLabelError
 from .common import add_engine_args, add_ray_args, count, engine_from_args, engine_spec, finite_float, positive_int
+from .concepts import add_concept_args
 
 
 def cmd_add(args) -> int:
@@ -29,6 +30,12 @@ def cmd_add(args) -> int:
 def cmd_propose(args) -> int:
     from tqdm import tqdm
 
+    from .concepts import cmd_concepts, wants_concepts
+
+    if wants_concepts(args):  # --concepts / --exemplar / --grounding: every instance of named classes
+        return cmd_concepts(args)
+    if args.random_weights or args.check or args.dry_run:
+        raise ClickLabelError("--random-weights, --check and --dry-run go with --concepts")
     from ..images import load_image
     from ..project import is_project, open_project, propose_project
     from ..segment.propose import ProposeSettings
@@ -141,7 +148,8 @@ def add_project_parsers(sub) -> None:
     p.add_argument("--root", help="project root (image paths are stored relative to it)")
     p.set_defaults(func=cmd_add)
 
-    p = sub.add_parser("propose", help="SAM proposes every object: into a project for review, or a COCO file")
+    p = sub.add_parser("propose", help="SAM proposes every object (or, with --concepts, every instance of "
+                                       "named classes): into a project for review, or a COCO file")
     p.add_argument("target", help="a project (.clicklabel or folder) or one image")
     p.add_argument("--grid", type=positive_int, default=32, help="points per side")
     p.add_argument("--min-area", type=count, default=0)
@@ -155,6 +163,7 @@ def add_project_parsers(sub) -> None:
     p.add_argument("--out", help="with an image: the COCO file to write (default proposals.json)")
     add_engine_args(p, engine=False, remote=True)
     add_ray_args(p)
+    add_concept_args(p)
     p.set_defaults(func=cmd_propose)
 
     p = sub.add_parser("export", help="write a project as COCO instance annotations")

@@ -18,9 +18,10 @@ class LeasesMixin:
                             ) -> list[int]:
         """Claim those of ``object_ids`` that still wait for a label (accepted, pending or failed, unchanged since
         ``since``) and that no other run holds; returns the ids claimed, in the order given. With ``check`` (the
-        class audit), those that have a label instead: an answer or a check stored meanwhile changes the object,
-        so a second run skips it."""
+        class audit), those that have a label instead (concept proposals too): an answer or a check stored meanwhile
+        changes the object, so a second run skips it."""
         wanted = "o.label IS NOT NULL" if check else "o.label_status IN ('pending', 'failed')"
+        states = "'accepted', 'proposed'" if check else "'accepted'"  # a concept proposal is checked before review
         ids = list(object_ids)
         now = time.time()
         got: set[int] = set()
@@ -29,7 +30,7 @@ class LeasesMixin:
                 chunk = ids[i : i + _CHUNK]
                 rows = self.conn.execute(
                     "SELECT o.id FROM objects o LEFT JOIN label_leases l ON l.object_id = o.id "
-                    f"WHERE o.id IN ({','.join('?' * len(chunk))}) AND o.state = 'accepted' "
+                    f"WHERE o.id IN ({','.join('?' * len(chunk))}) AND o.state IN ({states}) "
                     f"AND {wanted} AND o.updated <= ? "
                     "AND (l.owner IS NULL OR l.owner = ? OR l.expires < ?)",
                     (*chunk, since, owner, now),
