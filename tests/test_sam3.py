@@ -171,3 +171,15 @@ def test_download_without_access_is_one_line(monkeypatch):
         weights.download("sam3")
     assert "request access" in str(exc.value) and "HF_TOKEN" in str(exc.value)
     assert hub.verify_repo(weights.REGISTRY["sam3"], weights.checkpoint_path("sam3"))[0] is False
+
+
+def test_bench_latency_prints_stock_and_ours(capsys, sam3_folder):
+    from clicklabel.cli import main
+
+    assert main(["bench", "latency", "--model", "sam3", "--checkpoint", str(sam3_folder), "--device", "cpu",
+                 "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "stock transformers ms" in out and "clicklabel ms" in out
+    for row in ("vision encoder", "text encoder, per concept", "detector + masks", "tracker decoder, one click"):
+        assert row in out
+    assert "min 1.00000" in out or "min 0.99" in out

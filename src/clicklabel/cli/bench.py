@@ -13,6 +13,11 @@ def cmd_bench(args) -> int:
         deprecated("`bench labels --model`", "--lmm")
         args.lmm, args.model = args.model, None
     args.model = args.model or "vit_b"
+    if args.what == "latency" and args.model == "sam3":  # SAM 3: the concept steps too (bench.sam3)
+        from ..bench.sam3 import bench_sam3_latency
+
+        bench_sam3_latency(args.checkpoint, args.random_weights, _bench_device(args.device), args.repeats or 3)
+        return 0
     if args.what == "latency":
         from ..bench.latency import bench_latency
 

@@ -208,6 +208,10 @@ class Sam3Engine(CachedEngine):
                 self._text.popitem(last=False)
         return value
 
+    def clear_text_cache(self) -> None:
+        with self._text_lock:
+            self._text.clear()
+
     def concept_outputs(self, phrase: str | None, exemplars: Sequence[Sequence[float]] = (),
                         negative: Sequence[Sequence[float]] = ()):
         """``Sam3Model``'s raw output for one concept on the current image: a phrase, exemplar boxes (x0, y0, x1,
