@@ -183,3 +183,41 @@ def test_bench_latency_prints_stock_and_ours(capsys, sam3_folder):
     for row in ("vision encoder", "text encoder, per concept", "detector + masks", "tracker decoder, one click"):
         assert row in out
     assert "min 1.00000" in out or "min 0.99" in out
+
+
+def test_concepts_through_the_server_half(sam3_folder, image, tmp_path):
+    """``serve``'s concept route (``remote_concepts.answer``) and the client's ``remote_find``, through JSON: the
+    same instances as the local engine; a bad body is one line."""
+    import json as json_module
+    from types import SimpleNamespace
+
+    from clicklabel.embeddings import EmbeddingCache
+    from clicklabel.errors import ClickLabelError
+    from clicklabel.segment import make_engine
+    from clicklabel.segment.remote_concepts import answer, remote_find
+
+    server = make_engine("sam3", checkpoint=sam3_folder, device="cpu", cache=EmbeddingCache(tmp_path / "srv"))
+    server.set_image(image)  # the upload: the server's cache has the image's features
+
+    class Loop:
+        url = "loopback"
+        sent = []
+
+        def request(self, method, path, json=None):
+            key = path.rsplit("/", 1)[-1]
+            self.sent.append(json_module.dumps(json))
+            body = answer(server, server.cache.get(key), json_module.loads(json_module.dumps(json)))
+            return SimpleNamespace(status_code=200, json=lambda: json_module.loads(json_module.dumps(body)))
+
+    local = make_engine("sam3", checkpoint=sam3_folder, device="cpu", cache=EmbeddingCache(disk=False))
+    local.set_image(image)
+    want = local.find("cat", [(30, 20, 80, 60)], threshold=0.0)
+    local.find = remote_find(local, Loop())
+    got = local.find("cat", [(30, 20, 80, 60)], threshold=0.0)
+    assert len(got) == len(want) > 0
+    assert all(abs(a[0] - b[0]) < 1e-4 and iou(a[1], b[1]) >= 0.99 for a, b in zip(got, want))
+    assert "cat" in Loop.sent[0] and len(Loop.sent[0]) < 500  # the concept goes as text, not pixels
+    for bad in ({"concept": 3}, {"concept": "cat", "threshold": 2}, {"concept": "cat", "exemplars": [[1, 2]]},
+                ["cat"]):
+        with pytest.raises(ClickLabelError):
+            answer(server, server.cache.get(server.current_key), bad)

@@ -194,4 +194,8 @@ def attach_remote(engine, server: str, token: str | None = None, notify: Callabl
         raise RemoteError(f"the server {client.url} encodes with {info['model_id']}, but the local weights are "
                           f"{engine.model_id}: give --model/--checkpoint the same weights as the server")
     engine.encoder = RemoteEncoder(engine.encoder, engine, client, info)
+    if hasattr(engine, "find"):  # SAM 3: concepts go to the server as text (segment.remote_concepts)
+        from .remote_concepts import remote_find
+
+        engine.find = remote_find(engine, client)
     return engine

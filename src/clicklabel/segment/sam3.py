@@ -23,6 +23,7 @@ import numpy as np
 
 from ..embeddings import Embedding, EmbeddingCache
 from ..errors import ClickLabelError, PromptError
+from ..images import to_rgb8
 from .base import Prompt
 from .cached import CachedEngine, default_precision
 from .decoder import resize_matrix
@@ -112,6 +113,13 @@ class Sam3Engine(CachedEngine):
         self._text_items = text_items
         self._text_lock = threading.Lock()
         self.text_encodings = 0  # phrases encoded so far (the rest came from the text cache)
+        self.current_key: str | None = None
+
+    def set_image(self, image: np.ndarray) -> None:
+        """Make ``image`` current; its cache key is kept (``current_key``: what a remote server knows it by)."""
+        img = to_rgb8(image)
+        self.current_key = self.embedding_key(img)
+        super().set_image(img)
 
     @staticmethod
     def build_model(name: str = "sam3"):
