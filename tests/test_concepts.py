@@ -175,3 +175,38 @@ def test_session_finds_concepts_reviews_and_exports(tmp_path, image_file, sam3_c
     doc = json.loads(coco.read_text())
     (ann,) = doc["annotations"]
     assert {c["id"]: c["name"] for c in doc["categories"]}[ann["category_id"]] == first.label
+
+
+def test_bench_concepts_counts_requests(capsys, tmp_path, sam3_checkpoint, monkeypatch):
+    from clicklabel.masks import encode_rle
+
+    data = tmp_path / "data"
+    (data / "images").mkdir(parents=True)
+    rng = np.random.default_rng(2)
+    images, anns = [], []
+    for i in range(2):
+        img = rng.integers(0, 255, (64, 96, 3), dtype=np.uint8)
+        Image.fromarray(img).save(data / "images" / f"im{i}.png")
+        images.append({"id": i + 1, "file_name": f"im{i}.png", "height": 64, "width": 96})
+        m = np.zeros((64, 96), bool)
+        m[10:40, 10:50] = True
+        rle = encode_rle(m)
+        anns.append({"id": i + 1, "image_id": i + 1, "category_id": 1 + i % 2, "segmentation": rle, "area": 1200,
+                     "bbox": [10, 10, 40, 30], "iscrowd": 0})
+    (data / "gt.json").write_text(json.dumps({"images": images, "annotations": anns, "categories": [
+        {"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}]}))
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+    answer = {"label": "cat", "supercategory": None, "confidence": 0.9}
+    with FakeLMM(answer=lambda body, image: answer) as lmm:
+        monkeypatch.setenv("OPENAI_BASE_URL", lmm.url)
+        code, stdout, err = run(capsys, "bench", "concepts", "--data", data, "--model", "sam3", "--checkpoint",
+                                sam3_checkpoint, "--accept", "all", "--check", "--grid", "4", "--no-cache")
+        sent = len(lmm.requests)
+    assert code == 0, err
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+            for line in stdout.splitlines() if line.startswith("| c")}
+    blind, concept = rows["class-blind propose + label"], rows["concept proposals (SAM 3) + check"]
+    assert int(blind[0]) == int(blind[1]) == int(blind[2]) > 0  # every accepted object cost one request
+    assert int(concept[2]) == int(concept[0])  # the check: one request per concept proposal
+    assert sent == int(blind[2]) + int(concept[2])
+    assert "saved per accepted object" in stdout

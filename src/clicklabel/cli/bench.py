@@ -61,6 +61,8 @@ def cmd_bench(args) -> int:
         return 0
     if args.what in ("noc", "box-jitter"):
         return bench_interactive(args)
+    if args.what == "concepts":
+        return bench_concepts_cli(args)
     if args.what == "labels":
         from ..evaluate.labels import bench_labels
         from ..label import CropSettings, LabelCache, Labeler, LabelerConfig, read_vocabulary
@@ -79,6 +81,30 @@ def cmd_bench(args) -> int:
         bench_labels(args.data, labeler, args.limit)
         return 0
     raise ClickLabelError(f"unknown benchmark {args.what!r}")
+
+
+def bench_concepts_cli(args) -> int:
+    """``bench concepts``: LMM requests per accepted object, concept proposals vs class-blind propose + label."""
+    from ..evaluate.concepts import bench_concepts
+    from ..label import CropSettings, LabelCache, Labeler, LabelerConfig, read_vocabulary
+    from ..segment.propose import ProposeSettings
+    from .concepts import _engine
+
+    if not args.data:
+        raise ClickLabelError("bench concepts needs --data DIR (a COCO file and its images, e.g. ../shared/data/pets)")
+    args.engine = "sam"
+    concepts = read_vocabulary(args.vocab, None) or None
+    cfg = LabelerConfig(lmm=args.lmm or "gpt-4o-mini", vocabulary=concepts, detail=args.detail,
+                        concurrency=args.concurrency, crop=CropSettings(mode=args.crop_mode))
+    labeler = Labeler(cfg, None if args.no_cache else LabelCache())
+    loose = args.random_weights or args.accept == "all"  # random weights: any candidate is a proposal
+    settings = ProposeSettings(grid=args.grid, pred_iou_thresh=0.0 if loose else 0.88,
+                               stability_thresh=0.0 if loose else 0.95)
+    args.server = args.token_file = None
+    args.encoder = getattr(args, "encoder", "auto")
+    bench_concepts(args.data, _engine(args), labeler, concepts, args.limit, args.accept, args.check, settings,
+                   threshold=0.01 if loose else 0.5)
+    return 0
 
 
 def bench_interactive(args) -> int:
@@ -153,7 +179,7 @@ def _bench_device(device: str) -> str:
 def add_bench_parser(sub) -> None:
     p = sub.add_parser("bench", help="benchmarks against the stock baseline, measured in the same run")
     p.add_argument("what", choices=["latency", "models", "encoder", "propose", "refine", "labels", "noc",
-                                    "box-jitter", "remote"])
+                                    "box-jitter", "remote", "concepts"])
     p.add_argument("--models", help="models: which ones, comma separated (default: every registered model)")
     p.add_argument("--engine", default="sam", help="noc, box-jitter: sam, grabcut or a model name")
     p.add_argument("--max-clicks", type=positive_int, default=20, help="noc")
@@ -175,6 +201,9 @@ def add_bench_parser(sub) -> None:
                    help="labels: half the ground truth as confirmed labels, the other half labelled with each number "
                         "of nearest examples (e.g. 0,4,16), descriptors from --model")
     p.add_argument("--knn", action="store_true", help="labels: add the neighbours' vote alone (no model) as a row")
+    p.add_argument("--accept", default="truth", choices=["truth", "all"],
+                   help="concepts: the simulated annotator accepts proposals matching the ground truth, or all")
+    p.add_argument("--check", action="store_true", help="concepts: add the class audit of each concept proposal")
     p.add_argument("--checkpoint")
     p.add_argument("--random-weights", action="store_true", help="random weights (timing only)")
     p.add_argument("--device", default="cpu")
