@@ -139,10 +139,12 @@ def test_weights_list_and_verify(capsys, monkeypatch, tmp_path):
     assert code == 0 and "vit_h" in out and "missing" in out
     rows = {r.split("|")[1].strip(): [c.strip() for c in r.split("|")[2:-1]] for r in out.splitlines()
             if r.startswith("| ") and "hash-pinned" not in r}
-    assert set(rows) == set(weights.REGISTRY) and len(rows) == 11
+    assert set(rows) == set(weights.REGISTRY) and len(rows) == 12
     assert rows["sam2.1_hiera_tiny"][0] == "SAM 2.1" and rows["hq_vit_tiny"][0] == "HQ-SAM"
     assert rows["hq_vit_tiny"][1:4] == ["43 MB", "yes", "sha256"] and rows["vit_b"][3] == "xxh128"
-    assert rows["vit_l"][5] == weights.REGISTRY["vit_l"].url
+    assert rows["vit_l"][7] == weights.REGISTRY["vit_l"].url and rows["vit_l"][5:7] == ["Apache-2.0", "open"]
+    assert rows["sam3"][0] == "SAM 3" and rows["sam3"][1].startswith("~") and rows["sam3"][5:7] == [
+        "SAM License", "gated: HF_TOKEN"]
     (tmp_path / "sam_vit_b_01ec64.pth").write_bytes(b"short")
     code, out, _ = run(capsys, "weights", "list")
     vit_b = next(line for line in out.splitlines() if line.startswith("| vit_b "))
