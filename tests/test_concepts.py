@@ -210,3 +210,22 @@ def test_bench_concepts_counts_requests(capsys, tmp_path, sam3_checkpoint, monke
     assert int(concept[2]) == int(concept[0])  # the check: one request per concept proposal
     assert sent == int(blind[2]) + int(concept[2])
     assert "saved per accepted object" in stdout
+
+
+def test_propose_concepts_into_a_project(capsys, tmp_path, image_file, sam3_checkpoint):
+    from clicklabel.project import open_project
+
+    project = tmp_path / "p.clicklabel"
+    assert run(capsys, "add", project, image_file)[0] == 0
+    code, _, err = run(capsys, "propose", project, "--concepts", "vocab", "--model", "sam3", "--checkpoint",
+                       sam3_checkpoint, "--device", "cpu")
+    assert code == 2 and "no vocabulary" in err
+    code, stdout, err = run(capsys, "propose", project, "--concepts", "cat,dog", "--threshold", "0.01", "--model",
+                            "sam3", "--checkpoint", sam3_checkpoint, "--device", "cpu")
+    assert code == 0, err
+    obs = open_project(project).objects(states=("proposed",))
+    assert obs and {o.provenance for o in obs} == {"concept"} and {o.label for o in obs} <= {"cat", "dog"}
+    assert f"{len(obs)} concept proposals" in stdout
+    code, stdout, _ = run(capsys, "propose", project, "--concepts", "cat,dog", "--threshold", "0.01", "--model",
+                          "sam3", "--checkpoint", sam3_checkpoint, "--device", "cpu")
+    assert code == 0 and "0 concept proposals" in stdout  # what is already proposed is not offered again
