@@ -42,7 +42,7 @@ def cmd_weights(args) -> int:
             raise ClickLabelError(f"name the model to download: {', '.join(weights.REGISTRY)}")
         print(weights.download(args.name))
         return 0
-    names = [args.name] if args.name else [n for n in weights.REGISTRY if weights.checkpoint_path(n).is_file()]
+    names = [args.name] if args.name else [n for n in weights.REGISTRY if weights.checkpoint_path(n).exists()]
     if not names:
         print(f"no checkpoints in {weights.weights_dir()}")
         return 0
