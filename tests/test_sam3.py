@@ -221,3 +221,29 @@ def test_concepts_through_the_server_half(sam3_folder, image, tmp_path):
                 ["cat"]):
         with pytest.raises(ClickLabelError):
             answer(server, server.cache.get(server.current_key), bad)
+
+
+def test_downloaded_folder_is_found_and_listed(monkeypatch, tmp_path, sam3_folder, capsys):
+    """`weights download sam3` (huggingface_hub, stubbed to copy a local folder) puts the repository in the weights
+    folder; `--model sam3` then loads it without --checkpoint, and `weights list` / `verify` see it."""
+    import shutil
+
+    from clicklabel import weights
+    from clicklabel.cli import main
+    from clicklabel.segment.models import load_model
+
+    monkeypatch.setenv("CLICKLABEL_WEIGHTS", str(tmp_path / "w"))
+    calls = []
+
+    def fake_snapshot(repo_id, local_dir, allow_patterns, token):
+        calls.append((repo_id, token))
+        shutil.copytree(sam3_folder, local_dir, dirs_exist_ok=True)
+
+    monkeypatch.setattr("huggingface_hub.snapshot_download", fake_snapshot)
+    monkeypatch.setenv("HF_TOKEN", "hf_test")
+    assert main(["weights", "download", "sam3"]) == 0
+    assert calls == [("facebook/sam3", "hf_test")]
+    assert load_model("sam3", None, download=False).path == weights.checkpoint_path("sam3") / "model.safetensors"
+    assert main(["weights", "verify"]) == 0 and "sam3: ok" in capsys.readouterr().out
+    main(["weights", "list"])
+    assert any(line.startswith("| sam3 ") and "present" in line for line in capsys.readouterr().out.splitlines())
