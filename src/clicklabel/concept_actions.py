@@ -17,8 +17,8 @@ class ConceptActions:
 
         return list(load_label_settings(self.store).vocabulary) or self.store.labels_in_use()
 
-    def propose_concepts(self, concepts, exemplars=None, threshold: float = 0.5, grounding=None, progress=None,
-                         stop=None, on_concept=None, accept_above: float | None = None):
+    def propose_concepts(self, concepts, exemplars=None, progress=None, stop=None, threshold: float = 0.5,
+                         grounding=None, on_concept=None, accept_above: float | None = None):
         """Every instance of each concept on the current image, stored as proposals (provenance ``concept``) with
         the concept as their label; ``concepts``: names or "cat, dog" (or "vocab"); ``exemplars``: boxes (x0, y0,
         x1, y1) of instances the annotator drew (SAM 3 finds the others); ``grounding``: a
