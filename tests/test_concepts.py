@@ -229,3 +229,23 @@ def test_propose_concepts_into_a_project(capsys, tmp_path, image_file, sam3_chec
     code, stdout, _ = run(capsys, "propose", project, "--concepts", "cat,dog", "--threshold", "0.01", "--model",
                           "sam3", "--checkpoint", sam3_checkpoint, "--device", "cpu")
     assert code == 0 and "0 concept proposals" in stdout  # what is already proposed is not offered again
+
+
+def test_propose_concepts_check_from_the_command_line(capsys, tmp_path, image_file, sam3_checkpoint, monkeypatch):
+    from clicklabel.project import open_project
+
+    project = tmp_path / "c.clicklabel"
+    assert run(capsys, "add", project, image_file)[0] == 0
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+    answer = {"label": "other", "supercategory": None, "confidence": 0.8}  # a lone concept can be contradicted
+    with FakeLMM(answer=lambda body, image: answer) as lmm:
+        monkeypatch.setenv("OPENAI_BASE_URL", lmm.url)
+        code, stdout, err = run(capsys, "propose", project, "--concepts", "cat", "--threshold", "0.01", "--check",
+                                "--lmm", "gpt-4o-mini", "--model", "sam3", "--checkpoint", sam3_checkpoint,
+                                "--device", "cpu")
+        asked = len(lmm.requests)
+    assert code == 0, err
+    n = len(open_project(project).objects(states=("proposed",)))
+    assert n and asked == n and f"checked {n}: 0 agree, {n} disagree" in stdout
+    schema = lmm.requests[0]["response_format"]["json_schema"]["schema"]
+    assert "other" in json.dumps(schema) and "cat" in json.dumps(schema)

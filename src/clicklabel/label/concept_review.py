@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 from ..project import Store
 
+OTHER = "other"  # the check's answer for a crop that is none of the concepts
+
 
 @dataclass
 class Opinion:
@@ -45,14 +47,16 @@ class Opinion:
 
 def check_concepts(store: Store, object_ids: Sequence[int], lmm: str | None, concepts: Sequence[str],
                    progress=None, stop=None):
-    """Ask the multimodal model whether each proposal is its class (answers among ``concepts``); the label run's
-    ``RunSummary``."""
+    """Ask the multimodal model whether each proposal is its class (answers among ``concepts``, the project's labels
+    and "other"); the label run's ``RunSummary``."""
     from ..project import load_label_settings
     from .client import LabelCache, Labeler
     from .run import label_objects
 
     config = load_label_settings(store).updated(lmm=lmm).labeler_config()
-    config.few_shot, config.knn_only_above, config.vocabulary = 0, None, list(concepts)
+    # the answers: the concepts, the project's own labels, or "other" (so a lone concept can be contradicted)
+    vocabulary = list(dict.fromkeys([*concepts, *store.labels_in_use(), OTHER]))
+    config.few_shot, config.knn_only_above, config.vocabulary = 0, None, vocabulary
     return label_objects(store, list(object_ids), Labeler(config, LabelCache()), progress, stop, check=True)
 
 
