@@ -101,13 +101,26 @@ def cmd_export(args) -> int:
 def cmd_import(args) -> int:
     from ..coco import import_coco, read_coco_file
     from ..project import open_project
+    from ..project.open import project_file, remove_new_project
 
     if not Path(args.images).is_dir():
         raise ClickLabelError(f"--images {args.images} is not a folder")
     read_coco_file(args.coco_json)  # a file that is not COCO at all creates no project
+    existed = project_file(args.project).exists()
     store = open_project(args.project, create=True, root=args.images)
     mode = "merge" if args.merge else "replace" if args.replace else "skip"
-    rep = import_coco(args.coco_json, args.images, store, strict=args.strict, mode=mode)
+    try:
+        rep = import_coco(args.coco_json, args.images, store, strict=args.strict, mode=mode)
+    except BaseException:
+        if not existed:  # a failed import leaves no empty project behind
+            remove_new_project(store)
+        raise
+    if not existed and not rep.images:
+        remove_new_project(store)
+        for p in rep.problems:
+            print(f"skipped: {p}")
+        raise ClickLabelError(f"nothing to import: none of the file's images could be used; no project was made "
+                              f"at {args.project}")
     print(f"imported {rep.annotations} annotations on {rep.images} images into {store.path}")
     if rep.boxes:
         print(f"{rep.boxes} of them are box-only (no mask yet): `clicklabel refine {args.project}` gives them masks")

@@ -54,6 +54,15 @@ def _which(entry, n: int) -> str:
     return str(v) if isinstance(v, (int, str)) and not isinstance(v, bool) and len(str(v)) <= 40 else f"#{n}"
 
 
+def _id_hint(v, known) -> str:
+    """Why an id is not found when the same id is there as a number or as text (``"1"`` is not ``1``)."""
+    other = str(v) if isinstance(v, int) else int(v) if isinstance(v, str) and v.strip().isdigit() else None
+    if other is None or other not in known:
+        return ""
+    kind = "text" if isinstance(v, str) else "a number"
+    return f" (it is {kind}; the file has {other!r}, the same id as {'a number' if isinstance(v, str) else 'text'})"
+
+
 def _entry(entry) -> dict:
     if not isinstance(entry, dict):
         raise CocoError(f"is a {type(entry).__name__}, not an object")
@@ -143,14 +152,14 @@ def _annotations(doc: dict, images: dict, cats: dict, rep: ImportReport) -> list
             iid = validate.as_id(ann["image_id"], "image_id")
             cid = validate.as_id(ann["category_id"], "category_id")
             if cid not in cats:
-                raise CocoError(f"unknown category id {cid}")
+                raise CocoError(f"unknown category id {cid!r}{_id_hint(cid, cats)}")
             if cats[cid] is None:
                 raise CocoError(f"its category id {cid} names two categories")
             if images.get(iid, False) is None:
                 raise CocoError(f"its image id {iid} names two images; cannot tell which")
             img = images.get(iid)
             if img is None:
-                raise CocoError(f"its image {iid} is missing or was refused")
+                raise CocoError(f"its image {iid!r} is missing or was refused{_id_hint(iid, images)}")
             shape = validate.shape(ann.get("segmentation"), img.height, img.width)
             if shape.rle is None:  # box-only
                 if ann.get("bbox") is None:

@@ -47,6 +47,17 @@ def open_project(target: str | Path, create: bool = False, root: str | Path | No
     return Store(path, root=root)
 
 
+def remove_new_project(store: Store) -> None:
+    """Close ``store`` and delete its files (the project and SQLite's -wal and -shm beside it): a project that a
+    failed import (or add) had just created is not left behind empty."""
+    store.close()
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        try:
+            store.path.with_name(store.path.name + suffix).unlink(missing_ok=True)
+        except OSError:
+            pass
+
+
 @dataclass
 class AddReport:
     """What ``add_images`` did: ids of the images now in the project (in the order given), how many were new,
