@@ -155,7 +155,7 @@ def test_bad_annotations_are_reported_by_id(tmp_path):
     text = "\n".join(rep.problems)
     for needle in ("annotation 11: missing key 'segmentation'", "annotation 12: polygon with 2 points",
                    "annotation 13: RLE size 40x30", "annotation 14: unknown category",
-                   "image 2: file_name '../../etc/passwd' points outside", "image 3: file_name '/etc/hosts'",
+                   "image 2: file_name '../../etc/passwd' points outside", "image 3: file '/etc/hosts' not found",
                    "image 4: file 'missing.png' not found", "annotation 15:", "annotation 16:"):
         assert needle in text, needle
     assert rep.notes == ["annotation 10: duplicate id; imported as annotation 18"]  # renumbered, not dropped

@@ -110,7 +110,8 @@ def cmd_import(args) -> int:
     store = open_project(args.project, create=True, root=args.images)
     mode = "merge" if args.merge else "replace" if args.replace else "skip"
     try:
-        rep = import_coco(args.coco_json, args.images, store, strict=args.strict, mode=mode)
+        rep = import_coco(args.coco_json, args.images, store, strict=args.strict, mode=mode,
+                          renumber=args.renumber_images)
     except BaseException:
         if not existed:  # a failed import leaves no empty project behind
             remove_new_project(store)
@@ -182,6 +183,8 @@ def add_project_parsers(sub) -> None:
     p.add_argument("--images", required=True, help="the folder the file_name entries are relative to")
     p.add_argument("--project", required=True, help="project file (created if missing)")
     p.add_argument("--strict", action="store_true", help="import nothing if any annotation is bad")
+    p.add_argument("--renumber-images", action="store_true", help="give the images new ids (default: the file's "
+                                                                   "ids, where the project has them free)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--merge", action="store_true", help="add annotations imported before again, as new objects")
     g.add_argument("--replace", action="store_true", help="replace the objects an earlier import of these "

@@ -1,6 +1,6 @@
 """The project store's SQLite schema and its migrations (see ``store.py``)."""
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 PROVENANCES = ("manual", "click", "box", "proposed", "imported")
 LABEL_STATUSES = ("pending", "done", "failed", "edited")
 MAX_LABEL_CHARS = 100  # a label or supercategory, from a person, a model or a COCO file
@@ -80,5 +80,13 @@ CREATE TABLE descriptors (object_id INTEGER PRIMARY KEY, model_id TEXT NOT NULL,
 CREATE INDEX descriptors_model ON descriptors(model_id);
 CREATE TABLE image_descriptors (image_id INTEGER PRIMARY KEY, model_id TEXT NOT NULL, vector BLOB NOT NULL);
 """
+# Version 6: nothing lost between tools. What a COCO file says that has no column here (an image's license and URL,
+# an annotation's attributes such as CVAT's occluded or rotation, a category's colour) is kept per row as a JSON
+# object and written back on export; the file's own top-level keys (info, licenses) go to meta ``coco_extra``.
+_V6 = """
+ALTER TABLE images ADD COLUMN extra TEXT;
+ALTER TABLE objects ADD COLUMN extra TEXT;
+ALTER TABLE categories ADD COLUMN extra TEXT;
+"""
 # Migrations from version N-1 to N, applied in order; version 1 is the initial schema. Later ones only add.
-MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5}
+MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5, 6: _V6}
