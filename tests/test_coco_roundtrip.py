@@ -204,3 +204,43 @@ def test_a_zero_area_polygon_is_kept_as_its_box_and_flagged(tmp_path):
     ob = s.objects()[0]
     assert rep.annotations == 1 and not ob.has_mask and ob.area > 0 and "zero-area" in ob.review
     assert len(rep.problems) == 1 and "covers no pixel" in rep.problems[0]
+
+
+# datumaro's own test asset tests/assets/coco_dataset/coco_instances/annotations/instances_val.json (MIT licence):
+# a category without annotations, image id 40 with its extra keys, attributes, a crowd RLE in uncompressed counts.
+DATUMARO = {
+    "licenses": [{"name": "", "id": 0, "url": ""}],
+    "info": {"contributor": "", "date_created": "", "description": "", "url": "", "version": "", "year": ""},
+    "categories": [{"id": 1, "name": "a", "supercategory": ""}, {"id": 2, "name": "b", "supercategory": ""},
+                   {"id": 3, "name": "c", "supercategory": ""}],
+    "images": [{"id": 40, "width": 5, "height": 10, "file_name": "b.jpg", "license": 0, "flickr_url": "",
+                "coco_url": "", "date_captured": 0}],
+    "annotations": [
+        {"id": 1, "image_id": 40, "category_id": 1, "segmentation": [[0.0, 0.0, 1.0, 0.0, 1.0, 2.0, 0.0, 2.0]],
+         "area": 2.0, "bbox": [0.0, 0.0, 1.0, 2.0], "iscrowd": 0, "attributes": {"x": 1, "y": "hello"}},
+        {"id": 2, "image_id": 40, "category_id": 2, "segmentation": {"counts": [0, 20, 30], "size": [10, 5]},
+         "area": 20.0, "bbox": [0.0, 0.0, 1.0, 9.0], "iscrowd": 1}],
+}
+
+
+def test_datumaros_asset_comes_back_whole(tmp_path):
+    d = tmp_path / "images"
+    d.mkdir()
+    Image.fromarray(np.zeros((10, 5, 3), np.uint8)).save(d / "b.jpg")
+    src = tmp_path / "instances_val.json"
+    src.write_text(json.dumps(DATUMARO))
+    s = Store(tmp_path / "p.clicklabel", root=d)
+    rep = import_coco(src, d, s)
+    assert not rep.problems and rep.annotations == 2
+    out = tmp_path / "out.json"
+    export_coco(s, out)
+    back = json.loads(out.read_text())
+    assert back["categories"] == DATUMARO["categories"] and back["images"] == DATUMARO["images"]
+    assert back["info"] == DATUMARO["info"] and back["licenses"] == DATUMARO["licenses"]
+    for mine, theirs in zip(back["annotations"], DATUMARO["annotations"]):
+        assert {k: mine[k] for k in ("id", "image_id", "category_id", "bbox", "iscrowd")} == \
+            {k: theirs[k] for k in ("id", "image_id", "category_id", "bbox", "iscrowd")}
+        assert mine.get("attributes") == theirs.get("attributes")
+    a, b = COCO(str(src)), COCO(str(out))
+    for i in (1, 2):
+        assert (a.annToMask(a.anns[i]) == b.annToMask(b.anns[i])).all()

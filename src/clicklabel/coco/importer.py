@@ -97,7 +97,10 @@ def _categories(doc: dict, rep: ImportReport) -> dict:
                                     "are refused")
             cats[cid] = None
             continue
-        cats.setdefault(cid, (name, sup, carry.extra(c, carry.CATEGORY_KEYS)))
+        more = carry.extra(c, carry.CATEGORY_KEYS) or {}
+        if c.get("supercategory") == "":  # datumaro and CVAT write an empty one: written back as it was
+            more["supercategory"] = ""
+        cats.setdefault(cid, (name, sup, more or None))
     return cats
 
 
