@@ -187,18 +187,16 @@ def test_cli_export_import(tmp_path, capsys):
 
 
 def _supervision_reader(seg, h, w):
-    """How supervision reads a COCO polygon: int32 coordinates (truncated), cv2.fillPoly."""
-    import cv2
+    """supervision's own COCO polygon reader (the installed package's function, not a copy)."""
+    from supervision.dataset.formats.coco import coco_annotations_to_masks
 
-    m = np.zeros((h, w), np.uint8)
-    for poly in seg:
-        cv2.fillPoly(m, [np.asarray(poly, dtype=np.int32).reshape(-1, 2)], 1)
-    return m.astype(bool)
+    return coco_annotations_to_masks([{"segmentation": seg}], (w, h))[0]
 
 
 def _ultralytics_reader(seg, h, w):
-    """How ultralytics reads it: coordinates normalised to 0..1 in its label files (6 decimals), scaled back,
-    truncated to int32, cv2.fillPoly."""
+    """How ultralytics reads it, as its format is published (the package cannot be installed beside our headless
+    OpenCV): coordinates normalised to 0..1 in its label files (6 decimals), scaled back, truncated to int32,
+    cv2.fillPoly."""
     import cv2
 
     m = np.zeros((h, w), np.uint8)
@@ -210,8 +208,10 @@ def _ultralytics_reader(seg, h, w):
 
 
 def test_polygons_rasterise_to_the_same_pixels_in_pycocotools_and_cv2_readers(tmp_path):
-    """`export --polygons`: pycocotools, supervision and ultralytics all get the mask back exactly (corner polygons
-    came back one pixel too big on the right and bottom in the cv2 readers: a 1-pixel object at IoU 0.25)."""
+    """`export --polygons`: pycocotools and ultralytics get the mask back exactly (corner polygons came back one
+    pixel too big on the right and bottom in the cv2 readers: a 1-pixel object at IoU 0.25); `--polygons rounding`:
+    supervision >= 0.30.4 (which rounds coordinates) and ultralytics do. No polygon is exact in both pycocotools and
+    a rounding reader."""
     h, w = 48, 64
     masks = []
     one = np.zeros((h, w), bool)
@@ -243,8 +243,17 @@ def test_polygons_rasterise_to_the_same_pixels_in_pycocotools_and_cv2_readers(tm
     assert len(polys) == len(masks) - len(rep.rle_fallbacks) >= 30  # the rest have holes: RLE
     for ann in polys:
         truth = ids[ann["clicklabel"]["object_id"]]
-        for reader in (lambda a: coco.annToMask(a).astype(bool), lambda a: _supervision_reader(a["segmentation"], h, w),
-                       lambda a: _ultralytics_reader(a["segmentation"], h, w)):
+        for reader in (lambda a: coco.annToMask(a).astype(bool), lambda a: _ultralytics_reader(a["segmentation"], h, w)):
             assert mask_iou(reader(ann), truth) == 1.0
+    assert sum(not np.array_equal(_supervision_reader(a["segmentation"], h, w), ids[a["clicklabel"]["object_id"]])
+               for a in polys) == len(polys)  # supervision rounds: one pixel too big right and bottom
+    export_coco(s, tmp_path / "r.json", polygons="rounding")
+    rounded = [a for a in json.loads((tmp_path / "r.json").read_text())["annotations"]
+               if isinstance(a["segmentation"], list)]
+    assert len(rounded) == len(polys)
+    for ann in rounded:
+        truth = ids[ann["clicklabel"]["object_id"]]
+        assert np.array_equal(_supervision_reader(ann["segmentation"], h, w), truth)
+        assert np.array_equal(_ultralytics_reader(ann["segmentation"], h, w), truth)
     corner = [[9, 7, 10, 7, 10, 8, 9, 8]]  # the 1-pixel object as a pixel-corner polygon (our old export)
     assert mask_iou(_supervision_reader(corner, h, w), one) == 0.25

@@ -3,6 +3,7 @@ lines around the core's project workflows (``clicklabel.project``), which the wi
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from ..errors import ClickLabelError
@@ -12,11 +13,13 @@ from .common import add_engine_args, add_ray_args, count, engine_from_args, engi
 def cmd_add(args) -> int:
     from ..project import add_images, expand_images, is_project, open_project
 
-    files = expand_images(args.images)
+    files = expand_images(args.images, recursive=not args.flat)
     if not files:
         raise ClickLabelError(f"no images in {' '.join(args.images)}")
     existing = is_project(args.project)
-    store = open_project(args.project, create=True, root=args.root or files[0].resolve().parent)
+    first = Path(args.images[0]).expanduser()  # a folder is the root: its sub-folders' names are kept (cats/a.jpg)
+    store = open_project(args.project, create=True,
+                         root=args.root or (first.resolve() if first.is_dir() else files[0].resolve().parent))
     if existing and args.root:
         store.set_root(args.root)
     rep = add_images(store, files)
@@ -81,10 +84,45 @@ def cmd_propose(args) -> int:
 
 
 def cmd_export(args) -> int:
+    from tqdm import tqdm
+
     from ..coco import export_coco
     from ..project import open_project
 
-    rep = export_coco(open_project(args.project), args.out, polygons=args.polygons, images_root=args.images_root)
+    store = open_project(args.project)
+    bar = tqdm(total=len(store.images()), unit="image", desc="copying images", disable=None)
+    progress = lambda done, total: bar.update(done - bar.n)  # noqa: E731
+    if args.format == "yolo":
+        from ..coco.yolo import export_yolo
+
+        if args.polygons or args.images_root:
+            raise ClickLabelError("--polygons and --images-root are for --format coco")
+        rep = export_yolo(store, args.out, auto_orient=args.auto_orient is not None, progress=progress)
+        bar.close()
+        print(f"wrote {Path(args.out) / 'data.yaml'}: {rep.images} images, {rep.instances} instances, {rep.classes} "
+              "classes")
+        if rep.turned:
+            print(f"{rep.turned} images written upright (their EXIF rotation applied)")
+        for n, text in ((rep.joined, "multi-part objects have their parts joined into one outline"),
+                        (rep.filled, "objects have holes, which a YOLO outline cannot hold: filled"),
+                        (rep.boxes, "objects are box-only (no mask yet): written as their box")):
+            if n:
+                print(f"{n} {text}")
+        return 0
+    names = None
+    if args.auto_orient is not None:
+        from ..coco.copies import copy_images
+
+        if args.images_root:
+            raise ClickLabelError("--auto-orient writes the copies' names; leave out --images-root")
+        folder = Path(args.auto_orient or Path(args.out).parent / "images_upright")
+        copied, turned = copy_images(store, folder, upright=True, progress=progress)
+        names = {iid: Path(os.path.relpath(folder / n, Path(args.out).parent)).as_posix() for iid, n in copied.items()}
+        print(f"copied {len(copied)} images to {folder} ({turned} turned upright: readers that ignore EXIF see them "
+              "as displayed)")
+    bar.close()
+    rep = export_coco(store, args.out, polygons=args.polygons or False, images_root=args.images_root,
+                      file_names=names)
     print(f"wrote {args.out}: {rep.images} images, {rep.annotations} annotations")
     if rep.boxes:
         print(f"{rep.boxes} objects are box-only (no mask yet), written with an empty segmentation; "
@@ -153,6 +191,7 @@ def add_project_parsers(sub) -> None:
     p.add_argument("project")
     p.add_argument("images", nargs="+")
     p.add_argument("--root", help="project root (image paths are stored relative to it)")
+    p.add_argument("--flat", action="store_true", help="a folder's own images only, not its sub-folders'")
     p.set_defaults(func=cmd_add)
 
     p = sub.add_parser("propose", help="SAM proposes every object: into a project for review, or a COCO file")
@@ -171,10 +210,18 @@ def add_project_parsers(sub) -> None:
     add_ray_args(p)
     p.set_defaults(func=cmd_propose)
 
-    p = sub.add_parser("export", help="write a project as COCO instance annotations")
+    p = sub.add_parser("export", help="write a project as COCO instance annotations (or a YOLO segmentation set)")
     p.add_argument("project")
-    p.add_argument("--out", required=True)
-    p.add_argument("--polygons", action="store_true", help="polygons instead of RLE (RLE kept where they cannot)")
+    p.add_argument("--out", required=True, help="the COCO .json file; with --format yolo, the data set's folder")
+    p.add_argument("--format", choices=["coco", "yolo"], default="coco",
+                   help="yolo: images/, labels/ and data.yaml, as ultralytics trains on")
+    p.add_argument("--auto-orient", nargs="?", const="", metavar="DIR",
+                   help="copy the images upright (EXIF rotation applied) for readers that ignore EXIF (torchvision, "
+                        "datumaro): coco: into DIR (default images_upright/ beside --out), file names pointing there")
+    p.add_argument("--polygons", nargs="?", const="pycocotools", choices=["pycocotools", "rounding"], metavar="READER",
+                   help="exact polygons instead of RLE (RLE kept for holes) for the readers of READER: pycocotools "
+                        "(the default; also ultralytics and supervision < 0.30.4, which truncate coordinates) or "
+                        "rounding (supervision >= 0.30.4, which rounds them; ultralytics too)")
     p.add_argument("--images-root", help="write file_name relative to this folder")
     p.set_defaults(func=cmd_export)
 

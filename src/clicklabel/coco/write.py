@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import CocoError
 from ..files import atomic_write
-from ..masks import encode_rle, mask_to_polygons, rle_bbox, tight_bbox
+from ..masks import RASTERISERS, encode_rle, mask_to_polygons, rle_bbox, tight_bbox
 from ..project import Store
 from . import carry
 from .carry import EXTRA_KEY, UNLABELLED
@@ -30,9 +30,16 @@ class ExportReport:
 
 
 def export_coco(
-    store: Store, out: str | Path, polygons: bool = False, images_root: str | Path | None = None
+    store: Store, out: str | Path, polygons: bool | str = False, images_root: str | Path | None = None,
+    file_names: dict[int, str] | None = None,
 ) -> ExportReport:
-    """Write the project's accepted objects as a COCO instances file (atomically); returns what was written."""
+    """Write the project's accepted objects as a COCO instances file (atomically); returns what was written.
+    ``polygons``: exact polygons instead of RLE, for the readers of a rasteriser (``masks.RASTERISERS``; True is
+    'pycocotools'), RLE kept where polygons cannot be exact. ``file_names``: image id -> the name to write (copies
+    made beside the file: ``copies.copy_images``)."""
+    rasteriser = "pycocotools" if polygons is True else polygons or None
+    if rasteriser is not None and rasteriser not in RASTERISERS:
+        raise CocoError(f"unknown polygon rasteriser {rasteriser!r}; one of {', '.join(RASTERISERS)}")
     rep = ExportReport()
     root = Path(images_root).resolve() if images_root else None
     images = []
@@ -42,7 +49,9 @@ def export_coco(
         if root is not None:
             name = Path(os.path.relpath(store.root / im.path, root)).as_posix()
         keep = dict(more.get(im.id, {}))
-        if root is not None:  # the file names asked for, not the ones the images came with
+        if file_names is not None:
+            name = file_names[im.id]
+        if root is not None or file_names is not None:  # the file names asked for, not the ones they came with
             keep.pop("file_name", None)
         images.append({"id": im.id, "file_name": name, "width": im.width, "height": im.height, **keep})
     rep.images = len(images)
@@ -73,8 +82,8 @@ def export_coco(
         if not ob.has_mask:  # box-only until refined: COCO's box-only form
             seg = []
             rep.boxes += 1
-        elif polygons and not ob.iscrowd:
-            poly = mask_to_polygons(ob.mask)
+        elif rasteriser and not ob.iscrowd:
+            poly = mask_to_polygons(ob.mask, rasteriser)
             if poly is None:
                 rep.rle_fallbacks.append(ob.id)
             else:
