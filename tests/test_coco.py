@@ -243,7 +243,8 @@ def test_polygons_rasterise_to_the_same_pixels_in_pycocotools_and_cv2_readers(tm
     assert len(polys) == len(masks) - len(rep.rle_fallbacks) >= 30  # the rest have holes: RLE
     for ann in polys:
         truth = ids[ann["clicklabel"]["object_id"]]
-        for reader in (lambda a: coco.annToMask(a).astype(bool), lambda a: _ultralytics_reader(a["segmentation"], h, w)):
+        for reader in (lambda a: coco.annToMask(a).astype(bool),
+                       lambda a: _ultralytics_reader(a["segmentation"], h, w)):
             assert mask_iou(reader(ann), truth) == 1.0
     assert sum(not np.array_equal(_supervision_reader(a["segmentation"], h, w), ids[a["clicklabel"]["object_id"]])
                for a in polys) == len(polys)  # supervision rounds: one pixel too big right and bottom
