@@ -6,7 +6,9 @@ import json
 
 import numpy as np
 import pytest
+import supervision as sv
 from PIL import Image
+from torchvision import datasets
 
 from clicklabel.cli import main
 from clicklabel.coco import export_coco
@@ -51,7 +53,6 @@ def project(tmp_path):
 
 
 def test_supervision_reads_our_rle_exactly_with_the_right_classes(project, tmp_path):
-    sv = pytest.importorskip("supervision")
     s, ids = project
     out = tmp_path / "coco.json"
     export_coco(s, out)
@@ -71,7 +72,6 @@ def test_supervision_reads_our_rle_exactly_with_the_right_classes(project, tmp_p
 def test_polygons_for_each_rasteriser(project, tmp_path, rasteriser):
     """`--polygons` is exact in pycocotools; `--polygons rounding` in supervision 0.31 (real reader), whose
     rounding puts the first kind one pixel past the right and bottom edges."""
-    sv = pytest.importorskip("supervision")
     from pycocotools.coco import COCO
 
     s, ids = project
@@ -136,7 +136,6 @@ def test_yolo_export_loads_in_ultralytics(project, tmp_path, capsys):
 
 
 def test_auto_orient_copies_upright_for_torchvision(tmp_path, capsys):
-    datasets = pytest.importorskip("torchvision.datasets")
     d = tmp_path / "imgs"
     d.mkdir()
     im = Image.fromarray(np.random.default_rng(1).integers(0, 255, (30, 50, 3), dtype=np.uint8))
