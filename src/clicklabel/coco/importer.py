@@ -124,9 +124,10 @@ def _locate(images_dir: Path, name: str) -> Path:
     parts = [q for q in re.split(r"[\\/]+", name) if q and q not in (".",)]
     absolute = os.path.isabs(name) or name.startswith(("/", "\\")) or ":" in name[:3]
     if not absolute:
-        if safe_image_path(images_dir, name) is None:
+        posix = name.replace("\\", "/")  # a relative Windows path (cats\\a.jpg); its own name is written back
+        if safe_image_path(images_dir, posix) is None:
             raise CocoError(f"file_name {name!r} points outside {images_dir}; refused")
-        path = find_image([images_dir], name)
+        path = find_image([images_dir], posix)
     else:
         if parts and ":" in parts[0]:
             parts = parts[1:]  # a drive letter
