@@ -280,3 +280,22 @@ def test_propose_keeps_no_repeats(tiny_engine):
     props = propose(tiny_engine, ProposeSettings(grid=4, pred_iou_thresh=0.0, stability_thresh=0.0))
     keys = [np.packbits(p.mask).tobytes() for p in props]
     assert len(keys) == len(set(keys))
+
+
+def test_label_against_a_closed_port_is_one_line_exit_1(tmp_path, monkeypatch, capsys):
+    s = _project(tmp_path, objects=3)
+    for i in range(9):
+        m = np.zeros((30, 40), bool)
+        m[i, 1 : 2 + i] = True
+        s.accept(1, m)
+    s.close()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    monkeypatch.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{port}/v1")
+    monkeypatch.setenv("CLICKLABEL_CACHE", str(tmp_path / "cache"))
+    assert main(["label", str(tmp_path / "p.clicklabel"), "--concurrency", "3", "--retries", "0"]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and f"127.0.0.1:{port}/v1" in err and "Connection refused" in err
+    assert len(Store(tmp_path / "p.clicklabel").objects(label_status=["pending"])) >= 6  # not sent at all

@@ -313,8 +313,8 @@ def _add_images(store: Store, files: list[_Image], renumber: bool, rep: ImportRe
         carry.set_extra(store, "images", sid[img.path], img.extra)
         moved += want is not None and sid[img.path] != want
     if moved:
-        rep.notes.append(f"{moved} image id(s) of the file are taken by other images in the project: those images "
-                         "got new ids")
+        rep.notes.append(f"{moved} image(s) have another id in the project than in the file (they were in the "
+                         "project already, or another image has their id); an export writes the project's ids")
     rep.images = len(files)
     return sid
 
