@@ -51,11 +51,10 @@ def test_round_trip_real_coco_files(tmp_path, name, ann_file):
         assert list(ours2.bbox) == [float(v) for v in ann["bbox"]]
         assert ours2.iscrowd == ann.get("iscrowd", 0)
         assert ours2.label == next(c["name"] for c in original["categories"] if c["id"] == ann["category_id"])
-    used = {a["category_id"] for a in original["annotations"]}
-    exported = json.loads((tmp_path / "export.json").read_text())
-    assert {(c["id"], c["name"]) for c in exported["categories"]} == {
-        (c["id"], c["name"]) for c in original["categories"] if c["id"] in used
-    }
+    exported = json.loads((tmp_path / "export.json").read_text())  # every category, those without annotations too
+    assert {(c["id"], c["name"]) for c in exported["categories"]} == {(c["id"], c["name"])
+                                                                       for c in original["categories"]}
+    assert sorted(i["id"] for i in exported["images"]) == sorted(i["id"] for i in original["images"])
     with contextlib.redirect_stdout(io.StringIO()):
         COCO(str(tmp_path / "export.json"))  # loads in pycocotools
     for iou_type in ("segm", "bbox"):
