@@ -195,8 +195,8 @@ def main(argv=None) -> int:
                 pump(0.002)
 
         def idle():
-            return (w.session is not None and w.session.image is not None and w._loading is None
-                    and not w.answering and w._propose_worker is None and not w._after_draw)
+            return (w.session is not None and w.session.image is not None and w.nav.loading is None
+                    and not w.prompter.answering and not w.review.proposing and not w.bench.drawing_pending)
 
         def measure(action):
             """Run ``action`` (which sends the input), wait for its result on screen; ms from input to drawn."""
@@ -257,16 +257,16 @@ def main(argv=None) -> int:
         windows.append(("switches", t_a, time.perf_counter(), None))
         if args.random_weights or args.model == "tiny":  # keep every candidate; 3 per grid point
             grid = int(np.ceil(np.sqrt(args.proposals / 3))) + 1
-            w.propose_settings = ProposeSettings(grid=grid, pred_iou_thresh=0.0, stability_thresh=0.0,
+            w.review.settings = ProposeSettings(grid=grid, pred_iou_thresh=0.0, stability_thresh=0.0,
                                                  nms_thresh=1.0, max_proposals=args.proposals)
         else:
-            w.propose_settings = ProposeSettings(max_proposals=args.proposals)
+            w.review.settings = ProposeSettings(max_proposals=args.proposals)
         t0 = t_a = time.perf_counter()
         key(viewer, "p")
-        wait(lambda: w.reviewing or (w._propose_worker is None and idle()), limit=1800)
+        wait(lambda: w.review.reviewing or (not w.review.proposing and idle()), limit=1800)
         propose_s = time.perf_counter() - t0
         t_review = time.perf_counter()
-        offered = len(w.proposed)
+        offered = len(w.review.proposed)
         reviews = []
         for n in range(min(args.reviews, max(0, offered - 1))):
             reviews.append(measure(lambda k="ax"[n % 2]: key(viewer, k)))

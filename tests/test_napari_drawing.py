@@ -130,11 +130,11 @@ def test_clicks_cost_no_napari_bookkeeping_and_share_one_decoder_thread(make_nap
                         predict(*a, **k))
     counts.update(ranges=0, rows=0)
     for x, y in ((100, 80), (150, 120), (60, 40)):
-        w.add_point(x, y, True)
+        w.prompter.add_point(x, y, True)
         wait_ready(qtbot, w)
         qtbot.wait(100)
         assert len(w.layers.prompts.data) > 0 and w.session.state.preview is not None
-        w.clear()
+        w.prompter.clear()
         qtbot.wait(100)
     assert counts == {"ranges": 0, "rows": 0}
     assert len(threads) == 3 and len(set(threads)) == 1 and threads[0] is not threading.main_thread()
@@ -163,9 +163,9 @@ def test_new_boxes_reuse_their_shader_program(make_napari_viewer, qtbot, tiny_en
     monkeypatch.setattr(gloo_program.Program, "set_shaders",
                         lambda self, *a, **k: builds.append(self) or set_shaders(self, *a, **k))
     for n, (x, y) in enumerate(((100, 80), (150, 120), (60, 40))):
-        w.add_point(x, y, True)
+        w.prompter.add_point(x, y, True)
         wait_ready(qtbot, w)
-        assert w.accept() is not None
+        assert w.prompter.accept() is not None
         scene.render()  # draws every visual (the window may be hidden here)
         if n == 0:  # the first box: its program is made once
             builds.clear()
@@ -189,12 +189,12 @@ def test_switching_images_keeps_the_shader_programs(make_napari_viewer, qtbot, t
     w = ClickLabelWidget(viewer, engine=tiny_engine, auto_label=False)
     w.open_folder(str(folder))
     wait_ready(qtbot, w)
-    w.add_point(100, 80, True)
+    w.prompter.add_point(100, 80, True)
     wait_ready(qtbot, w)
-    oid = w.accept()
+    oid = w.prompter.accept()
     scene = viewer.window._qt_viewer.canvas._scene_canvas
     for step in (+1, -1):  # both images drawn once: every program exists
-        w.go(step)
+        w.nav.go(step)
         wait_ready(qtbot, w)
         scene.render()
     builds = []
@@ -202,7 +202,7 @@ def test_switching_images_keeps_the_shader_programs(make_napari_viewer, qtbot, t
     monkeypatch.setattr(gloo_program.Program, "set_shaders",
                         lambda self, *a, **k: builds.append(self) or set_shaders(self, *a, **k))
     for step in (+1, -1):
-        w.go(step)
+        w.nav.go(step)
         wait_ready(qtbot, w)
         frame = scene.render()
     assert builds == []
@@ -233,15 +233,15 @@ def test_the_status_bar_is_repainted_with_the_mask(make_napari_viewer, qtbot, ti
     predict, delay = tiny_engine.predict, [0.1]
     monkeypatch.setattr(tiny_engine, "predict", lambda *a, **k: time.sleep(delay[0]) or predict(*a, **k))
     click(viewer, 100, 80)
-    assert w.answering and not bar.updatesEnabled()
+    assert w.prompter.answering and not bar.updatesEnabled()
     wait_ready(qtbot, w)
     assert bar.updatesEnabled() and w.session.state.preview is not None
-    w.clear()
+    w.prompter.clear()
     delay[0] = 2 * POINT_DELAY_MS / 1000  # a slow answer: the status bar is not held longer than the limit
     click(viewer, 60, 40)
     assert not bar.updatesEnabled()
     qtbot.waitUntil(bar.updatesEnabled, timeout=POINT_DELAY_MS + 200)
-    assert w.answering
+    assert w.prompter.answering
     wait_ready(qtbot, w)
     assert bar.updatesEnabled()
 

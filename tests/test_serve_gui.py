@@ -23,7 +23,7 @@ pytestmark = pytest.mark.gui
 
 
 def _ready(w):
-    return w.session is not None and w.session.image is not None and w._loading is None and not w.answering
+    return w.session is not None and w.session.image is not None and w.nav.loading is None and not w.prompter.answering
 
 
 class _Down(BaseHTTPRequestHandler):
@@ -52,12 +52,12 @@ def test_gui_remote_engine_click_and_a_server_that_goes_away(make_napari_viewer,
                   "--checkpoint", str(tiny_checkpoint), "--device", "cpu",
                   "--cache", str(tmp_path / "laptop_cache")], viewer=viewer)
     qtbot.waitUntil(lambda: _ready(w), timeout=120_000)
-    assert w.remote_box.value and f"remote: {url}" in w.engine_help.text()
+    assert w.project.engine.remote_box.value and f"remote: {url}" in w.project.engine.help.text()
     key = w.session.engine.embedding_key(w.session.image)
     assert any(key in p.name for p in server_cache.rglob("*.npz"))  # encoded there, not here
 
     click(viewer, 200, 150)  # a real click on the canvas: decoded here
-    qtbot.waitUntil(lambda: w.session.state.preview is not None and not w.answering, timeout=20_000)
+    qtbot.waitUntil(lambda: w.session.state.preview is not None and not w.prompter.answering, timeout=20_000)
     assert np.array_equal(w.layers.preview.data.astype(bool), w.session.state.preview.mask)
 
     # the server restarts: the image is retried, each retry said in the status line, the UI keeps running
@@ -65,21 +65,25 @@ def test_gui_remote_engine_click_and_a_server_that_goes_away(make_napari_viewer,
     down = ThreadingHTTPServer(("127.0.0.1", 0), _Down)
     threading.Thread(target=down.serve_forever, daemon=True).start()
     said = []
-    w.notice.connect(said.append)
+    w.bench.notice.connect(said.append)
     from superqt.utils._qthreading import WorkerBase
 
     WorkerBase.await_workers(msecs=60_000)  # the next image's prefetch (from the live server) is over ...
     shutil.rmtree(tmp_path / "laptop_cache")  # ... and the laptop forgets every embedding: all must be fetched
     try:
-        w.server.value = f"http://127.0.0.1:{down.server_port}"
-        assert w.load_engine()  # the new engine shows the current image again: its embedding is fetched
+        w.project.engine.server.value = f"http://127.0.0.1:{down.server_port}"
+        w.project.engine.load()  # in a worker; the new engine shows the current image again: its embedding is fetched
+        t0 = time.perf_counter()
+        while w.project.engine.loading and time.perf_counter() - t0 < 60:
+            pump(0.02)
+        assert w.engine.encoder.client.url.endswith(str(down.server_port))
         w.session.engine.encoder.client.backoff = 0.05
         ticks = []
         t0 = time.perf_counter()
-        while w._loading is not None and time.perf_counter() - t0 < 60:
+        while w.nav.loading is not None and time.perf_counter() - t0 < 60:
             ticks.append(time.perf_counter())
             pump(0.02)  # the event loop keeps turning while the worker retries
-        assert w._loading is None
+        assert w.nav.loading is None
     finally:
         down.shutdown()
         down.server_close()

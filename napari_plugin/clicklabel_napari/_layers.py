@@ -104,8 +104,7 @@ def text_features(texts: list[str]):
 
 
 def _show(layer, visible: bool) -> None:
-    """Show or hide a layer (napari redraws on every set, even to the same value)."""
-    if layer.visible != visible:
+    if layer.visible != visible:  # napari redraws on every set, even to the same value
         layer.visible = visible
 
 
@@ -246,6 +245,10 @@ class LayerSet:
             return
         pts.data = points_rc
         pts.features = {"positive": positive}
+
+    def show_box_prompt(self, start_rc, end_rc) -> None:
+        (y0, x0), (y1, x1) = start_rc, end_rc  # the box being dragged: its first corner and the mouse
+        self.box.data = [np.array([[y0, x0], [y0, x1], [y1, x1], [y1, x0]], dtype=float)]
 
     def clear_points(self) -> None:
         if len(self.prompts.data):
