@@ -325,9 +325,9 @@ def test_the_bar_counts_seconds_and_repaints_with_the_next_frame(make_napari_vie
     """A slow image load shows the seconds, not Qt's animated busy bar (60 repaints a second, each composing
     napari's whole window: on software OpenGL that took a core from the embedding it waited for); a new value
     (a label arrived) repaints the bar with the next frame instead of at once."""
-    from qtpy.QtCore import QEvent, QObject
-
     import threading
+
+    from qtpy.QtCore import QEvent, QObject
 
     from clicklabel_napari import _workbench
 
