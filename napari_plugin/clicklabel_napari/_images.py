@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,8 +33,10 @@ LOADING = "Wait a moment: the image is still loading (its embedding may be compu
 
 def _leaving_a_core(fn, *args):
     """Run ``fn`` with PyTorch on all cores but one: the next image's embedding, computed ahead while the annotator
-    clicks, leaves the decoder and the viewer a core."""
-    import torch
+    clicks, leaves the decoder and the viewer a core (PyTorch is not imported here for an engine without it)."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return fn(*args)
 
     with _threads_lock:
         if _threads["busy"] == 0:

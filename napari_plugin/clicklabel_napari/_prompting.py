@@ -26,7 +26,8 @@ from ._lean import PaintHold, skip_picking
 from ._workers import DecodeThread
 
 POINT_DELAY_MS = 250
-DRAG_PX = 4  # a press that moves further than this (screen-sized image pixels) is a box
+DRAG_PX = 4  # a press that moves further than this (screen pixels) is a box
+BAND_PX = 2.0  # the width of the box being dragged, in screen pixels
 
 
 def _answer(job):
@@ -44,6 +45,7 @@ class Prompter(QObject):
         self.review = None  # set by the widget: the review panel
         self._job = None  # the prompt being answered in a worker
         self._then_accept = False  # Enter came while an answer was on its way
+        self._dragging = False  # a box is being dragged
         self._syncing = False
         self._prompt = Prompt()  # what the annotator asked for; the prompt layers show it
         self._decoder = DecodeThread(self)
@@ -105,15 +107,17 @@ class Prompter(QObject):
         pan, viewer.camera.mouse_pan = viewer.camera.mouse_pan, False
         yield
         dragged, cur = False, start
+        width = BAND_PX / max(viewer.camera.zoom, 1e-6)  # the band's width on screen, whatever the zoom
         while event.type == "mouse_move":
             cur = np.asarray(image.world_to_data(event.position))[-2:]
             if event.button == 1 and (dragged or np.abs(cur - start).max() * viewer.camera.zoom > DRAG_PX):
-                dragged = True
+                self._dragging = dragged = True  # the press's answer (a click's mask) is not shown any more
                 self._syncing = True
-                self.layers.show_box_prompt(start, cur)  # the rubber band, at every move
+                self.layers.show_box_prompt(start, cur, width)  # the rubber band, at every move
                 self._syncing = False
             yield
         viewer.camera.mouse_pan = pan
+        self._dragging = False
         if dragged:
             (y0, x0), (y1, x1) = start, cur
             box = (max(0.0, min(x0, x1)), max(0.0, min(y0, y1)), min(float(w), max(x0, x1)),
@@ -158,6 +162,8 @@ class Prompter(QObject):
     def _draw_prompt(self) -> None:
         """Show the prompt's points on the prompt layer (the box is drawn while it is dragged)."""
         pts = self.layers.prompts
+        if pts is None:  # the viewer closed meanwhile
+            return
         p = self._prompt
         rc = np.array([[y, x] for x, y in p.points], dtype=float).reshape(-1, 2)
         if len(rc) == len(pts.data) and np.array_equal(rc, pts.data):
@@ -226,6 +232,8 @@ class Prompter(QObject):
         if session is None or not self.bench.ready():
             return
         latest = self._prompt
+        if self._dragging:  # the press became a drag: its box is asked for at the release
+            return
         if job.prompt != latest:  # the prompt changed meanwhile, or the press became a drag: answer the latest
             n = len(job.prompt.points)
             if latest.points[:n] == job.prompt.points and latest.labels[:n] == job.prompt.labels and \
