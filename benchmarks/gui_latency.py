@@ -16,9 +16,9 @@ that shows its result (a draw handler placed last, after ``glFinish``):
 - load engine: the longest UI gap while Load engine builds the same model again (in a worker) and the image is
   shown again with it.
 
-Baselines in the same run: the decoder alone (``engine.predict`` at the same points, no GUI) and a canvas redraw
-with nothing changed. With ``--random-weights`` the masks are meaningless and proposing keeps every candidate
-(thresholds off, NMS off, the first 200 kept): timings only. The last line reads
+Baselines in the same run: the decoder alone (``engine.predict`` at the same point right after each click,
+interleaved, no GUI) and a canvas redraw with nothing changed. With ``--random-weights`` the masks are meaningless
+and proposing keeps every candidate (thresholds off, NMS off, the first 200 kept): timings only. The last line reads
 ``click p50 <ms> p90 <ms> (decoder alone p90 <ms>); switch p50 <ms>; review p50 <ms>; drag first paint p50 <ms>;
 max UI gap <ms>; load engine max gap <ms>``.
 """
@@ -237,7 +237,7 @@ def main(argv=None) -> int:
         rng = np.random.default_rng(0)
         points = [(float(x), float(y)) for x, y in zip(rng.uniform(0.1, 0.9, args.clicks) * iw,
                                                        rng.uniform(0.1, 0.9, args.clicks) * ih)]
-        clicks, boxes = [], []
+        clicks, boxes, decoder = [], [], []
         t_a = time.perf_counter()
         for n, (x, y) in enumerate(points):
             if w.session.state.preview is not None:
@@ -245,6 +245,10 @@ def main(argv=None) -> int:
             clicks.append(measure(lambda x=x, y=y: click(viewer, x, y)))
             pv = w.session.state.preview
             boxes.append(0 if pv is None or pv.bbox is None else pv.bbox[2] * pv.bbox[3])
+            t0 = time.perf_counter()  # the baseline, interleaved (ABAB): the same prompt, the decoder alone
+            r = engine.predict(Prompt.make([(x, y)]), multimask=True)
+            r[0].bbox  # noqa: B018
+            decoder.append((time.perf_counter() - t0) * 1000)
         key(viewer, "Escape")
         wait(idle)
         windows.append(("clicks", t_a, time.perf_counter(), None))
@@ -267,12 +271,6 @@ def main(argv=None) -> int:
             wait(idle)
             key(viewer, "Escape")
         windows.append(("drags", t_a, time.perf_counter(), None))
-        decoder = []
-        for x, y in points:  # the baseline: the same prompts, decoder alone
-            t0 = time.perf_counter()
-            r = engine.predict(Prompt.make([(x, y)]), multimask=True)
-            r[0].bbox  # noqa: B018
-            decoder.append((time.perf_counter() - t0) * 1000)
 
         switches = []
         t_a = time.perf_counter()
