@@ -17,6 +17,7 @@ from __future__ import annotations
 import anyio._backends._asyncio  # noqa: F401  (httpx's first request, in the labelling thread)
 import cv2  # noqa: F401  (the labeller's crops)
 import scipy.ndimage  # noqa: F401  (napari imports it on a Labels layer's first thumbnail: 0.3 s, so at load time)
+import torch  # noqa: F401  (the engine is built in a worker: its libraries load here, not racing the viewer there)
 from PIL import Image
 from qtpy.QtWidgets import QLabel, QTabWidget, QVBoxLayout, QWidget
 
