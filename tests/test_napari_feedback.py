@@ -9,6 +9,7 @@ The widget's controls are reached through the helpers below only, so that a chan
 owning their controls) is followed in one place."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,7 +18,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("napari")
-from gui_input import key  # noqa: E402
+from gui_input import canvas_point, canvas_widget, key  # noqa: E402
 from qtpy.QtCore import Qt  # noqa: E402
 from qtpy.QtTest import QTest  # noqa: E402
 
@@ -27,6 +28,7 @@ from clicklabel.segment.propose import ProposeSettings  # noqa: E402
 from clicklabel_napari._widget import ClickLabelWidget  # noqa: E402
 
 from conftest import box_scene, wait_ready  # noqa: E402
+from lmm_server import FakeLMM  # noqa: E402
 
 pytestmark = pytest.mark.gui
 
@@ -156,7 +158,204 @@ def _accept_box(qtbot, w, corners=((40, 60), (250, 300))) -> int:
     return w.accept()
 
 
-# -- 7: warnings, the process ---------------------------------------------------------------------------------------
+# -- 6: feedback that is wrong or missing --------------------------------------------------------------------------
+def test_propose_finding_nothing_does_not_blame_accepted_objects(make_napari_viewer, qtbot, tiny_engine, folder):
+    """No object is accepted on this image: "objects already accepted are not proposed again" cannot be why
+    nothing came (here SAM's thresholds kept nothing: random weights)."""
+    viewer, w = _open(make_napari_viewer, qtbot, tiny_engine, folder)
+    assert w.session.objects() == []
+    field(w, "grid").value = 4
+    _propose(qtbot, viewer, w)
+    assert w.proposed == [] and "is proposing" not in status(w)  # the outcome is said
+    assert "already accepted" not in status(w), status(w)
+
+
+def test_the_propose_thresholds_of_the_cli_are_fields_that_reach_the_settings(make_napari_viewer, qtbot, tiny_engine,
+                                                                              folder, monkeypatch):
+    """`clicklabel propose` has --pred-iou-thresh and --stability-thresh; the widget offers both, with the CLI's
+    defaults, and what is typed there is what SAM is asked with."""
+    viewer, w = _open(make_napari_viewer, qtbot, tiny_engine, folder)
+    defaults = ProposeSettings()
+    iou, stability = field(w, "pred_iou_thresh"), field(w, "stability_thresh")
+    assert iou is not None and stability is not None, "the widget has no propose threshold fields"
+    assert (iou.value, stability.value) == pytest.approx((defaults.pred_iou_thresh, defaults.stability_thresh))
+    asked = []
+    propose = w.session.propose
+    monkeypatch.setattr(w.session, "propose", lambda settings, **kw: asked.append(settings) or propose(settings, **kw))
+    field(w, "grid").value = 4
+    iou.value, stability.value = 0.0, 0.0
+    _propose(qtbot, viewer, w)
+    assert len(asked) == 1 and (asked[0].pred_iou_thresh, asked[0].stability_thresh) == (0.0, 0.0)
+    assert w.proposed  # with the filters open, random weights give proposals
+
+
+def _pixels(pixmap) -> np.ndarray:
+    from qtpy.QtGui import QImage
+
+    img = pixmap.toImage().convertToFormat(QImage.Format.Format_RGB32)
+    bits = img.constBits()
+    if hasattr(bits, "setsize"):  # PyQt: a sip.voidptr
+        bits.setsize(img.sizeInBytes())
+    rows = np.frombuffer(bits, np.uint8).reshape(img.height(), img.bytesPerLine())
+    return rows[:, : 4 * img.width()].reshape(img.height(), img.width(), 4)[..., :3].astype(int)
+
+
+def _bar_gone_from_screen(qtbot, w) -> None:
+    """The bar is hidden, and what the screen shows where it was is what the widget draws there now (a fresh
+    rendering of the widget): not the bar's old count, left on the screen."""
+    from qtpy.QtCore import QRect
+    from qtpy.QtWidgets import QApplication
+
+    qtbot.waitUntil(lambda: bar(w).isHidden(), timeout=60_000)
+    for _ in range(5):  # pending paints reach the screen
+        QApplication.processEvents()
+    b = bar(w)
+    top_left = b.mapTo(w, b.rect().topLeft())
+    drawn = _pixels(w.grab(QRect(top_left, b.size())))
+    corner = b.mapToGlobal(b.rect().topLeft())
+    shown = _pixels(QApplication.primaryScreen().grabWindow(0, corner.x(), corner.y(), b.width(), b.height()))
+    assert drawn.shape == shown.shape
+    stale = float(np.mean(np.abs(drawn - shown).max(axis=2) > 40))
+    assert stale < 0.02, f"the hidden bar's old text ({b.format()!r}) is still on the screen ({stale:.0%} of its area)"
+
+
+def test_the_bar_shows_no_stale_count_once_proposing_and_labelling_end(make_napari_viewer, qtbot, tiny_engine,
+                                                                       folder, tmp_path):
+    """Once proposing ends the bar goes, and "proposing 16/16" must not stay on the screen where it was; the same
+    for "labelling 1/1" once an accepted proposal's label arrived."""
+    with FakeLMM(answer=lambda body, img: {"label": "cup", "category": "cup", "confidence": 0.9}) as lmm:
+        viewer, w = _open(make_napari_viewer, qtbot, tiny_engine, folder, _labeller(lmm, tmp_path))
+        _propose(qtbot, viewer, w, ProposeSettings(grid=4, pred_iou_thresh=0.0, stability_thresh=0.0,
+                                                   nms_thresh=1.0, max_proposals=3))
+        assert w.reviewing and bar(w).format().startswith("proposing")
+        _bar_gone_from_screen(qtbot, w)
+        key(viewer, "a")  # accepted: labelled in the background
+        qtbot.waitUntil(lambda: w._label_worker is not None or w.session.objects()[0].label_status == "done",
+                        timeout=30_000)
+        qtbot.waitUntil(lambda: w._label_worker is None and w.session.objects()[0].label_status == "done",
+                        timeout=60_000)
+        assert bar(w).format().startswith("labelling")
+        _bar_gone_from_screen(qtbot, w)
+
+
+def test_a_failed_label_shows_its_reason_not_the_neighbours_vote(make_napari_viewer, qtbot, tiny_engine, folder):
+    """A label that failed says why (the reason the labeller stored), where the annotator reads the object's
+    label state: not the neighbours' guess ("failed: espresso cup 1/1?"), which hid the reason."""
+    viewer, w = _open(make_napari_viewer, qtbot, tiny_engine, folder)
+    first = _accept_box(qtbot, w)
+    table(w).item(0, 1).setText("espresso cup")  # a person types a label: a neighbour's vote for the next one
+    second = _accept_box(qtbot, w)
+    reason = "server error 500 after retries: internal error"
+    w.session.store.set_label_failed(second, reason)  # as the labeller stores a failure
+    w.refresh()
+    row = [r for r in range(table(w).rowCount()) if table(w).item(r, 0).text() == str(second)][0]
+    cell = table(w).item(row, 2)
+    assert cell.text().startswith("failed") and first != second
+    assert reason in cell.text() or reason in (cell.toolTip() or ""), (cell.text(), cell.toolTip())
+    assert "espresso cup 1/1" not in cell.text(), cell.text()
+
+
+def test_the_counter_counts_the_objects_that_the_filter_hides(make_napari_viewer, qtbot, tiny_engine, folder):
+    """The Audit panel's filter hides rows of the table, not objects: "objects here" stays the image's count."""
+    viewer, w = _open(make_napari_viewer, qtbot, tiny_engine, folder)
+    _accept_box(qtbot, w)
+    assert "objects here: 1" in counter(w)
+    set_table_filter(w, "flagged for review")  # nothing is flagged: the table is empty
+    assert table(w).rowCount() == 0 and (w.layers.objects.data > 0).any()
+    assert "objects here: 1" in counter(w), counter(w)
+
+
+def test_fine_as_it_is_says_what_it_did(make_napari_viewer, qtbot, tmp_path):
+    """The flagged object is kept as it is, and the status line says so (it said nothing: the annotator could not
+    tell whether the click did anything)."""
+    from clicklabel.segment import make_engine
+
+    path, lone = _flagged_project(tmp_path)
+    viewer, w = _open(make_napari_viewer, qtbot, make_engine("grabcut"), path)
+    show_tab(w, "Audit")
+    press(w, "next_review")
+    qtbot.waitUntil(lambda: w.selected_ids() == [lone], timeout=30_000)
+    before = status(w)
+    press(w, "fine")
+    assert w.session.object(lone).review is None  # kept as it is
+    assert status(w) != before and str(lone) in status(w), (before, status(w))
+
+
+def test_a_button_that_needs_a_selection_says_where_to_select(make_napari_viewer, qtbot, tmp_path):
+    """On the Audit tab, "select ... in the table" sends the annotator looking for a table that is not there: the
+    selection can be made where the button is, or the words say where the table is."""
+    from clicklabel.segment import make_engine
+
+    path, lone = _flagged_project(tmp_path)
+    viewer, w = _open(make_napari_viewer, qtbot, make_engine("grabcut"), path)
+    show_tab(w, "Audit")
+    table(w).clearSelection()
+    press(w, "fine")
+    assert w.session.object(lone).review  # nothing selected: nothing done
+    assert table(w).isVisible() or "Annotate" in status(w), status(w)
+
+
+def test_the_review_counter_is_right_after_reject_and_undo(make_napari_viewer, qtbot, tiny_engine, folder):
+    """X rejects the highlighted proposal, Ctrl+Z brings it back: every line that counts the waiting proposals
+    says so again."""
+    viewer, w = _open(make_napari_viewer, qtbot, tiny_engine, folder)
+    _propose(qtbot, viewer, w, OPEN)
+    n = len(w.proposed)
+    assert n >= 2 and w.reviewing
+    first = w.highlighted.id
+    key(viewer, "x")
+    assert w.session.object(first).state == "rejected" and len(w.proposed) == n - 1
+    assert _eventually(qtbot, lambda: f"{n - 1} proposal(s) waiting" in counter(w)), counter(w)
+    key(viewer, "z", Qt.KeyboardModifier.ControlModifier)
+    assert len(w.proposed) == n and w.session.object(first).state == "proposed"
+    assert f"{n} proposal(s) wait" in review_info(w), review_info(w)
+    assert _eventually(qtbot, lambda: f"{n} proposal(s) waiting" in counter(w)), counter(w)
+    assert w.reviewing and w.highlighted is not None
+
+
+def test_s_on_the_last_proposal_says_it_goes_back_to_the_first(make_napari_viewer, qtbot, tiny_engine, folder):
+    """S on the last waiting proposal highlights the first again, and says so (it showed "Proposal 1 of 3" as if
+    nothing had happened)."""
+    viewer, w = _open(make_napari_viewer, qtbot, tiny_engine, folder)
+    _propose(qtbot, viewer, w, ProposeSettings(grid=6, pred_iou_thresh=0.0, stability_thresh=0.0, nms_thresh=1.0,
+                                               max_proposals=3))
+    assert len(w.proposed) == 3 and "Proposal 1 of 3" in status(w)
+    key(viewer, "s")
+    key(viewer, "s")
+    assert "Proposal 3 of 3" in status(w)
+    key(viewer, "s")
+    assert w.highlighted.id == w.proposed[0].id
+    assert re.search(r"wrap|first|again|last", status(w), re.I), status(w)
+
+
+# -- 7: the objects layer, warnings, the process ---------------------------------------------------------------------
+def test_painting_on_the_objects_layer_is_stored_and_undone(make_napari_viewer, qtbot, tiny_engine, folder):
+    """napari's brush on "clicklabel objects" paints an object's label: an annotation tool stores that stroke as
+    the object's mask (the table and the export see it), and Ctrl+Z undoes it."""
+    viewer, w = _open(make_napari_viewer, qtbot, tiny_engine, folder)
+    before = np.zeros(w.session.image.shape[:2], bool)
+    before[40:100, 60:160] = True
+    oid = w.session.store.accept(w.session.current.id, before)
+    w.refresh()
+    y, x = 200, 300  # outside the object
+    layer = w.layers.objects
+    assert layer.data[y, x] == 0 and (layer.data == oid).sum() == before.sum()
+    viewer.layers.selection.active = layer
+    layer.mode = "paint"
+    layer.brush_size = 9
+    layer.selected_label = oid
+    widget, pos = canvas_widget(viewer), canvas_point(viewer, x, y, layer)
+    QTest.mousePress(widget, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, pos)
+    QTest.mouseRelease(widget, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, pos)
+    qtbot.waitUntil(lambda: layer.data[y, x] == oid, timeout=10_000)  # napari painted the stroke
+    assert _eventually(qtbot, lambda: w.session.object(oid).mask[y, x]), "the stroke napari painted is not stored"
+    after = w.session.object(oid).mask
+    assert after.sum() > before.sum() and (after | before).sum() == after.sum()  # the stroke added, nothing lost
+    layer.mode = "pan_zoom"
+    w.undo()
+    assert np.array_equal(w.session.object(oid).mask, before) and layer.data[y, x] == 0
+
+
 def test_decoding_masks_in_the_widget_pops_up_no_warning(make_napari_viewer, qtbot, tiny_engine, folder,
                                                          monkeypatch):
     """numpy 2 warns (DeprecationWarning) about pycocotools' decoder; napari's workers catch every warning in their
