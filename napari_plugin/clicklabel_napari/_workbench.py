@@ -103,6 +103,11 @@ class TaskBar:
         """Set the bar for the newest job, its repaints held meanwhile: a bar repaints at once when its value
         changes, and in napari's window that composes the whole window there and then, once per label."""
         bar = self.bar
+        if not self._jobs:  # hidden with its repaints on: hidden while held, its last count stayed on the screen
+            bar.setVisible(False)
+            self._clock.stop()
+            self.stop_button.visible = False
+            return
         bar.setUpdatesEnabled(False)
         try:
             self._set()
@@ -111,11 +116,9 @@ class TaskBar:
 
     def _set(self) -> None:
         bar = self.bar
-        job = next(reversed(self._jobs.values()), None)
+        job = next(reversed(self._jobs.values()))
         stoppable = any(j["stop"] is not None for j in self._jobs.values())
-        if job is None:
-            bar.setVisible(False)
-        elif job["total"]:
+        if job["total"]:
             bar.setRange(0, max(1, job["total"]))
             bar.setValue(min(job["done"], job["total"]))
             bar.setFormat(f"{job['text']} %v/%m")
