@@ -2,8 +2,28 @@
 
 from __future__ import annotations
 
+import re
+import warnings
+
 import numpy as np
 from pycocotools import mask as mask_utils
+
+# pycocotools' decoder hands numpy an object whose ``__array__`` takes no ``copy`` argument, and numpy 2 warns
+# (DeprecationWarning) at every decode. napari's workers show every warning ("always", put first in the filters for
+# the worker's run) as a pop-up, and this one tells an annotator nothing: it is ignored, for that message from
+# pycocotools only. The filter is put first before each decode, in whatever filter list is in force (a worker's
+# own included), without ``catch_warnings``: that swaps the process-wide filters and ``showwarning`` on exit, which
+# is not safe while other threads (napari's workers) do the same.
+_COPY_MESSAGE = r"__array__ implementation doesn't accept a copy keyword"
+_COPY_FILTER = ("ignore", re.compile(_COPY_MESSAGE, re.I), DeprecationWarning, re.compile(r"pycocotools\b"), 0)
+
+
+def _decode(rle):
+    """``pycocotools.mask.decode`` without numpy 2's deprecation warning about pycocotools' own code."""
+    filters = warnings.filters
+    if not filters or filters[0] != _COPY_FILTER:
+        warnings.filterwarnings("ignore", _COPY_MESSAGE, DeprecationWarning, r"pycocotools\b")
+    return mask_utils.decode(rle)
 
 
 def tight_bbox(mask: np.ndarray) -> tuple[int, int, int, int] | None:
@@ -39,7 +59,7 @@ def decode_rle(rle: dict) -> np.ndarray:
         rle = mask_utils.frPyObjects({"size": [h, w], "counts": counts}, h, w)
     elif isinstance(counts, str):
         rle = {"size": [h, w], "counts": counts.encode("ascii")}
-    return mask_utils.decode(rle).astype(bool)
+    return _decode(rle).astype(bool)
 
 
 def rle_area(rle: dict) -> int:
@@ -210,7 +230,7 @@ def mask_to_polygons(mask: np.ndarray, rasteriser: str = "pycocotools") -> list[
             np.array_equal(fill_polygons(polys, (h, w)), mask)
         return polys if exact else None
     polys = [_inset(lp) for lp in outer]
-    back = mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(polys, h, w))).astype(bool)
+    back = _decode(mask_utils.merge(mask_utils.frPyObjects(polys, h, w))).astype(bool)
     if not np.array_equal(back, mask) or not np.array_equal(fill_polygons(polys, (h, w)), mask):
         return None
     return polys
