@@ -299,3 +299,41 @@ def test_label_against_a_closed_port_is_one_line_exit_1(tmp_path, monkeypatch, c
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and f"127.0.0.1:{port}/v1" in err and "Connection refused" in err
     assert len(Store(tmp_path / "p.clicklabel").objects(label_status=["pending"])) >= 6  # not sent at all
+
+
+def test_ray_agents_go_with_a_killed_program():
+    """Ray's agents outlive a killed raylet (and ignore SIGTERM): the watcher started with a private cluster kills
+    what is titled ray:: in the program's process group once the program is gone, and nothing else."""
+    import time
+
+    from clicklabel.cluster.reaper import _alive
+
+    code = ("import subprocess, time\n"
+            "from clicklabel.cluster.reaper import start_reaper\n"
+            "r = start_reaper()\n"
+            "agent = subprocess.Popen(['bash', '-c', 'exec -a ray::FakeAgent sleep 120'])\n"
+            "other = subprocess.Popen(['sleep', '120'])\n"
+            "print(agent.pid, other.pid, r.pid, flush=True)\n"
+            "time.sleep(120)\n")
+    driver = subprocess.Popen([sys.executable, "-c", code], start_new_session=True, stdout=subprocess.PIPE, text=True)
+    agent, other, watcher = (int(v) for v in driver.stdout.readline().split())
+    try:
+        for _ in range(100):  # until bash has become the agent
+            with open(f"/proc/{agent}/cmdline", "rb") as f:
+                if f.read().startswith(b"ray::"):
+                    break
+            time.sleep(0.05)
+        assert _alive(agent) and _alive(other) and _alive(watcher)
+        driver.kill()
+        driver.wait()
+        for _ in range(100):
+            if not _alive(agent):
+                break
+            time.sleep(0.1)
+        assert not _alive(agent) and _alive(other)
+    finally:
+        for pid in (agent, other, watcher):
+            try:
+                os.kill(pid, 9)
+            except OSError:
+                pass

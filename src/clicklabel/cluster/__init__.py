@@ -72,7 +72,15 @@ def ray_session(address: str | None = None, num_cpus: int | None = None, object_
             ray.shutdown()  # whatever did start (GCS, raylet) is stopped, not left running
         raise ClusterError(f"cannot start or join the Ray cluster {address or 'local'}: {last_line(exc)}{hint}") \
             from None
+    reaper = None
+    if not address or address == "local":  # our own cluster: its agents go when this program is killed
+        from .reaper import start_reaper
+
+        reaper = start_reaper()
     try:
         yield ray
     finally:
         ray.shutdown()
+        if reaper is not None:
+            reaper.kill()
+            reaper.wait()
