@@ -3,6 +3,7 @@ lines around the core's project workflows (``clicklabel.project``), which the wi
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from ..errors import ClickLabelError
@@ -13,11 +14,13 @@ from .concepts import add_concept_args
 def cmd_add(args) -> int:
     from ..project import add_images, expand_images, is_project, open_project
 
-    files = expand_images(args.images)
+    files = expand_images(args.images, recursive=not args.flat)
     if not files:
         raise ClickLabelError(f"no images in {' '.join(args.images)}")
     existing = is_project(args.project)
-    store = open_project(args.project, create=True, root=args.root or files[0].resolve().parent)
+    first = Path(args.images[0]).expanduser()  # a folder is the root: its sub-folders' names are kept (cats/a.jpg)
+    store = open_project(args.project, create=True,
+                         root=args.root or (first.resolve() if first.is_dir() else files[0].resolve().parent))
     if existing and args.root:
         store.set_root(args.root)
     rep = add_images(store, files)
@@ -88,10 +91,45 @@ def cmd_propose(args) -> int:
 
 
 def cmd_export(args) -> int:
+    from tqdm import tqdm
+
     from ..coco import export_coco
     from ..project import open_project
 
-    rep = export_coco(open_project(args.project), args.out, polygons=args.polygons, images_root=args.images_root)
+    store = open_project(args.project)
+    bar = tqdm(total=len(store.images()), unit="image", desc="copying images", disable=None)
+    progress = lambda done, total: bar.update(done - bar.n)  # noqa: E731
+    if args.format == "yolo":
+        from ..coco.yolo import export_yolo
+
+        if args.polygons or args.images_root:
+            raise ClickLabelError("--polygons and --images-root are for --format coco")
+        rep = export_yolo(store, args.out, auto_orient=args.auto_orient is not None, progress=progress)
+        bar.close()
+        print(f"wrote {Path(args.out) / 'data.yaml'}: {rep.images} images, {rep.instances} instances, {rep.classes} "
+              "classes")
+        if rep.turned:
+            print(f"{rep.turned} images written upright (their EXIF rotation applied)")
+        for n, text in ((rep.joined, "multi-part objects have their parts joined into one outline"),
+                        (rep.filled, "objects have holes, which a YOLO outline cannot hold: filled"),
+                        (rep.boxes, "objects are box-only (no mask yet): written as their box")):
+            if n:
+                print(f"{n} {text}")
+        return 0
+    names = None
+    if args.auto_orient is not None:
+        from ..coco.copies import copy_images
+
+        if args.images_root:
+            raise ClickLabelError("--auto-orient writes the copies' names; leave out --images-root")
+        folder = Path(args.auto_orient or Path(args.out).parent / "images_upright")
+        copied, turned = copy_images(store, folder, upright=True, progress=progress)
+        names = {iid: Path(os.path.relpath(folder / n, Path(args.out).parent)).as_posix() for iid, n in copied.items()}
+        print(f"copied {len(copied)} images to {folder} ({turned} turned upright: readers that ignore EXIF see them "
+              "as displayed)")
+    bar.close()
+    rep = export_coco(store, args.out, polygons=args.polygons or False, images_root=args.images_root,
+                      file_names=names)
     print(f"wrote {args.out}: {rep.images} images, {rep.annotations} annotations")
     if rep.boxes:
         print(f"{rep.boxes} objects are box-only (no mask yet), written with an empty segmentation; "
@@ -108,13 +146,27 @@ def cmd_export(args) -> int:
 def cmd_import(args) -> int:
     from ..coco import import_coco, read_coco_file
     from ..project import open_project
+    from ..project.open import project_file, remove_new_project
 
     if not Path(args.images).is_dir():
         raise ClickLabelError(f"--images {args.images} is not a folder")
     read_coco_file(args.coco_json)  # a file that is not COCO at all creates no project
+    existed = project_file(args.project).exists()
     store = open_project(args.project, create=True, root=args.images)
     mode = "merge" if args.merge else "replace" if args.replace else "skip"
-    rep = import_coco(args.coco_json, args.images, store, strict=args.strict, mode=mode)
+    try:
+        rep = import_coco(args.coco_json, args.images, store, strict=args.strict, mode=mode,
+                          renumber=args.renumber_images)
+    except BaseException:
+        if not existed:  # a failed import leaves no empty project behind
+            remove_new_project(store)
+        raise
+    if not existed and not rep.images:
+        remove_new_project(store)
+        for p in rep.problems:
+            print(f"skipped: {p}")
+        raise ClickLabelError(f"nothing to import: none of the file's images could be used; no project was made "
+                              f"at {args.project}")
     print(f"imported {rep.annotations} annotations on {rep.images} images into {store.path}")
     if rep.boxes:
         print(f"{rep.boxes} of them are box-only (no mask yet): `clicklabel refine {args.project}` gives them masks")
@@ -146,6 +198,7 @@ def add_project_parsers(sub) -> None:
     p.add_argument("project")
     p.add_argument("images", nargs="+")
     p.add_argument("--root", help="project root (image paths are stored relative to it)")
+    p.add_argument("--flat", action="store_true", help="a folder's own images only, not its sub-folders'")
     p.set_defaults(func=cmd_add)
 
     p = sub.add_parser("propose", help="SAM proposes every object (or, with --concepts, every instance of "
@@ -166,10 +219,18 @@ def add_project_parsers(sub) -> None:
     add_concept_args(p)
     p.set_defaults(func=cmd_propose)
 
-    p = sub.add_parser("export", help="write a project as COCO instance annotations")
+    p = sub.add_parser("export", help="write a project as COCO instance annotations (or a YOLO segmentation set)")
     p.add_argument("project")
-    p.add_argument("--out", required=True)
-    p.add_argument("--polygons", action="store_true", help="polygons instead of RLE (RLE kept where they cannot)")
+    p.add_argument("--out", required=True, help="the COCO .json file; with --format yolo, the data set's folder")
+    p.add_argument("--format", choices=["coco", "yolo"], default="coco",
+                   help="yolo: images/, labels/ and data.yaml, as ultralytics trains on")
+    p.add_argument("--auto-orient", nargs="?", const="", metavar="DIR",
+                   help="copy the images upright (EXIF rotation applied) for readers that ignore EXIF (torchvision, "
+                        "datumaro): coco: into DIR (default images_upright/ beside --out), file names pointing there")
+    p.add_argument("--polygons", nargs="?", const="pycocotools", choices=["pycocotools", "rounding"], metavar="READER",
+                   help="exact polygons instead of RLE (RLE kept for holes) for the readers of READER: pycocotools "
+                        "(the default; also ultralytics and supervision < 0.30.4, which truncate coordinates) or "
+                        "rounding (supervision >= 0.30.4, which rounds them; ultralytics too)")
     p.add_argument("--images-root", help="write file_name relative to this folder")
     p.set_defaults(func=cmd_export)
 
@@ -178,6 +239,8 @@ def add_project_parsers(sub) -> None:
     p.add_argument("--images", required=True, help="the folder the file_name entries are relative to")
     p.add_argument("--project", required=True, help="project file (created if missing)")
     p.add_argument("--strict", action="store_true", help="import nothing if any annotation is bad")
+    p.add_argument("--renumber-images", action="store_true", help="give the images new ids (default: the file's "
+                                                                   "ids, where the project has them free)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--merge", action="store_true", help="add annotations imported before again, as new objects")
     g.add_argument("--replace", action="store_true", help="replace the objects an earlier import of these "
