@@ -93,8 +93,11 @@ class LabelsPanel:
 
     # -- the queue ---------------------------------------------------------------------------------------------
     def _accepted(self, ids, now: bool) -> None:
-        if self.auto_label:
-            self.queue_labels(ids, now)
+        """Objects just accepted: those still without a label are labelled (a found class came with its own)."""
+        if self.auto_label and self.session is not None:
+            ids = [i for i in ids if self.session.object(i).label_status in ("pending", "failed")]
+            if ids:
+                self.queue_labels(ids, now)
 
     def queue_labels(self, ids, now: bool = True) -> None:
         """Label objects in the background; the boxes say 'label pending' until each answer arrives. Objects just

@@ -19,6 +19,7 @@ from clicklabel.errors import ClickLabelError
 from clicklabel.segment.propose import ProposeSettings
 
 from ._controls import buttons, page, row
+from ._find import FindPart
 from ._layers import crop_of
 from ._workers import quiet_worker
 
@@ -59,9 +60,11 @@ class ReviewPanel:
         self.above_btn = PushButton(text="Accept all >= score")
         self.info = QLabel("No proposals yet: Propose asks SAM for every object of this image.")
         self.info.setWordWrap(True)
+        self.finder = FindPart(bench, self)
         fields = Container(widgets=[self.grid, self.min_area, self.max_props, self.min_score, self.stability])
-        self.page = page(fields, self.propose_btn, row(self.accept_btn, self.reject_btn, self.skip_btn),
-                         row(self.threshold, self.above_btn), self.info)
+        self.page = page(*self.finder.parts, fields, self.propose_btn,
+                         row(self.accept_btn, self.reject_btn, self.skip_btn), row(self.threshold, self.above_btn),
+                         self.info)
         buttons(bench, [(self.propose_btn, self.propose), (self.accept_btn, lambda: self.decide(True)),
                         (self.reject_btn, lambda: self.decide(False)), (self.skip_btn, self.skip),
                         (self.above_btn, self.accept_all_above)])
@@ -100,7 +103,7 @@ class ReviewPanel:
         if not self.bench.ready():
             self.say("Open an image first: proposals are made for the image shown.")
             return
-        if self._worker is not None:
+        if self._worker is not None or self.finder.finding:
             self.say("Proposing already: see the bar (Stop ends it and keeps what was found).")
             return
         if self.proposed and not self.reviewing:
@@ -168,6 +171,10 @@ class ReviewPanel:
         self.show_info()
 
     # -- reviewing -----------------------------------------------------------------------------------------------
+    def review_from(self, at: int, prefix: str = "") -> None:
+        """Highlight waiting proposal ``at`` and review from there; ``prefix`` goes before what the status says."""
+        self._review_from(at, prefix)
+
     def _review_from(self, at: int, prefix: str = "") -> None:
         self.reviewing = bool(self.proposed)
         if not self.reviewing:
@@ -268,14 +275,14 @@ class ReviewPanel:
         self.show_info()
         return True
 
-    def reload(self) -> None:
+    def reload(self, force: bool = False) -> None:
         """The store changed (undo, redo, a decision elsewhere): the waiting proposals again from the session
-        (crops kept from before)."""
+        (crops kept from before); ``force``: redraw them even when they are the same."""
         s = self.session
         if s is None or s.image is None:
             return
         waiting = s.proposals()
-        if [ob.id for ob in waiting] == [ob.id for ob in self.proposed]:
+        if not force and [ob.id for ob in waiting] == [ob.id for ob in self.proposed]:
             return
         crops = {ob.id: (ob.rle["counts"], self.bench.layers.crop(ob)) for ob in waiting}
         was, at = self.reviewing, self._at
