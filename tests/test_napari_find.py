@@ -29,7 +29,8 @@ def _docked(make_napari_viewer, engine):
 
 def _export(qtbot, w, path) -> dict:
     w.export(str(path))
-    qtbot.waitUntil(lambda: "Exported" in w.status.text(), timeout=30_000)
+    qtbot.waitUntil(lambda: not w.bench.tasks.running("exporting"), timeout=120_000)
+    assert "Exported" in w.status.text(), w.status.text()
     return json.loads(path.read_text())
 
 
@@ -109,3 +110,11 @@ def test_find_says_what_it_needs(make_napari_viewer, qtbot, folder, tiny_engine,
     finder.button.native.click()  # an example wanted, none drawn
     assert "Drag a box around one instance" in w.status.text() and not finder.finding
     assert np.asarray(w.layers.proposals.data).max() == 0
+
+
+def test_proposals_are_coloured_by_class():
+    from clicklabel_napari._proposal_layer import CLASS_BASE, PROPOSAL_COLOURS, WAITING, class_value
+
+    assert class_value(None) == WAITING and class_value("cat") == class_value(" Cat ") >= CLASS_BASE
+    assert len({class_value(n) for n in ("cat", "dog", "mug", "person", "car")}) > 1
+    assert all(v in PROPOSAL_COLOURS for v in (class_value(n) for n in ("cat", "dog", "zebra")))

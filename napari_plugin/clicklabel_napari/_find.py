@@ -31,7 +31,7 @@ class FindPart(QObject):
         self.bench, self.review = bench, review
         self.grounding = None  # tests: a label.grounding.Grounding for engines without concept prompts
         self._worker = None
-        self._shown: dict[int, tuple] = {}  # instances shown while finding (negative ids): id -> crop
+        self._shown: dict[int, tuple] = {}  # instances shown while finding (negative ids): id -> (class, crop)
         self.text = LineEdit(label="find", value="", tooltip="the classes to find, comma separated (empty: the "
                                                               "project's vocabulary)")
         self.exemplar = CheckBox(text="the box drawn is an example", value=False,
@@ -119,8 +119,9 @@ class FindPart(QObject):
         """One class is done: its instances on the proposals layer at once (stored and reviewable at the end)."""
         for crop in crops:
             if crop is not None:
-                self._shown[-1 - len(self._shown)] = crop
-        self.bench.layers.show_proposals(dict(self._shown))
+                self._shown[-1 - len(self._shown)] = (name, crop)
+        self.bench.layers.show_proposals({i: crop for i, (_, crop) in self._shown.items()},
+                                         {i: label for i, (label, _) in self._shown.items()})
         self.say(f"{name}: {len(crops)} found ...")
 
     def _done(self) -> None:

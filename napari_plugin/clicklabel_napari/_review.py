@@ -165,7 +165,8 @@ class ReviewPanel:
         for oid, (counts, crop) in crops.items():
             self.bench.layers.remember(oid, counts, crop)
         self.proposed = list(waiting)
-        self.bench.layers.show_proposals({oid: crop for oid, (_, crop) in crops.items() if crop is not None})
+        self.bench.layers.show_proposals({oid: crop for oid, (_, crop) in crops.items() if crop is not None},
+                                         {ob.id: ob.label for ob in waiting if ob.provenance == "concept"})
         self.reviewing = False
         self._at = 0
         self.show_info()
@@ -282,8 +283,8 @@ class ReviewPanel:
         if s is None or s.image is None:
             return
         waiting = s.proposals()
-        if not force and [ob.id for ob in waiting] == [ob.id for ob in self.proposed]:
-            return
+        if not force and {ob.id for ob in waiting} == {ob.id for ob in self.proposed}:
+            return  # the same ones (in the order they are reviewed: the found classes' differs)
         crops = {ob.id: (ob.rle["counts"], self.bench.layers.crop(ob)) for ob in waiting}
         was, at = self.reviewing, self._at
         self.show_waiting(waiting, crops)
