@@ -55,6 +55,6 @@ def make_engine(
     from .models import engine_class, load_model
 
     device = resolve_device(device)  # before loading: a missing GPU is named at once
-    loaded = load_model(model or "vit_b", checkpoint, download)
+    loaded = load_model(model or "vit_b", checkpoint, download, lazy=True)  # the encoder on its first image
     return engine_class(loaded.family)(loaded=loaded, device=device, cache=cache,
                                        fast=None if encoder == "auto" else encoder == "fast", **options)

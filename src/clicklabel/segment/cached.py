@@ -49,9 +49,11 @@ def resolve_device(device: str = "auto") -> str:
     return device
 
 
-def default_precision(device: str, precision: str | None, fast: bool = True) -> str:
-    """The encoder's precision: as asked, else bf16 on CUDA (with the fast path) and fp32 elsewhere."""
-    return precision or ("bf16" if device.startswith("cuda") and fast else "fp32")
+def default_precision(device: str, precision: str | None, fast: bool | None = None) -> str:
+    """The encoder's precision: as asked, else what the hardware computes fastest (``precision.choose_precision``)."""
+    from .precision import choose_precision
+
+    return choose_precision(device, precision, fast).precision
 
 
 def weights_fingerprint(model: str, path: Path) -> str:
@@ -95,13 +97,18 @@ class CachedEngine(ABC):
         """Resolve the device (first: a missing GPU is named before any loading), then load ``model`` from
         ``checkpoint`` (``models.load_model``) unless ``loaded`` (a ``models.LoadedModel``) is given; the module
         goes to the device as ``self.module``."""
+        from .lazy import to_device
         from .models import load_model
 
         self.device = resolve_device(device)
         loaded = loaded or load_model(model, checkpoint, download, family=self.name)
         self.model = loaded.name
         self.model_id = f"{loaded.name}-{loaded_fingerprint(loaded)}"
-        self.module = loaded.module.to(self.device).eval()
+        self._lazy = loaded.lazy  # the image encoder's weights, until the first image is encoded
+        self.module = to_device(loaded.module, self.device).eval()
+        self._encoder = None
+        self._encoder_guard = threading.Lock()
+        self.encoder_builds = 0  # how many times an image encoder was built (0 while only cached images were seen)
         self.cache = cache if cache is not None else EmbeddingCache()
         self.embedding: Embedding | None = None
         self._state = None
@@ -112,7 +119,39 @@ class CachedEngine(ABC):
 
     @property
     def precision(self) -> str:
-        return self.encoder.precision
+        return self.encoder.precision if self._encoder is not None else self.precision_choice.precision
+
+    @property
+    def encoder(self):
+        """The image encoder, built (and its weights loaded, for a lazily loaded model) on first use."""
+        if self._encoder is None:
+            with self._encoder_guard:
+                if self._encoder is None:
+                    if self._lazy is not None:
+                        self._lazy.complete(self.module, self.device)
+                    self._encoder = self._make_encoder()
+                    self.encoder_builds += 1
+        return self._encoder
+
+    @encoder.setter
+    def encoder(self, value) -> None:
+        self._encoder = value
+
+    def ensure_encoder(self):
+        """Build the image encoder now (benchmarks, warm-ups); returns it."""
+        return self.encoder
+
+    def local_encoder(self):
+        """A new image encoder of this engine's own (what ``encoder`` builds), whatever ``encoder`` was replaced by."""
+        with self._encoder_guard:
+            if self._lazy is not None:
+                self._lazy.complete(self.module, self.device)
+            self.encoder_builds += 1
+            return self._make_encoder()
+
+    @abstractmethod
+    def _make_encoder(self):
+        """The family's image encoder on ``self.device`` with ``self.precision_choice`` (called once, lazily)."""
 
     # -- images -------------------------------------------------------------------------------------------
     def embedding_key(self, image: np.ndarray) -> str:
@@ -124,8 +163,17 @@ class CachedEngine(ABC):
         return self.encode_batch([image])[0]
 
     def encode_batch(self, images: Sequence[np.ndarray]) -> list[Embedding]:
-        """Encode several RGB uint8 images in one batch, exactly as the family's stock predictor prepares them."""
-        return self.encoder.encode(images)
+        """Encode several RGB uint8 images in one batch, exactly as the family's stock predictor prepares them (the
+        time per image goes to this machine's speed record, ``speed.py``, which the model suggestion reads)."""
+        import time
+
+        from . import speed
+
+        started = time.perf_counter()
+        out = self.encoder.encode(images)
+        if getattr(self.encoder, "client", None) is None and images:  # encoded here, not on a server
+            speed.record(self.model, self.device, self.precision, (time.perf_counter() - started) / len(images))
+        return out
 
     def _cached(self, key: str, img: np.ndarray) -> Embedding | None:
         """The cache entry for ``img``, if it is one for this image and model: its sizes and feature shape must

@@ -30,8 +30,9 @@ import numpy as np
 
 from ..embeddings import Embedding
 from ..errors import ClickLabelError
+from .precision import PRECISIONS, check_precision
 
-PRECISIONS = ("fp32", "bf16")
+__all__ = ["PRECISIONS", "ImageEncoder", "PreparedImage", "check_precision", "embeddings_from"]
 
 
 # Larger images are resized by PIL on the CPU even with ``device_resize``: their float copy on the device would
@@ -51,11 +52,6 @@ class PreparedImage:
     @property
     def resized(self) -> bool:
         return tuple(self.pixels.shape[:2]) == tuple(self.input_size)
-
-
-def check_precision(precision: str) -> None:
-    if precision not in PRECISIONS:
-        raise ClickLabelError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
 
 
 class ImageEncoder:

@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..embeddings import Embedding, EmbeddingCache
-from .cached import CachedEngine, default_precision
+from .cached import CachedEngine
 from .decoder import resize_matrix
 from .encoder import ImageEncoder
+from .precision import choose_precision
 
 
 @dataclass
@@ -57,10 +58,17 @@ class HqEngine(CachedEngine):
         super().__init__(model, checkpoint, device, cache, download, loaded)
         self.sam = self.module
         self.mask_threshold = float(self.sam.mask_threshold)
-        sdpa = self.device.startswith("cuda") if fast is None else fast
-        self.encoder = ImageEncoder(self.sam, self.device, sdpa=sdpa, precision=default_precision(
-            self.device, precision, sdpa), compile=compile, outputs=self._outputs)
-        self.transform = self.encoder.transform
+        self.precision_choice = choose_precision(self.device, precision, fast)
+        self._sdpa = (self.device.startswith("cuda") or self.precision_choice.precision == "bf16") \
+            if fast is None else fast
+        self._compile = compile
+        from segment_anything.utils.transforms import ResizeLongestSide
+
+        self.transform = ResizeLongestSide(int(self.sam.image_encoder.img_size))
+
+    def _make_encoder(self) -> ImageEncoder:
+        return ImageEncoder(self.sam, self.device, sdpa=self._sdpa, precision=self.precision_choice.precision,
+                            compile=self._compile, outputs=self._outputs)
 
     @staticmethod
     def build_model(name: str):
