@@ -53,7 +53,7 @@ def test_cpu_choice_follows_the_hardware_with_the_reason(monkeypatch, auto_preci
 def test_engine_and_cli_say_the_precision(monkeypatch, auto_precision, tiny_checkpoint, tmp_path, capsys):
     monkeypatch.setattr(precision, "cpu_flags", lambda: AVX2_ONLY)
     eng = make_engine("sam", "auto", tiny_checkpoint, device="cpu", cache=EmbeddingCache(tmp_path / "c"))
-    assert eng.precision == "fp32" and eng.encoder.precision == "fp32" and not eng.fast
+    assert eng.precision == "fp32" and eng.encoder.precision == "fp32" and eng.encoder.describe() == "fp32 + SDPA"
     monkeypatch.setattr(precision, "cpu_flags", lambda: XEON_BF16)
     eng = make_engine("sam", "auto", tiny_checkpoint, device="cpu", cache=EmbeddingCache(tmp_path / "c"))
     assert eng.precision == "bf16" and eng.encoder.describe() == "bf16 + SDPA"
@@ -157,3 +157,22 @@ def test_suggestion_uses_speeds_measured_here(monkeypatch, tmp_path):
     assert speed.measured("cpu", prec) == {}
     speed.record("vit_b", "cpu", prec, 1.0)
     assert speed.measured("cpu", prec) == {"vit_b": 1.0}
+
+
+def test_going_back_to_a_recent_image_reuses_its_device_state(tiny_checkpoint, tmp_path, monkeypatch):
+    """The last images' decoder states stay on the device: no disk read, no copy, no preparation on the way back."""
+    eng = make_engine("sam", "auto", tiny_checkpoint, device="cpu", cache=EmbeddingCache(tmp_path))
+    prepared = []
+    real = type(eng)._prepare_state
+    monkeypatch.setattr(type(eng), "_prepare_state", lambda self, emb: prepared.append(1) or real(self, emb))
+    a, b = sample("chelsea"), sample("rocket")
+    eng.set_image(a)
+    first = eng.predict(fixed_prompts(*a.shape[:2])[0])[0].mask
+    eng.set_image(b)
+    eng.cache.clear_memory()
+    eng.set_image(a)
+    assert len(prepared) == 2 and eng.last_from_cache
+    assert np.array_equal(eng.predict(fixed_prompts(*a.shape[:2])[0])[0].mask, first)
+    for name in ("coffee", "astronaut", "rocket", "chelsea", "coffee"):
+        eng.set_image(sample(name))
+    assert len(eng._states) == eng.STATES_KEPT

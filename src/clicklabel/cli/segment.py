@@ -126,7 +126,8 @@ def precompute_on_ray(args, paths) -> int:
     spec = engine_spec(args, compile=args.compile)
     root = str(args.cache or cache_root())
     with ray_session(args.ray) as ray:
-        workers = make_workers(ray, spec, root, max_workers=args.ray_workers)
+        workers = make_workers(ray, spec, root, max_workers=args.ray_workers,
+                                   say=lambda line: print(f"clicklabel: {line}", file=sys.stderr))
         bar = tqdm(total=len(paths), unit="image", desc=f"embedding on Ray ({len(workers)} workers)", disable=None)
         stats = ray_precompute(ray, workers, paths, batch=args.batch, progress=bar.update)
         bar.close()

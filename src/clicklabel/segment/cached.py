@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -28,6 +29,8 @@ from ..embeddings import Embedding, EmbeddingCache
 from ..errors import ClickLabelError, PromptError
 from ..images import image_hash, to_rgb8
 from .base import MaskResult, Prompt
+
+PINNED_MIN_BYTES = 1 << 20  # arrays from this size go to a GPU through pinned memory
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -90,6 +93,7 @@ class CachedEngine(ABC):
 
     name = "?"
     mask_threshold = 0.0
+    STATES_KEPT = 4  # decoder states of the last images kept on the device (vit_b: ~10 MB each)
     required_extras: tuple[str, ...] = ()
 
     def __init__(self, model: str, checkpoint: str | Path | None, device: str, cache: EmbeddingCache | None,
@@ -109,6 +113,7 @@ class CachedEngine(ABC):
         self._encoder = None
         self._encoder_guard = threading.Lock()
         self.encoder_builds = 0  # how many times an image encoder was built (0 while only cached images were seen)
+        self._states: OrderedDict[str, tuple] = OrderedDict()  # key -> (embedding, decoder state on the device)
         self.cache = cache if cache is not None else EmbeddingCache()
         self.embedding: Embedding | None = None
         self._state = None
@@ -201,12 +206,12 @@ class CachedEngine(ABC):
             return True
         return tuple(emb.features.shape) == (1, int(pe.embed_dim), *(int(v) for v in pe.image_embedding_size))
 
-    def get_embedding(self, image: np.ndarray) -> Embedding:
+    def get_embedding(self, image: np.ndarray, key: str | None = None) -> Embedding:
         """The embedding of ``image`` from the cache, computing and caching it on a miss. Thread-safe: a second
         caller asking for an image that another thread is encoding (pre-computing the next image) waits for
-        that result instead of encoding it again."""
+        that result instead of encoding it again. ``key``: the image's cache key, when the caller has it."""
         img = to_rgb8(image)
-        key = self.embedding_key(img)
+        key = key or self.embedding_key(img)
         emb = self._cached(key, img)
         if emb is not None:
             self.last_from_cache = True
@@ -227,8 +232,24 @@ class CachedEngine(ABC):
         return emb
 
     def set_image(self, image: np.ndarray) -> None:
-        """Make ``image`` current (cached embedding, or encode now)."""
-        self.set_embedding(self.get_embedding(image))
+        """Make ``image`` current: the decoder state of one of the last ``STATES_KEPT`` images, kept on the device
+        (going back to an image costs no disk read, no copy to the GPU and no decoder preparation), else from the
+        cached embedding, else encoded now."""
+        img = to_rgb8(image)
+        key = self.embedding_key(img)
+        with self._inflight_guard:
+            kept = self._states.get(key)
+            if kept is not None:
+                self._states.move_to_end(key)
+        if kept is not None:
+            self.embedding, self._state = kept
+            self.last_from_cache = True
+            return
+        self.set_embedding(self.get_embedding(img, key))
+        with self._inflight_guard:
+            self._states[key] = (self.embedding, self._state)
+            while len(self._states) > self.STATES_KEPT:
+                self._states.popitem(last=False)
 
     def prefetch(self, image: np.ndarray) -> None:
         """Compute and cache ``image``'s embedding (the current image stays current)."""
@@ -254,9 +275,16 @@ class CachedEngine(ABC):
         return self.embedding
 
     def _tensor(self, array, dtype=None):
+        """``array`` on the device; large arrays go to a GPU through pinned memory, copied without blocking (the
+        copy overlaps the host work that follows; the next kernel on the stream waits for it)."""
         import torch
 
-        return torch.as_tensor(np.asarray(array), dtype=dtype or torch.float32, device=self.device)
+        arr = np.asarray(array)
+        dtype = dtype or torch.float32
+        if self.device.startswith("cuda") and arr.nbytes >= PINNED_MIN_BYTES:
+            host = torch.from_numpy(np.ascontiguousarray(arr)).to(dtype).pin_memory()
+            return host.to(self.device, non_blocking=True)
+        return torch.as_tensor(arr, dtype=dtype, device=self.device)
 
     # -- prompts ------------------------------------------------------------------------------------------
     def predict(self, prompt: Prompt, multimask: bool = False, previous: MaskResult | None = None) -> list[MaskResult]:

@@ -84,9 +84,12 @@ def check_precision(precision: str) -> None:
         raise ClickLabelError(f"unknown precision {precision!r}; use one of auto, {', '.join(PRECISIONS)}")
 
 
-def choose_precision(device: str, asked: str | None = None, fast: bool | None = None) -> Choice:
+def choose_precision(device: str, asked: str | None = None, fast: bool | None = None,
+                     cpu_gain: bool = True) -> Choice:
     """The encoder's precision on ``device`` (already resolved): ``asked`` ('fp32', 'bf16'; None or 'auto': choose),
-    ``fast`` False for the stock encoder (fp32). ``CLICKLABEL_PRECISION`` stands in for an ``asked`` of None."""
+    ``fast`` False for the stock encoder (fp32); ``cpu_gain`` False for encoders that bf16 does not speed up on a CPU
+    (measured: SAM 2.1's Hiera 1.06x, HQ-SAM's TinyViT 1.24x with masks at IoU 0.98; docs/benchmarks.md).
+    ``CLICKLABEL_PRECISION`` stands in for an ``asked`` of None."""
     if asked in (None, "auto"):
         asked = os.environ.get("CLICKLABEL_PRECISION", "").strip().lower() or None
     if asked not in (None, "auto"):
@@ -108,6 +111,8 @@ def choose_precision(device: str, asked: str | None = None, fast: bool | None = 
             return Choice("bf16", "MPS takes bf16 autocast")
         return Choice("fp32", "MPS here does not take bf16 autocast (macOS 14 and a newer PyTorch do)")
     ok, why = cpu_bf16()
+    if ok and not cpu_gain:
+        return Choice("fp32", f"{why}, but bf16 does not speed up this encoder on a CPU: fp32")
     if ok:
         return Choice("bf16", f"{why}: bf16 autocast (--precision fp32 for stock arithmetic)")
     return Choice("fp32", f"{why}: fp32 (bf16 would be emulated, slower)")

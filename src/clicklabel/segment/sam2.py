@@ -131,7 +131,7 @@ class Sam2Engine(CachedEngine):
             raise ClickLabelError("--compile is wired for SAM and HQ-SAM encoders, not SAM 2.1")
         super().__init__(model, checkpoint, device, cache, download, loaded)
         self.net = self.module
-        self.precision_choice = choose_precision(self.device, precision, fast)
+        self.precision_choice = choose_precision(self.device, precision, fast, cpu_gain=False)
 
     def _make_encoder(self) -> Sam2Encoder:
         return Sam2Encoder(self.net, self.device, self.precision_choice.precision)
