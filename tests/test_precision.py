@@ -176,3 +176,20 @@ def test_going_back_to_a_recent_image_reuses_its_device_state(tiny_checkpoint, t
     for name in ("coffee", "astronaut", "rocket", "chelsea", "coffee"):
         eng.set_image(sample(name))
     assert len(eng._states) == eng.STATES_KEPT
+
+
+def test_bf16_encoder_runs_the_neck_in_fp32(tiny_checkpoint):
+    import torch
+
+    from clicklabel.segment.encoder import ImageEncoder
+
+    eng = make_engine("sam", "auto", tiny_checkpoint, device="cpu", cache=EmbeddingCache(disk=False))
+    enc = ImageEncoder(eng.sam, "cpu", precision="bf16")
+    assert "forward" in eng.sam.image_encoder.neck.__dict__
+    x = torch.randn(1, 3, enc.size, enc.size)
+    with torch.inference_mode():
+        out = enc.forward(x)
+        ref = ImageEncoder(eng.sam, "cpu", precision="fp32").forward(x)
+    assert out.dtype == torch.float32  # the neck's output, computed in fp32 from the bf16 trunk
+    rel = float((out - ref).norm() / ref.norm())
+    assert 0 < rel < 0.05
