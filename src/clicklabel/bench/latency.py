@@ -29,7 +29,7 @@ def _cached_load_ms(model: str, checkpoint: str, cache_dir: str, device: str, im
         f"eng = make_engine('sam', {model!r}, {checkpoint!r}, device={device!r}, cache=EmbeddingCache({cache_dir!r}))\n"
         "t = time.perf_counter(); eng.set_image(img); synchronize(eng.device); first = time.perf_counter() - t\n"
         "assert eng.last_from_cache and eng.encoder_builds == 0, 'the second process encoded'\n"
-        "eng._states.clear(); eng.cache.clear_memory()\n"
+        "eng.forget_kept(); eng.cache.clear_memory()\n"
         "t = time.perf_counter(); eng.set_image(img); synchronize(eng.device); warm = time.perf_counter() - t\n"
         "print(first * 1000, warm * 1000)\n"
     )

@@ -251,6 +251,11 @@ class CachedEngine(ABC):
             while len(self._states) > self.STATES_KEPT:
                 self._states.popitem(last=False)
 
+    def forget_kept(self) -> None:
+        """Drop the decoder states kept on the device (the next ``set_image`` reads the cache again)."""
+        with self._inflight_guard:
+            self._states.clear()
+
     def prefetch(self, image: np.ndarray) -> None:
         """Compute and cache ``image``'s embedding (the current image stays current)."""
         self.get_embedding(image)
