@@ -52,6 +52,8 @@ def _isolated_dirs(tmp_path_factory):
     os.environ["CLICKLABEL_CACHE"] = str(base / "cache")
     os.environ["CLICKLABEL_WEIGHTS"] = str(base / "weights")
     os.environ.pop("OPENAI_API_KEY", None)
+    # the encoders' arithmetic the same on every machine (fp32, stock's); tests of the automatic choice unset it
+    os.environ["CLICKLABEL_PRECISION"] = "fp32"
     yield
 
 

@@ -274,13 +274,19 @@ def resolve_checkpoint(model: str, checkpoint: str | Path | None, download_missi
     return download(model)
 
 
-def read_state_dict(path: str | Path) -> dict:
-    """Load a checkpoint's state dict safely (``weights_only=True``), with a clear error for bad files."""
+def read_state_dict(path: str | Path, mmap: bool = False) -> dict:
+    """Load a checkpoint's state dict safely (``weights_only=True``), with a clear error for bad files. ``mmap``:
+    memory-map the file (tensors are read when used; files in the old non-zip format are read whole)."""
     import torch
 
     p = Path(path)
     try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
+        try:
+            obj = torch.load(p, map_location="cpu", weights_only=True, mmap=mmap)
+        except RuntimeError:
+            if not mmap:
+                raise
+            obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:
         text = str(exc).strip()
         reason = text.splitlines()[0].split(". ")[0][:160] if text else type(exc).__name__

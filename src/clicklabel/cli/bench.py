@@ -22,12 +22,14 @@ def cmd_bench(args) -> int:
         from ..bench.latency import bench_latency
 
         bench_latency(args.model, args.checkpoint, args.random_weights, _bench_device(args.device),
-                            args.repeats or 20)
+                      args.repeats or 20, pairs=args.pairs,
+                      precision=None if args.precision == "auto" else args.precision)
         return 0
     if args.what == "models":
         from ..bench.models import bench_models
 
-        bench_models(args.models.split(",") if args.models else None, _bench_device(args.device), args.repeats or 3)
+        bench_models(args.models.split(",") if args.models else None, _bench_device(args.device), args.repeats or 3,
+                     precision=None if args.precision == "auto" else args.precision)
         return 0
     if args.what == "encoder":
         from ..bench.encoder import bench_encoder
@@ -213,7 +215,10 @@ def add_bench_parser(sub) -> None:
     p.add_argument("--batch", default="1,8", help="encoder: batch sizes, comma separated")
     p.add_argument("--no-compile", action="store_true", help="encoder: leave out the torch.compile rows")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
-                   help="encoder: the reduced precision to try (auto: bf16 on CUDA, fp32 on a CPU)")
+                   help="latency, models: our encoder's (auto: bf16 where the hardware computes it); encoder: the "
+                        "reduced precision to try (auto: bf16 on CUDA, fp32 on a CPU)")
+    p.add_argument("--pairs", type=positive_int, help="latency: interleaved encoder pairs (default 3 on a CPU, 10 on "
+                                                      "a GPU)")
     p.add_argument("--precompute-images", type=count, default=0,
                    help="encoder: also time precompute of this many distinct JPEGs made from --data's images; "
                         "remote: distinct images per throughput row (default 4)")

@@ -4,6 +4,7 @@ lines around the core's project workflows (``clicklabel.project``), which the wi
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from ..errors import ClickLabelError
@@ -66,7 +67,8 @@ def cmd_propose(args) -> int:
         from ..files import cache_root
 
         with ray_session(args.ray) as ray:
-            workers = make_workers(ray, engine_spec(args), str(cache_root()), max_workers=args.ray_workers)
+            workers = make_workers(ray, engine_spec(args), str(cache_root()), max_workers=args.ray_workers,
+                                   say=lambda line: print(f"clicklabel: {line}", file=sys.stderr))
             bar = tqdm(total=len(store.images()), unit="image", desc=f"proposing on Ray ({len(workers)} workers)",
                        disable=None)
             rep = ray_propose(ray, workers, store, settings, accept_above=args.accept_above, progress=bar.update)

@@ -102,7 +102,7 @@ def cmd_precompute(args) -> int:
     if args.ray:
         return precompute_on_ray(args, paths)
     engine = engine_from_args(args, cache=EmbeddingCache.at_root(args.cache) if args.cache else None,
-                              precision=None if args.precision == "auto" else args.precision, compile=args.compile)
+                              compile=args.compile)
     bar = tqdm(total=len(paths), unit="image", desc=f"embedding ({engine.model}, {engine.device})", disable=None)
     stats = precompute(engine, paths, batch=args.batch, workers=args.workers, progress=bar.update)
     bar.close()
@@ -127,10 +127,11 @@ def precompute_on_ray(args, paths) -> int:
     from ..cluster.workers import make_workers, ray_precompute
     from ..files import cache_root
 
-    spec = engine_spec(args, precision=None if args.precision == "auto" else args.precision, compile=args.compile)
+    spec = engine_spec(args, compile=args.compile)
     root = str(args.cache or cache_root())
     with ray_session(args.ray) as ray:
-        workers = make_workers(ray, spec, root, max_workers=args.ray_workers)
+        workers = make_workers(ray, spec, root, max_workers=args.ray_workers,
+                                   say=lambda line: print(f"clicklabel: {line}", file=sys.stderr))
         bar = tqdm(total=len(paths), unit="image", desc=f"embedding on Ray ({len(workers)} workers)", disable=None)
         stats = ray_precompute(ray, workers, paths, batch=args.batch, progress=bar.update)
         bar.close()
@@ -155,8 +156,6 @@ def add_segment_parsers(sub) -> None:
     p.add_argument("target", help="folder of images or a project")
     add_engine_args(p, engine=False)
     p.add_argument("--batch", type=positive_int, default=8)
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
-                   help="auto = bf16 with the fast encoder on CUDA, else fp32")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the encoder (a minute or more once; pays off over hundreds of images)")
     p.add_argument("--workers", type=positive_int,

@@ -57,6 +57,7 @@ class LoadedModel:
     family: str
     module: object  # the torch module, on the CPU, in eval mode
     path: Path | None  # None: built in memory (``random_model``)
+    lazy: object = None  # ``lazy.LazyEncoderWeights`` when the image encoder is not loaded yet
 
 
 def _sam3_wanted(model: str, checkpoint) -> bool:
@@ -144,9 +145,10 @@ def build(family: str, name: str, state_dict: dict | None = None):
 
 
 def load_model(model: str, checkpoint: str | Path | None = None, download: bool = True,
-               family: str | None = None) -> LoadedModel:
+               family: str | None = None, lazy: bool = False) -> LoadedModel:
     """Load a checkpoint of any family on the CPU. ``model``: a registered name, or 'auto' (needs ``checkpoint``)
-    to take whatever the weights are; ``family``: the engine's family, when it can only run that one."""
+    to take whatever the weights are; ``family``: the engine's family, when it can only run that one; ``lazy``: leave
+    the image encoder unloaded where the family allows it (``lazy.py``)."""
     if _sam3_wanted(model, checkpoint):  # a folder in the Hugging Face layout (segment.sam3_model)
         from .sam3_model import load_sam3
 
@@ -165,7 +167,7 @@ def load_model(model: str, checkpoint: str | Path | None = None, download: bool 
                                   f"make_engine('{model}') builds its engine")
         require(want)  # before any download
     path = resolve_checkpoint(model, checkpoint, download)
-    sd = read_state_dict(path)
+    sd = read_state_dict(path, mmap=lazy)
     try:
         fam, found = detect_model(sd)
     except WeightsError as exc:
@@ -175,8 +177,13 @@ def load_model(model: str, checkpoint: str | Path | None = None, download: bool 
     if family is not None and fam != family:
         raise WeightsError(f"checkpoint {path} holds a {FAMILIES[fam].label} model ({found}), not a "
                            f"{FAMILIES[family].label} model; pass --model {found}")
-    module = build(fam, found, sd)
+    from .lazy import LazyEncoderWeights, build_without_encoder
+
     try:
+        module = build_without_encoder(fam, found, sd) if lazy else None
+        if module is not None:
+            return LoadedModel(found, fam, module, path, LazyEncoderWeights(fam, found, sd))
+        module = build(fam, found, sd)
         module.load_state_dict(sd, strict=True)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0][:200]
@@ -228,10 +235,16 @@ class Suggestion:
 
 
 def suggest_model(device: str = "auto") -> Suggestion | None:
-    """The CPU default: when ``device`` resolves to the CPU, the registered model that encodes fastest there among
+    """The CPU default: when ``device`` resolves to the CPU, the registered model that encodes fastest here among
     those whose weights are here and whose family is installed, with the reason in words; None on a GPU or when no
-    weights are here (the caller keeps its own default)."""
+    weights are here (the caller keeps its own default). Speeds measured on this machine (``speed.py``) come first;
+    a model not measured here yet is ranked by the reference CPU's time (the registry's ``cpu_s``), scaled by how
+    this machine compared on the models it has measured."""
+    import statistics
+
+    from . import speed
     from .cached import resolve_device
+    from .precision import choose_precision
 
     if resolve_device(device) != "cpu":
         return None
@@ -239,8 +252,14 @@ def suggest_model(device: str = "auto") -> Suggestion | None:
             if ck.cpu_s is not None and weights_present(ck.name) and installed(ck.family)]
     if not here:
         return None
-    best = min(here, key=lambda ck: ck.cpu_s)
-    slow = max(here, key=lambda ck: ck.cpu_s)
-    others = f"; {slow.name}, also here, takes about {slow.cpu_s:.0f} s" if slow is not best else ""
+    seen = speed.measured("cpu", choose_precision("cpu").precision)
+    scale = statistics.median([seen[ck.name] / ck.cpu_s for ck in here if ck.name in seen] or [1.0])
+    secs = {ck.name: seen.get(ck.name, ck.cpu_s * scale) for ck in here}
+    best = min(here, key=lambda ck: secs[ck.name])
+    slow = max(here, key=lambda ck: secs[ck.name])
+    where = lambda n: "measured here" if n in seen else "estimated"  # noqa: E731
+    others = f"; {slow.name}, also here, takes about {secs[slow.name]:.1f} s ({where(slow.name)})" \
+        if slow is not best else ""
     return Suggestion(best.name, f"no GPU: {best.name} is the fastest model whose weights are here (about "
-                                 f"{best.cpu_s:.1f} s per image to encode on a 2-core CPU{others}; docs/models.md)")
+                                 f"{secs[best.name]:.1f} s per image to encode, {where(best.name)}{others}; "
+                                 "clicklabel bench models measures them all)")
