@@ -108,12 +108,16 @@ class Sam3Engine(CachedEngine):
         super().__init__(model, checkpoint, device, cache, download, loaded)
         self.pair = self.module
         fast = self.device.startswith("cuda") if fast is None else fast
-        self.encoder = Sam3Encoder(self.pair, self.device, default_precision(self.device, precision, fast))
+        self._precision = default_precision(self.device, precision, fast)
+        self.encoder = self._make_encoder()  # the vision encoder shares the model with the detector: built now
         self._text: OrderedDict[str, tuple] = OrderedDict()
         self._text_items = text_items
         self._text_lock = threading.Lock()
         self.text_encodings = 0  # phrases encoded so far (the rest came from the text cache)
         self.current_key: str | None = None
+
+    def _make_encoder(self) -> Sam3Encoder:
+        return Sam3Encoder(self.pair, self.device, self._precision)
 
     def set_image(self, image: np.ndarray) -> None:
         """Make ``image`` current; its cache key is kept (``current_key``: what a remote server knows it by)."""
