@@ -11,14 +11,20 @@ from .common import add_engine_args, add_ray_args, count, engine_from_args, engi
 
 def cmd_add(args) -> int:
     from ..project import add_images, expand_images, is_project, open_project
+    from .track import add_sequence_items, split_sequences
 
-    files = expand_images(args.images)
-    if not files:
+    sequences, images = split_sequences(args.images, args.sequence)
+    files = expand_images(images)
+    if not files and not sequences:
         raise ClickLabelError(f"no images in {' '.join(args.images)}")
     existing = is_project(args.project)
-    store = open_project(args.project, create=True, root=args.root or files[0].resolve().parent)
+    first = files[0] if files else Path(sequences[0])
+    store = open_project(args.project, create=True, root=args.root or first.resolve().parent)
     if existing and args.root:
         store.set_root(args.root)
+    add_sequence_items(store, sequences, args)
+    if not files:
+        return 0
     rep = add_images(store, files)
     for line in rep.skipped:
         print(f"skipped: {line}")
@@ -84,6 +90,10 @@ def cmd_export(args) -> int:
     from ..coco import export_coco
     from ..project import open_project
 
+    if args.format == "ytvis":
+        from .track import export_ytvis_args
+
+        return export_ytvis_args(args)
     rep = export_coco(open_project(args.project), args.out, polygons=args.polygons, images_root=args.images_root)
     print(f"wrote {args.out}: {rep.images} images, {rep.annotations} annotations")
     if rep.boxes:
@@ -139,6 +149,12 @@ def add_project_parsers(sub) -> None:
     p.add_argument("project")
     p.add_argument("images", nargs="+")
     p.add_argument("--root", help="project root (image paths are stored relative to it)")
+    p.add_argument("--sequence", action="store_true", help="a folder is one sequence of frames (in name order), "
+                                                           "not separate images; videos and TIFF stacks always are")
+    p.add_argument("--step", type=positive_int, default=1, help="sequences: every N-th frame")
+    p.add_argument("--name", help="sequences: the sequence's name (default: the file or folder name)")
+    p.add_argument("--frame-format", default="jpg", choices=["jpg", "png"],
+                   help="videos: how decoded frames are stored beside the project (jpg: quality 95; png: lossless)")
     p.set_defaults(func=cmd_add)
 
     p = sub.add_parser("propose", help="SAM proposes every object: into a project for review, or a COCO file")
@@ -162,6 +178,9 @@ def add_project_parsers(sub) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--polygons", action="store_true", help="polygons instead of RLE (RLE kept where they cannot)")
     p.add_argument("--images-root", help="write file_name relative to this folder")
+    p.add_argument("--format", default="coco", choices=["coco", "ytvis"],
+                   help="coco: one image per frame, track_id on each annotation; ytvis: YouTube-VIS (videos, "
+                        "one instance per track with a mask per frame)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("import", help="read a COCO file into a project")

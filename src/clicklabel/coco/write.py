@@ -37,11 +37,14 @@ def export_coco(
     rep = ExportReport()
     root = Path(images_root).resolve() if images_root else None
     images = []
+    frames, tracks = store.frame_table(), store.object_tracks()
     for im in store.images():
         name = im.path
         if root is not None:
             name = Path(os.path.relpath(store.root / im.path, root)).as_posix()
         images.append({"id": im.id, "file_name": name, "width": im.width, "height": im.height})
+        if im.id in frames:  # a frame of a sequence: its video and index, as COCO-video formats (TAO) have them
+            images[-1].update(video_id=frames[im.id][0], frame_index=frames[im.id][1])
     rep.images = len(images)
     cats = [{"id": cid, "name": name, "supercategory": sup or name} for cid, name, sup in store.categories()]
     unl_id = None
@@ -104,6 +107,8 @@ def export_coco(
                 EXTRA_KEY: {k: v for k, v in extra.items() if v is not None},
             }
         )
+        if ob.id in tracks:  # one object followed through a sequence: one track id on each frame's annotation
+            anns[-1]["track_id"] = tracks[ob.id]
     rep.annotations = len(anns)
     doc = {
         "info": {"description": "exported by clicklabel", "version": "1.0"},

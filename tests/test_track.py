@@ -1,0 +1,288 @@
+"""Sequences and SAM 2.1 propagation: our tracker against the stock SAM2VideoPredictor (random tiny model at a
+128-pixel input so the tests stay fast), the project workflow (one track id, corrections that re-encode nothing and
+leave earlier frames alone, the object leaving), and the sequence sources (mp4, frame folder, TIFF stack)."""
+
+from __future__ import annotations
+
+import threading
+import warnings
+
+import numpy as np
+import pytest
+
+pytest.importorskip("sam2")
+av = pytest.importorskip("av")
+
+N = 8
+H, W = 72, 96
+
+
+def clip_frames(n=N, h=H, w=W):
+    """A bright square moving right over a dark textured background."""
+    rng = np.random.default_rng(0)
+    bg = (rng.random((h, w, 3)) * 40).astype(np.uint8)
+    frames = []
+    for i in range(n):
+        a = bg.copy()
+        a[20:50, 8 + 4 * i:38 + 4 * i] = (220, 180, 40)
+        frames.append(a)
+    return frames
+
+
+def write_mp4(path, frames, fps=10):
+    with av.open(str(path), "w") as out:
+        s = out.add_stream("mpeg4", rate=fps)
+        s.width, s.height, s.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
+        s.options = {"qscale": "2"}
+        for a in frames:
+            for pkt in s.encode(av.VideoFrame.from_ndarray(a, format="rgb24")):
+                out.mux(pkt)
+        for pkt in s.encode():
+            out.mux(pkt)
+
+
+@pytest.fixture(scope="session")
+def small_predictor():
+    """The stock video predictor (random weights, 128-pixel input, corrections kept as conditioning frames as our
+    tracker keeps them; hole filling off: it needs SAM 2's CUDA extension)."""
+    import torch
+    from sam2.build_sam import build_sam2_video_predictor
+
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        p = build_sam2_video_predictor("configs/sam2.1/sam2.1_hiera_t.yaml", None, device="cpu",
+                                       hydra_overrides_extra=["++model.image_size=128",
+                                                              "++model.add_all_frames_to_correct_as_cond=true"])
+    p.fill_hole_area = 0
+    return p
+
+
+@pytest.fixture(scope="session")
+def frame_dir(tmp_path_factory):
+    from PIL import Image
+
+    d = tmp_path_factory.mktemp("frames")
+    for i, a in enumerate(clip_frames()):
+        Image.fromarray(a).save(d / f"{i:05d}.jpg", quality=95)
+    return d
+
+
+def _iou(a, b):
+    return (a & b).sum() / max((a | b).sum(), 1)
+
+
+def _model(predictor, cache=None):
+    from clicklabel.track.propagate import VideoModel
+
+    return VideoModel(predictor, "tiny-random-128", cache=cache, fill_hole_area=0)
+
+
+def test_agrees_with_sam2_video_predictor(small_predictor, frame_dir):
+    """Click on frame 3, propagate forward then backward, correct frame 5 with a negative click, propagate
+    forward again: every frame's mask matches the stock predictor's (IoU >= 0.99) and nothing is encoded twice."""
+    from PIL import Image
+
+    from clicklabel.embeddings import EmbeddingCache
+    from clicklabel.images import image_hash
+    from clicklabel.track.propagate import FrameSource, Tracker
+
+    p = small_predictor
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        st = p.init_state(str(frame_dir))
+        p.add_new_points_or_box(st, 3, 1, points=[[30, 35]], labels=[1])
+        ref = {f: (m[0, 0] > 0).numpy() for f, _, m in p.propagate_in_video(st, start_frame_idx=3)}
+        ref.update({f: (m[0, 0] > 0).numpy() for f, _, m in p.propagate_in_video(st, 3, reverse=True)})
+        p.add_new_points_or_box(st, 5, 1, points=[[60, 40]], labels=[0], clear_old_points=False)
+        ref2 = {f: (m[0, 0] > 0).numpy() for f, _, m in p.propagate_in_video(st, start_frame_idx=5)}
+    imgs = [np.array(Image.open(frame_dir / f"{i:05d}.jpg").convert("RGB")) for i in range(N)]
+    model = _model(p, EmbeddingCache(disk=False, memory_items=N))
+    tr = Tracker(model, FrameSource(lambda i: imgs[i], N, lambda i: image_hash(imgs[i])))
+    try:
+        tr.prompt(3, points=[[30, 35]], labels=[1])
+        ours = {r.frame: r.mask for r in tr.propagate(3, min_score=-1e9)}
+        ours.update({r.frame: r.mask for r in tr.propagate(3, reverse=True, min_score=-1e9)})
+        assert sorted(ours) == list(range(N))
+        for f in range(N):
+            assert _iou(ours[f], ref[f]) >= 0.99, f
+        assert model.encoded == N
+        tr.prompt(5, points=[[60, 40]], labels=[0])
+        again = {r.frame: r.mask for r in tr.propagate(5, min_score=-1e9)}
+        assert sorted(again) == list(range(5, N))
+        for f in range(5, N):
+            assert _iou(again[f], ref2[f]) >= 0.99, f
+        assert model.encoded == N  # the correction encoded nothing again
+    finally:
+        tr.close()
+
+
+def test_memory_stays_bounded_and_reloads(small_predictor, frame_dir, tmp_path):
+    """The non-conditioning outputs live in a small window over files: a second TrackMemory on the same folder
+    (another process) reads the same state back exactly."""
+    import torch
+    from PIL import Image
+
+    from clicklabel.track.memory import TrackMemory
+    from clicklabel.track.propagate import FrameSource, Tracker
+
+    imgs = [np.array(Image.open(frame_dir / f"{i:05d}.jpg").convert("RGB")) for i in range(N)]
+    model = _model(small_predictor)
+    mem = TrackMemory(tmp_path / "state", window=2)
+    tr = Tracker(model, FrameSource(lambda i: imgs[i], N), mem)
+    tr.prompt(0, box=(5, 15, 45, 55))
+    list(tr.propagate(0, min_score=-1e9))
+    assert len(mem.non_cond._lru) <= 2 and mem.stored == set(range(N))
+    again = TrackMemory(tmp_path / "state")
+    again.pos_enc = model.memory_pos_enc()
+    again.load_cond()
+    assert set(again.cond) == {0} and again.tracked == mem.tracked
+    for t in range(1, N):
+        a, b = mem.non_cond.get(t), again.non_cond.get(t)
+        for k in ("maskmem_features", "pred_masks", "obj_ptr", "object_score_logits"):
+            assert torch.equal(a[k], b[k]), (t, k)
+    assert torch.equal(mem.cond[0]["maskmem_features"], again.cond[0]["maskmem_features"])
+
+
+def test_stop_event_and_leaving_object(small_predictor, frame_dir):
+    from PIL import Image
+
+    from clicklabel.track.propagate import FrameSource, Tracker
+
+    imgs = [np.array(Image.open(frame_dir / f"{i:05d}.jpg").convert("RGB")) for i in range(N)]
+    tr = Tracker(_model(small_predictor), FrameSource(lambda i: imgs[i], N))
+    tr.prompt(0, points=[[20, 30]])
+    stop = threading.Event()
+    seen = []
+    for r in tr.propagate(0, min_score=-1e9, stop=stop):
+        seen.append(r.frame)
+        if r.frame == 2:
+            stop.set()
+    assert seen == [0, 1, 2]
+    # a threshold no frame reaches: the object "leaves" at once, after `patience` frames
+    left = [r.frame for r in tr.propagate(0, min_score=1e9, patience=2)]
+    assert left == [0, 1, 2]
+    tr.close()
+
+
+@pytest.fixture()
+def clip(tmp_path):
+    path = tmp_path / "clip.mp4"
+    write_mp4(path, clip_frames())
+    return path
+
+
+def test_sources_mp4_folder_tiff(tmp_path, clip, frame_dir):
+    from PIL import Image
+
+    from clicklabel.errors import ClickLabelError
+    from clicklabel.project import open_project
+    from clicklabel.track.sources import add_sequence
+
+    store = open_project(tmp_path / "proj", create=True)
+    seen = []
+    rep = add_sequence(store, clip, progress=lambda done, total: seen.append(done))
+    assert (rep.kind, rep.frames, seen[-1]) == ("video", N, N)
+    seq = store.sequence("clip")
+    ids = store.frame_ids(seq.id)
+    assert len(ids) == N and [store.frame_of(i)[1] for i in ids] == list(range(N))
+    first = store.load_image(ids[0])  # frames are ordinary images of the project
+    assert first.shape == (H, W, 3) and abs(int(first[35, 20, 0]) - 220) < 30
+    assert store.image_path(ids[0]).parent == tmp_path / "proj" / "frames" / "clip"
+    assert add_sequence(store, clip, step=3, name="every3").frames == 3  # frames 0, 3, 6
+    assert store.image_path(store.frame_ids(store.sequence("every3").id)[1]).name == "00003.jpg"
+    with pytest.raises(ClickLabelError, match="already has a sequence"):
+        add_sequence(store, clip)
+    stop = threading.Event()
+    stop.set()
+    assert add_sequence(store, clip, name="stopped", stop=stop).cancelled
+    assert add_sequence(store, frame_dir, name="folder").frames == N  # the files stay where they are
+    assert store.image_path(store.frame_ids(store.sequence("folder").id)[0]).parent == frame_dir
+    pages = [Image.fromarray((np.arange(H * W).reshape(H, W) * (i + 1)).astype(np.uint16)) for i in range(3)]
+    pages[0].save(tmp_path / "stack.tif", save_all=True, append_images=pages[1:])
+    rep = add_sequence(store, tmp_path / "stack.tif")
+    assert (rep.kind, rep.frames) == ("tiff", 3)
+    assert store.load_image(store.frame_ids(rep.sequence_id)[2]).shape == (H, W, 3)
+
+
+def test_track_in_project_correction_and_export(small_predictor, tmp_path, clip):
+    import json
+
+    from pycocotools import mask as mask_utils
+    from pycocotools.coco import COCO
+
+    from clicklabel.coco import export_coco
+    from clicklabel.coco.ytvis import export_ytvis
+    from clicklabel.embeddings import EmbeddingCache
+    from clicklabel.project import open_project
+    from clicklabel.track.sources import add_sequence
+    from clicklabel.track.workflow import track_object
+
+    store = open_project(tmp_path / "proj", create=True)
+    add_sequence(store, clip)
+    ids = store.frame_ids(store.sequence("clip").id)
+    model = _model(small_predictor, EmbeddingCache(tmp_path / "emb"))
+    steps = []
+    rep = track_object(store, model, "clip", 3, points=[[30, 35]], min_score=-1e9, state_root=tmp_path / "st",
+                       progress=lambda d, t: steps.append((d, t)))
+    assert sorted(rep.written) == list(range(N)) and rep.encoded == N and steps[-1] == (N - 1, N - 1)
+    objs = store.track_objects(rep.track_id)
+    assert sorted(objs) == list(range(N)) and objs[3].role == "annotated"
+    assert {o.role for t, o in objs.items() if t != 3} == {"propagated"}
+    assert store.object_tracks() == {o.object_id: rep.track_id for o in objs.values()}
+    before = {t: store.object(o.object_id).rle["counts"] for t, o in objs.items()}
+    # a later run (a new model object over the same caches) corrects frame 5: nothing is encoded again, frames
+    # before 5 keep their objects, and the frames after it change
+    later = _model(small_predictor, EmbeddingCache(tmp_path / "emb"))
+    rep2 = track_object(store, later, "clip", 5, points=[[60, 40]], labels=[0], track_id=rep.track_id,
+                        min_score=-1e9, state_root=tmp_path / "st")
+    assert rep2.encoded == 0 and later.encoded == 0
+    objs2 = store.track_objects(rep.track_id)
+    after = {t: store.object(o.object_id).rle["counts"] for t, o in objs2.items()}
+    assert all(after[t] == before[t] for t in range(5)) and objs2[5].role == "annotated"
+    assert after[5] != before[5] and sorted(rep2.written) == list(range(5, N))
+    assert {o.object_id for o in objs2.values()} == {o.object_id for o in objs.values()}  # ids (labels) kept
+    # one label for the whole track
+    assert store.set_track_label(rep.track_id, "cat", "animal") == N
+    # COCO: one image per frame, track_id on each annotation, as many annotations as frames covered
+    export_coco(store, tmp_path / "coco.json")
+    coco = COCO(str(tmp_path / "coco.json"))
+    anns = coco.loadAnns(coco.getAnnIds())
+    assert len([a for a in anns if a.get("track_id") == rep.track_id]) == N
+    assert {coco.imgs[a["image_id"]]["frame_index"] for a in anns} == set(range(N))
+    for a in anns:
+        assert coco.annToMask(a).sum() == a["area"]
+    # YouTube-VIS: one video, one instance with a mask per frame
+    export_ytvis(store, tmp_path / "ytvis.json")
+    doc = json.loads((tmp_path / "ytvis.json").read_text())
+    assert {"videos", "annotations", "categories"} <= set(doc)
+    (video,) = doc["videos"]
+    assert video["length"] == N == len(video["file_names"]) and (video["height"], video["width"]) == (H, W)
+    (inst,) = doc["annotations"]
+    assert inst["video_id"] == video["id"] and len(inst["segmentations"]) == N == len(inst["bboxes"])
+    assert sum(s is not None for s in inst["segmentations"]) == N
+    cat = {c["id"]: c["name"] for c in doc["categories"]}[inst["category_id"]]
+    assert cat == "cat"
+    for t, seg in enumerate(inst["segmentations"]):
+        m = mask_utils.decode(seg)
+        assert m.shape == (H, W) and m.sum() == inst["areas"][t]
+        assert (store.load_image(ids[t]).shape[:2]) == m.shape
+
+
+def test_track_leaving_object_clears_stale_frames(small_predictor, tmp_path, clip):
+    from clicklabel.project import open_project
+    from clicklabel.track.sources import add_sequence
+    from clicklabel.track.workflow import track_object
+
+    store = open_project(tmp_path / "proj", create=True)
+    add_sequence(store, clip)
+    model = _model(small_predictor)
+    rep = track_object(store, model, "clip", 0, box=(5, 15, 45, 55), min_score=-1e9, state_root=tmp_path / "st")
+    assert len(store.track_objects(rep.track_id)) == N
+    # the same object again from frame 2 with a threshold nothing reaches: it "leaves" at frame 3 (patience 2);
+    # the frames past that lose their propagated objects, frame 2 (annotated now) and the ones before stay
+    rep2 = track_object(store, model, "clip", 2, points=[[30, 35]], track_id=rep.track_id, min_score=1e9,
+                        patience=2, state_root=tmp_path / "st")
+    assert rep2.left == [(3, "forward")]
+    assert sorted(store.track_objects(rep.track_id)) == [0, 1, 2]
+    assert any("left the view at frame 3" in line for line in rep2.lines())
