@@ -188,7 +188,7 @@ def test_sources_mp4_folder_tiff(tmp_path, clip, frame_dir):
     assert len(ids) == N and [store.frame_of(i)[1] for i in ids] == list(range(N))
     first = store.load_image(ids[0])  # frames are ordinary images of the project
     assert first.shape == (H, W, 3) and abs(int(first[35, 20, 0]) - 220) < 30
-    assert store.image_path(ids[0]).parent == tmp_path / "proj" / "frames" / "clip"
+    assert store.image_path(ids[0]).parent == tmp_path / "proj-frames" / "clip"  # beside the project file
     assert add_sequence(store, clip, step=3, name="every3").frames == 3  # frames 0, 3, 6
     assert store.image_path(store.frame_ids(store.sequence("every3").id)[1]).name == "00003.jpg"
     with pytest.raises(ClickLabelError, match="already has a sequence"):
@@ -197,7 +197,7 @@ def test_sources_mp4_folder_tiff(tmp_path, clip, frame_dir):
     stop.set()
     assert add_sequence(store, clip, name="stopped", stop=stop).cancelled
     assert add_sequence(store, frame_dir, name="folder").frames == N  # the files stay where they are
-    assert store.image_path(store.frame_ids(store.sequence("folder").id)[0]).parent == frame_dir
+    assert store.image_path(store.frame_ids(store.sequence("folder").id)[0]).resolve().parent == frame_dir
     pages = [Image.fromarray((np.arange(H * W).reshape(H, W) * (i + 1)).astype(np.uint16)) for i in range(3)]
     pages[0].save(tmp_path / "stack.tif", save_all=True, append_images=pages[1:])
     rep = add_sequence(store, tmp_path / "stack.tif")
@@ -286,3 +286,82 @@ def test_track_leaving_object_clears_stale_frames(small_predictor, tmp_path, cli
     assert rep2.left == [(3, "forward")]
     assert sorted(store.track_objects(rep.track_id)) == [0, 1, 2]
     assert any("left the view at frame 3" in line for line in rep2.lines())
+
+
+def test_cli_add_track_correct_export(small_predictor, tmp_path, clip, frame_dir, monkeypatch, capsys):
+    """The commands end to end (the model swapped for the small one): add an mp4 and a frame folder, track with a
+    click, correct with a click on the tracked object (it finds its track), export COCO and YouTube-VIS."""
+    import json
+
+    import clicklabel.track.model as track_model
+    from clicklabel.cli import main
+    from clicklabel.embeddings import EmbeddingCache
+    from clicklabel.project import open_project
+
+    cache = EmbeddingCache(tmp_path / "emb")
+    made = []
+
+    def small(*args, **kwargs):
+        made.append(_model(small_predictor, cache))
+        return made[-1]
+
+    monkeypatch.setattr(track_model, "video_model", small)
+    proj = str(tmp_path / "proj")
+    assert main(["add", proj, str(clip), "--step", "1"]) == 0
+    assert main(["add", proj, str(frame_dir), "--sequence", "--name", "folder"]) == 0
+    out = capsys.readouterr().out
+    assert f"sequence 1 ('clip', video): {N} frames added" in out and f"('folder', folder): {N} frames" in out
+    assert main(["track", proj, "--sequence", "clip", "--frame", "0", "--point", "20,35", "--random-weights",
+                 "--min-score=-1e9"]) == 0
+    assert f"track 1: {N} frames with the object (from frame 0), {N} frames encoded" in capsys.readouterr().out
+    # a negative click on the tracked object's mask on frame 4 corrects track 1, forward, encoding nothing
+    store = open_project(proj)
+    on4 = store.object(store.track_objects(1)[4].object_id).mask
+    y, x = (int(v) for v in np.argwhere(on4)[len(np.argwhere(on4)) // 2])
+    before = {t: store.object(o.object_id).rle["counts"] for t, o in store.track_objects(1).items()}
+    assert main(["track", proj, "--sequence", "clip", "--frame", "4", "--point", f"{x},{y}:0", "--random-weights",
+                 "--min-score=-1e9"]) == 0
+    out = capsys.readouterr().out
+    assert "correcting track 1 from frame 4 (forward)" in out and "0 frames encoded" in out
+    after = {t: store.object(o.object_id).rle["counts"] for t, o in store.track_objects(1).items()}
+    assert all(after[t] == before[t] for t in range(4)) and len(store.tracks()) == 1
+    assert main(["export", proj, "--out", str(tmp_path / "v.json"), "--format", "ytvis"]) == 0
+    doc = json.loads((tmp_path / "v.json").read_text())
+    assert [v["length"] for v in doc["videos"]] == [N, N] and len(doc["annotations"]) == 1
+    assert main(["export", proj, "--out", str(tmp_path / "c.json")]) == 0
+    coco = json.loads((tmp_path / "c.json").read_text())
+    assert len(coco["images"]) == 2 * N and sum(a.get("track_id") == 1 for a in coco["annotations"]) == N
+    # bad input: one line, exit 2
+    assert main(["track", proj, "--sequence", "nope", "--frame", "0", "--point", "1,1"]) == 2
+    assert main(["track", proj, "--sequence", "clip", "--frame", "99", "--point", "1,1", "--random-weights"]) == 2
+    assert main(["add", proj, str(tmp_path / "missing.mp4")]) == 2
+    err = capsys.readouterr().err
+    assert "no sequence 'nope'" in err and "frame 99 is not in sequence" in err and "Traceback" not in err
+
+
+def test_session_stack_and_track_from_accepted_object(small_predictor, tmp_path, clip):
+    """What the widget calls: the lazy frame stack, a click accepted on a frame then propagated from a worker
+    (frames reported as they are written), the tracks list, and one label for the track."""
+    from clicklabel.project import open_project
+    from clicklabel.track.session import FrameStack, sequence_tracks, track_accepted
+    from clicklabel.track.sources import add_sequence
+
+    store = open_project(tmp_path / "proj", create=True)
+    add_sequence(store, clip)
+    stack = FrameStack(store, "clip", keep=2)
+    assert stack.shape == (N, H, W, 3) and stack.dtype == np.uint8 and stack.ndim == 4
+    assert stack[2].shape == (H, W, 3) and stack[1:3, 0, 0].shape == (2, 3) and len(stack._frames) <= 2
+    assert np.array_equal(stack[-1], store.load_image(store.frame_ids(1)[-1]))
+    mask = np.zeros((H, W), bool)
+    mask[20:50, 16:46] = True
+    oid = store.accept(stack.image_ids[2], mask, provenance="click", clicks=1)
+    seen = []
+    rep = track_accepted(store, _model(small_predictor), oid, on_frame=lambda t, o: seen.append((t, o)),
+                         min_score=-1e9, state_root=tmp_path / "st")
+    assert sorted(t for t, _ in seen) == list(range(N)) and (2, oid) in seen
+    (summary,) = sequence_tracks(store, "clip")
+    assert summary.track_id == rep.track_id and summary.frames == list(range(N)) and summary.annotated == [2]
+    assert store.best_track_object(rep.track_id) == oid
+    store.set_track_label(rep.track_id, "ball")
+    assert {store.object(o.object_id).label for o in store.track_objects(rep.track_id).values()} == {"ball"}
+    assert sequence_tracks(store, "clip")[0].label == "ball"

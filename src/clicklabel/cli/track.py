@@ -98,12 +98,14 @@ def cmd_track(args) -> int:
         rep = track_object(store, model, args.sequence, args.frame, points=points, labels=labels, box=box,
                            object_id=args.from_object, track_id=args.track, direction=args.direction,
                            min_score=args.min_score, patience=args.patience, progress=progress, stop=stop,
-                           model_name=args.model or "sam2.1_hiera_tiny")
+                           model_name=args.model or "sam2.1_hiera_tiny", new=args.new)
     except KeyboardInterrupt:
         stop.set()
         raise
     finally:
         bar.close()
+    if rep.corrected:
+        print(f"correcting track {rep.track_id} from frame {rep.prompted} ({rep.direction}); --new starts another")
     for line in rep.lines():
         print(line)
     if args.random_weights:
@@ -123,6 +125,8 @@ def add_track_parser(sub) -> None:
                                                    "track is corrected from that frame)")
     p.add_argument("--track", type=int, help="correct this track: the click or box on --frame fixes that frame "
                                              "and propagation runs again from it")
+    p.add_argument("--new", action="store_true", help="a new track even where the click is on a tracked object's "
+                                                      "mask (by default such a click corrects that track)")
     p.add_argument("--direction", choices=["both", "forward", "backward"],
                    help="default: both for a new object, forward for a correction (frames before it stay)")
     p.add_argument("--min-score", type=finite_float, default=0.0,

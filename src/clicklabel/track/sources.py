@@ -81,9 +81,13 @@ def add_sequence(store, source: str | Path, *, step: int = 1, name: str | None =
 
 
 def frames_folder(store, name: str) -> Path:
-    """Where a sequence's decoded frames go: ``frames/<name>/`` beside the project file."""
+    """Where a sequence's decoded frames go, beside the project file: ``frames/<name>/`` in a project folder,
+    ``<project>-frames/<name>/`` beside a project file of another name (two projects in one folder never mix)."""
+    from ..project import PROJECT_FILE
+
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name).strip(".") or "sequence"
-    return store.path.parent / "frames" / safe
+    base = "frames" if store.path.name == PROJECT_FILE else f"{store.path.stem}-frames"
+    return store.path.parent / base / safe
 
 
 def _add_folder(store, folder: Path, name: str, step: int, progress) -> SequenceReport:

@@ -37,6 +37,8 @@ class TrackReport:
     left: list[tuple[int, str]] = field(default_factory=list)  # (first frame without the object, direction)
     encoded: int = 0  # frames the image encoder ran on (0 when every frame's features were cached)
     cancelled: bool = False
+    corrected: bool = False  # an existing track was corrected (else a new one was made)
+    direction: str = "both"
 
     def lines(self) -> list[str]:
         out = [f"track {self.track_id}: {len(self.written)} frames with the object (from frame {self.prompted}), "
@@ -82,10 +84,11 @@ def track_object(store, model: VideoModel, sequence, frame: int | None = None, *
                  direction: str | None = None, min_score: float = 0.0, patience: int = 3,
                  progress: Callable[[int, int], None] | None = None, stop: threading.Event | None = None,
                  state_root: Path | None = None, model_name: str | None = None,
-                 on_frame: Callable[[int, int | None], None] | None = None) -> TrackReport:
+                 on_frame: Callable[[int, int | None], None] | None = None, new: bool = False) -> TrackReport:
     """Prompt an object on ``frame`` of ``sequence`` (id or name) and propagate it; see the module docstring.
     ``direction``: both, forward or backward (default: both for a new track, forward for a correction).
-    ``on_frame(frame index, object id or None)`` after each frame is written (a viewer fills frames in)."""
+    ``on_frame(frame index, object id or None)`` after each frame is written (a viewer fills frames in).
+    Clicks or a box whose first point lies on a track's mask on that frame correct that track, unless ``new``."""
     seq, ids, frames = sequence_frames(store, sequence)
     mask = None
     if object_id is not None:
@@ -105,6 +108,8 @@ def track_object(store, model: VideoModel, sequence, frame: int | None = None, *
         raise PromptError("give a click (--point), a box (--box) or an object (--from-object)")
     if frame is None or not 0 <= frame < len(ids):
         raise PromptError(f"frame {frame} is not in sequence {seq.name!r} (frames 0 to {len(ids) - 1})")
+    if track_id is None and object_id is None and not new:
+        track_id = _track_under(store, seq.id, ids[frame], points, box)
     correction = track_id is not None
     if correction and store.track_sequence(track_id) != seq.id:
         raise PromptError(f"track {track_id} belongs to another sequence")
@@ -119,7 +124,7 @@ def track_object(store, model: VideoModel, sequence, frame: int | None = None, *
     memory = TrackMemory(state_folder(store, track_id, model.model_id, state_root))
     tracker = Tracker(model, frames, memory)
     encoded0 = model.encoded
-    rep = TrackReport(track_id, seq.id, frame)
+    rep = TrackReport(track_id, seq.id, frame, corrected=correction, direction=direction)
     try:
         _sync_annotated(store, tracker, track_id, skip=frame)
         res = tracker.prompt(frame, points=points, labels=labels, box=box, mask=mask)
@@ -171,6 +176,23 @@ def track_object(store, model: VideoModel, sequence, frame: int | None = None, *
     store.log_event("track", ids[frame], None, track=track_id, direction=direction, frames=len(rep.written),
                     encoded=rep.encoded)
     return rep
+
+
+def _track_under(store, sequence_id: int, image_id: int, points, box) -> int | None:
+    """The track whose object on this frame holds the prompt's first point (a box: its centre), or None."""
+    if points is not None and len(points):
+        x, y = points[0]
+    elif box is not None:
+        x, y = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    else:
+        return None
+    for track_id, _ in store.tracks(sequence_id):
+        obj = next((o for o in store.track_objects(track_id).values() if o.image_id == image_id), None)
+        if obj is not None:
+            m = store.object(obj.object_id).mask
+            if 0 <= int(y) < m.shape[0] and 0 <= int(x) < m.shape[1] and m[int(y), int(x)]:
+                return track_id
+    return None
 
 
 def _sync_annotated(store, tracker: Tracker, track_id: int, skip: int) -> None:
