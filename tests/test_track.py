@@ -270,20 +270,21 @@ def test_track_in_project_correction_and_export(small_predictor, tmp_path, clip)
 
 
 def test_track_leaving_object_clears_stale_frames(small_predictor, tmp_path, clip):
+    from clicklabel.embeddings import EmbeddingCache
     from clicklabel.project import open_project
     from clicklabel.track.sources import add_sequence
     from clicklabel.track.workflow import track_object
 
     store = open_project(tmp_path / "proj", create=True)
     add_sequence(store, clip)
-    model = _model(small_predictor)
+    model = _model(small_predictor, EmbeddingCache(disk=False, memory_items=N))
     rep = track_object(store, model, "clip", 0, box=(5, 15, 45, 55), min_score=-1e9, state_root=tmp_path / "st")
     assert len(store.track_objects(rep.track_id)) == N
     # the same object again from frame 2 with a threshold nothing reaches: it "leaves" at frame 3 (patience 2);
     # the frames past that lose their propagated objects, frame 2 (annotated now) and the ones before stay
     rep2 = track_object(store, model, "clip", 2, points=[[30, 35]], track_id=rep.track_id, min_score=1e9,
                         patience=2, state_root=tmp_path / "st")
-    assert rep2.left == [(3, "forward")]
+    assert rep2.left == [(3, "forward")] and rep2.encoded == 0
     assert sorted(store.track_objects(rep.track_id)) == [0, 1, 2]
     assert any("left the view at frame 3" in line for line in rep2.lines())
 
@@ -362,6 +363,12 @@ def test_session_stack_and_track_from_accepted_object(small_predictor, tmp_path,
     (summary,) = sequence_tracks(store, "clip")
     assert summary.track_id == rep.track_id and summary.frames == list(range(N)) and summary.annotated == [2]
     assert store.best_track_object(rep.track_id) == oid
+    # labelling asks once per track (its best frame) and gives the answer to every frame
+    every = [o.object_id for o in store.track_objects(rep.track_id).values()]
+    assert store.one_per_track(every) == [oid]
+    store.set_label(oid, "dog", None, 0.9, "test-lmm")
+    store.spread_track_labels([oid])
+    assert {store.object(o).label for o in every} == {"dog"}
     store.set_track_label(rep.track_id, "ball")
     assert {store.object(o.object_id).label for o in store.track_objects(rep.track_id).values()} == {"ball"}
     assert sequence_tracks(store, "clip")[0].label == "ball"

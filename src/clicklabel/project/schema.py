@@ -84,17 +84,18 @@ CREATE TABLE image_descriptors (image_id INTEGER PRIMARY KEY, model_id TEXT NOT 
 # of the project with their ``frame_index`` (0, 1, ... in display order); a track groups one object's per-frame
 # objects; ``track_role`` says whether a person made the object on that frame ('annotated': propagation keeps it
 # fixed and uses it as a conditioning frame) or propagation did ('propagated': a later propagation may replace it).
+# (The added columns name sequences.id and tracks.id without a REFERENCES clause, as the other added columns do.)
 TRACK_ROLES = ("annotated", "propagated")
 _V6 = """
 CREATE TABLE sequences (
     id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, kind TEXT NOT NULL, source TEXT, fps REAL,
     step INTEGER NOT NULL DEFAULT 1, created REAL NOT NULL);
-ALTER TABLE images ADD COLUMN sequence_id INTEGER REFERENCES sequences(id);
+ALTER TABLE images ADD COLUMN sequence_id INTEGER;
 ALTER TABLE images ADD COLUMN frame_index INTEGER;
 CREATE UNIQUE INDEX images_frame ON images(sequence_id, frame_index) WHERE sequence_id IS NOT NULL;
 CREATE TABLE tracks (
     id INTEGER PRIMARY KEY, sequence_id INTEGER NOT NULL REFERENCES sequences(id), created REAL NOT NULL);
-ALTER TABLE objects ADD COLUMN track_id INTEGER REFERENCES tracks(id);
+ALTER TABLE objects ADD COLUMN track_id INTEGER;
 ALTER TABLE objects ADD COLUMN track_role TEXT CHECK (track_role IS NULL OR track_role IN ('annotated', 'propagated'));
 CREATE INDEX objects_track ON objects(track_id) WHERE track_id IS NOT NULL;
 """

@@ -196,6 +196,31 @@ class SequencesMixin:
             self._event("track_label", None, None, {"track": track_id, "label": label})
             return cur.rowcount
 
+    def one_per_track(self, object_ids: list[int]) -> list[int]:
+        """``object_ids`` with each track's objects replaced by its best one (labelling asks once per track)."""
+        tracks = self.object_tracks()
+        if not tracks:
+            return list(object_ids)
+        out, seen = [], set()
+        for oid in object_ids:
+            track = tracks.get(oid)
+            if track is None:
+                out.append(oid)
+            elif track not in seen:
+                seen.add(track)
+                out.append(self.best_track_object(track))
+        return out
+
+    def spread_track_labels(self, object_ids) -> None:
+        """Give each labelled object's label to the rest of its track."""
+        tracks = self.object_tracks()
+        for oid in object_ids:
+            if oid in tracks:
+                ob = self.object(oid)
+                if ob.label and ob.label_status in ("done", "edited"):
+                    self.set_track_label(tracks[oid], ob.label, ob.supercategory, ob.label_confidence,
+                                         ob.label_status)
+
     def best_track_object(self, track_id: int) -> int | None:
         """The track's object to show the model: an annotated one first, then the highest score, then the
         largest."""

@@ -115,14 +115,10 @@ def track_accepted(store, model, object_id: int, direction: str | None = None,
 
 def label_track(store, track_id: int, labeler, progress=None, stop: threading.Event | None = None):
     """Ask the model for one label per track, from its best frame (an annotated one, else the highest score), and
-    give it to every frame's object; returns the labelling run's summary."""
+    give it to every frame's object (``label_objects`` does, for any tracked object); returns the run's summary."""
     from ..label.run import label_objects
 
     best = store.best_track_object(track_id)
     if best is None:
         raise ClickLabelError(f"track {track_id} has no objects")
-    summary = label_objects(store, [best], labeler, progress=progress, stop=stop)
-    ob = store.object(best)
-    if ob.label and ob.label_status in ("done", "edited"):
-        store.set_track_label(track_id, ob.label, ob.supercategory, ob.label_confidence, ob.label_status)
-    return summary
+    return label_objects(store, [best], labeler, progress=progress, stop=stop)  # spreads the label to the track
