@@ -13,7 +13,7 @@ import pytest
 pytest.importorskip("sam2")
 av = pytest.importorskip("av")
 
-N = 8
+N = 6
 H, W = 72, 96
 
 
@@ -79,7 +79,7 @@ def _model(predictor, cache=None):
 
 
 def test_agrees_with_sam2_video_predictor(small_predictor, frame_dir):
-    """Click on frame 3, propagate forward then backward, correct frame 5 with a negative click, propagate
+    """Click on frame 3, propagate forward then backward, correct frame 4 with a negative click, propagate
     forward again: every frame's mask matches the stock predictor's (IoU >= 0.99) and nothing is encoded twice."""
     from PIL import Image
 
@@ -94,8 +94,8 @@ def test_agrees_with_sam2_video_predictor(small_predictor, frame_dir):
         p.add_new_points_or_box(st, 3, 1, points=[[30, 35]], labels=[1])
         ref = {f: (m[0, 0] > 0).numpy() for f, _, m in p.propagate_in_video(st, start_frame_idx=3)}
         ref.update({f: (m[0, 0] > 0).numpy() for f, _, m in p.propagate_in_video(st, 3, reverse=True)})
-        p.add_new_points_or_box(st, 5, 1, points=[[60, 40]], labels=[0], clear_old_points=False)
-        ref2 = {f: (m[0, 0] > 0).numpy() for f, _, m in p.propagate_in_video(st, start_frame_idx=5)}
+        p.add_new_points_or_box(st, 4, 1, points=[[50, 40]], labels=[0], clear_old_points=False)
+        ref2 = {f: (m[0, 0] > 0).numpy() for f, _, m in p.propagate_in_video(st, start_frame_idx=4)}
     imgs = [np.array(Image.open(frame_dir / f"{i:05d}.jpg").convert("RGB")) for i in range(N)]
     model = _model(p, EmbeddingCache(disk=False, memory_items=N))
     tr = Tracker(model, FrameSource(lambda i: imgs[i], N, lambda i: image_hash(imgs[i])))
@@ -107,10 +107,10 @@ def test_agrees_with_sam2_video_predictor(small_predictor, frame_dir):
         for f in range(N):
             assert _iou(ours[f], ref[f]) >= 0.99, f
         assert model.encoded == N
-        tr.prompt(5, points=[[60, 40]], labels=[0])
-        again = {r.frame: r.mask for r in tr.propagate(5, min_score=-1e9)}
-        assert sorted(again) == list(range(5, N))
-        for f in range(5, N):
+        tr.prompt(4, points=[[50, 40]], labels=[0])
+        again = {r.frame: r.mask for r in tr.propagate(4, min_score=-1e9)}
+        assert sorted(again) == list(range(4, N))
+        for f in range(4, N):
             assert _iou(again[f], ref2[f]) >= 0.99, f
         assert model.encoded == N  # the correction encoded nothing again
     finally:
@@ -165,6 +165,14 @@ def test_stop_event_and_leaving_object(small_predictor, frame_dir):
     tr.close()
 
 
+@pytest.fixture(scope="module")
+def shared_cache():
+    """Frame features shared by the tests that do not count encodings (the clip is the same in each)."""
+    from clicklabel.embeddings import EmbeddingCache
+
+    return EmbeddingCache(disk=False, memory_items=4 * N)
+
+
 @pytest.fixture()
 def clip(tmp_path):
     path = tmp_path / "clip.mp4"
@@ -189,7 +197,7 @@ def test_sources_mp4_folder_tiff(tmp_path, clip, frame_dir):
     first = store.load_image(ids[0])  # frames are ordinary images of the project
     assert first.shape == (H, W, 3) and abs(int(first[35, 20, 0]) - 220) < 30
     assert store.image_path(ids[0]).parent == tmp_path / "proj-frames" / "clip"  # beside the project file
-    assert add_sequence(store, clip, step=3, name="every3").frames == 3  # frames 0, 3, 6
+    assert add_sequence(store, clip, step=3, name="every3").frames == 2  # frames 0 and 3
     assert store.image_path(store.frame_ids(store.sequence("every3").id)[1]).name == "00003.jpg"
     with pytest.raises(ClickLabelError, match="already has a sequence"):
         add_sequence(store, clip)
@@ -231,16 +239,16 @@ def test_track_in_project_correction_and_export(small_predictor, tmp_path, clip)
     assert {o.role for t, o in objs.items() if t != 3} == {"propagated"}
     assert store.object_tracks() == {o.object_id: rep.track_id for o in objs.values()}
     before = {t: store.object(o.object_id).rle["counts"] for t, o in objs.items()}
-    # a later run (a new model object over the same caches) corrects frame 5: nothing is encoded again, frames
-    # before 5 keep their objects, and the frames after it change
+    # a later run (a new model object over the same caches) corrects frame 4: nothing is encoded again, frames
+    # before 4 keep their objects, and the frames after it change
     later = _model(small_predictor, EmbeddingCache(tmp_path / "emb"))
-    rep2 = track_object(store, later, "clip", 5, points=[[60, 40]], labels=[0], track_id=rep.track_id,
+    rep2 = track_object(store, later, "clip", 4, points=[[50, 40]], labels=[0], track_id=rep.track_id,
                         min_score=-1e9, state_root=tmp_path / "st")
     assert rep2.encoded == 0 and later.encoded == 0
     objs2 = store.track_objects(rep.track_id)
     after = {t: store.object(o.object_id).rle["counts"] for t, o in objs2.items()}
-    assert all(after[t] == before[t] for t in range(5)) and objs2[5].role == "annotated"
-    assert after[5] != before[5] and sorted(rep2.written) == list(range(5, N))
+    assert all(after[t] == before[t] for t in range(4)) and objs2[4].role == "annotated"
+    assert after[4] != before[4] and sorted(rep2.written) == list(range(4, N))
     assert {o.object_id for o in objs2.values()} == {o.object_id for o in objs.values()}  # ids (labels) kept
     # one label for the whole track
     assert store.set_track_label(rep.track_id, "cat", "animal") == N
@@ -269,15 +277,14 @@ def test_track_in_project_correction_and_export(small_predictor, tmp_path, clip)
         assert (store.load_image(ids[t]).shape[:2]) == m.shape
 
 
-def test_track_leaving_object_clears_stale_frames(small_predictor, tmp_path, clip):
-    from clicklabel.embeddings import EmbeddingCache
+def test_track_leaving_object_clears_stale_frames(small_predictor, tmp_path, clip, shared_cache):
     from clicklabel.project import open_project
     from clicklabel.track.sources import add_sequence
     from clicklabel.track.workflow import track_object
 
     store = open_project(tmp_path / "proj", create=True)
     add_sequence(store, clip)
-    model = _model(small_predictor, EmbeddingCache(disk=False, memory_items=N))
+    model = _model(small_predictor, shared_cache)
     rep = track_object(store, model, "clip", 0, box=(5, 15, 45, 55), min_score=-1e9, state_root=tmp_path / "st")
     assert len(store.track_objects(rep.track_id)) == N
     # the same object again from frame 2 with a threshold nothing reaches: it "leaves" at frame 3 (patience 2);
@@ -315,17 +322,17 @@ def test_cli_add_track_correct_export(small_predictor, tmp_path, clip, frame_dir
     assert main(["track", proj, "--sequence", "clip", "--frame", "0", "--point", "20,35", "--random-weights",
                  "--min-score=-1e9"]) == 0
     assert f"track 1: {N} frames with the object (from frame 0), {N} frames encoded" in capsys.readouterr().out
-    # a negative click on the tracked object's mask on frame 4 corrects track 1, forward, encoding nothing
+    # a negative click on the tracked object's mask on frame 3 corrects track 1, forward, encoding nothing
     store = open_project(proj)
-    on4 = store.object(store.track_objects(1)[4].object_id).mask
-    y, x = (int(v) for v in np.argwhere(on4)[len(np.argwhere(on4)) // 2])
+    on3 = store.object(store.track_objects(1)[3].object_id).mask
+    y, x = (int(v) for v in np.argwhere(on3)[len(np.argwhere(on3)) // 2])
     before = {t: store.object(o.object_id).rle["counts"] for t, o in store.track_objects(1).items()}
-    assert main(["track", proj, "--sequence", "clip", "--frame", "4", "--point", f"{x},{y}:0", "--random-weights",
+    assert main(["track", proj, "--sequence", "clip", "--frame", "3", "--point", f"{x},{y}:0", "--random-weights",
                  "--min-score=-1e9"]) == 0
     out = capsys.readouterr().out
-    assert "correcting track 1 from frame 4 (forward)" in out and "0 frames encoded" in out
+    assert "correcting track 1 from frame 3 (forward)" in out and "0 frames encoded" in out
     after = {t: store.object(o.object_id).rle["counts"] for t, o in store.track_objects(1).items()}
-    assert all(after[t] == before[t] for t in range(4)) and len(store.tracks()) == 1
+    assert all(after[t] == before[t] for t in range(3)) and len(store.tracks()) == 1
     assert main(["export", proj, "--out", str(tmp_path / "v.json"), "--format", "ytvis"]) == 0
     doc = json.loads((tmp_path / "v.json").read_text())
     assert [v["length"] for v in doc["videos"]] == [N, N] and len(doc["annotations"]) == 1
@@ -340,7 +347,7 @@ def test_cli_add_track_correct_export(small_predictor, tmp_path, clip, frame_dir
     assert "no sequence 'nope'" in err and "frame 99 is not in sequence" in err and "Traceback" not in err
 
 
-def test_session_stack_and_track_from_accepted_object(small_predictor, tmp_path, clip):
+def test_session_stack_and_track_from_accepted_object(small_predictor, tmp_path, clip, shared_cache):
     """What the widget calls: the lazy frame stack, a click accepted on a frame then propagated from a worker
     (frames reported as they are written), the tracks list, and one label for the track."""
     from clicklabel.project import open_project
@@ -357,7 +364,7 @@ def test_session_stack_and_track_from_accepted_object(small_predictor, tmp_path,
     mask[20:50, 16:46] = True
     oid = store.accept(stack.image_ids[2], mask, provenance="click", clicks=1)
     seen = []
-    rep = track_accepted(store, _model(small_predictor), oid, on_frame=lambda t, o: seen.append((t, o)),
+    rep = track_accepted(store, _model(small_predictor, shared_cache), oid, on_frame=lambda t, o: seen.append((t, o)),
                          min_score=-1e9, state_root=tmp_path / "st")
     assert sorted(t for t, _ in seen) == list(range(N)) and (2, oid) in seen
     (summary,) = sequence_tracks(store, "clip")

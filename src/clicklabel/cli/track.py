@@ -85,6 +85,12 @@ def cmd_track(args) -> int:
         points, labels = [[x, y] for x, y, _ in parsed], [lab for _, _, lab in parsed]
     box = parse_box(args.box) if args.box else None
     store = open_project(args.project)
+    if args.sequence is None:
+        seqs = store.sequences()
+        if len(seqs) != 1:
+            names = ", ".join(f"{s.id} ({s.name})" for s in seqs) or "none yet: `clicklabel add PROJECT VIDEO.mp4`"
+            raise PromptError(f"--sequence: which one? the project has {len(seqs)} sequences: {names}")
+        args.sequence = seqs[0].id
     store.sequence(args.sequence)  # a wrong name fails before the model loads
     model = video_model(args.model or "sam2.1_hiera_tiny", args.checkpoint, args.random_weights, args.device)
     bar = tqdm(unit="frame", desc="propagating", disable=None)
@@ -117,7 +123,8 @@ def add_track_parser(sub) -> None:
     p = sub.add_parser("track", help="click an object on a frame of a sequence; SAM 2.1 follows it through the "
                                      "sequence (one track id); a click on a tracked frame corrects it")
     p.add_argument("project")
-    p.add_argument("--sequence", required=True, help="the sequence's id or name (`clicklabel add` prints them)")
+    p.add_argument("--sequence", help="the sequence's id or name (`clicklabel add` prints them; default: the "
+                                      "project's only sequence)")
     p.add_argument("--frame", type=int, help="the frame the click or box is on (0 = the first)")
     p.add_argument("--point", action="append", help="X,Y (positive) or X,Y:0 (negative), in frame pixels; repeat")
     p.add_argument("--box", help="X0,Y0,X1,Y1 in frame pixels")
