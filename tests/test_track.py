@@ -379,3 +379,47 @@ def test_session_stack_and_track_from_accepted_object(small_predictor, tmp_path,
     store.set_track_label(rep.track_id, "ball")
     assert {store.object(o.object_id).label for o in store.track_objects(rep.track_id).values()} == {"ball"}
     assert sequence_tracks(store, "clip")[0].label == "ball"
+
+
+def test_annotation_session_tracks_with_its_sam2_engine(small_predictor, tmp_path, frame_dir, shared_cache):
+    """The widget's door: ``AnnotationSession.track`` reuses the session's SAM 2.1 engine (its loaded model and
+    cache) and fills small holes as the stock predictor does (OpenCV instead of SAM 2's CUDA kernel)."""
+    from clicklabel.annotate import AnnotationSession
+    from clicklabel.errors import ClickLabelError
+    from clicklabel.project import open_project
+    from clicklabel.segment.models import LoadedModel
+    from clicklabel.segment.sam2 import Sam2Engine
+    from clicklabel.track.sources import add_sequence
+
+    store = open_project(tmp_path / "proj", create=True)
+    add_sequence(store, frame_dir, step=2)  # frames 0, 2, 4 of the folder
+    ids = store.frame_ids(1)
+    engine = Sam2Engine(loaded=LoadedModel("sam2.1_hiera_tiny", "sam2.1", small_predictor, None), device="cpu",
+                        cache=shared_cache)
+    session = AnnotationSession(store, engine)
+    mask = np.zeros((H, W), bool)
+    mask[20:50, 8:38] = True
+    oid = store.accept(ids[0], mask)
+    rep = session.track(oid, min_score=-1e9, state_root=tmp_path / "st")
+    assert sorted(store.track_objects(rep.track_id)) == [0, 1, 2] and rep.encoded == 3
+    assert session._video[1].fill_hole_area == 8
+    lone = store.accept(store.add_image(frame_dir / "00001.jpg", W, H), mask)  # not a frame of a sequence
+    with pytest.raises(ClickLabelError, match="not on a frame of a sequence"):
+        session.track(lone)
+
+
+def test_fill_holes_matches_the_stock_rule():
+    """Background components of at most ``fill_hole_area`` low-res pixels (8-connected) become 0.1."""
+    import torch
+
+    from clicklabel.track.propagate import Tracker
+
+    low = torch.full((1, 1, 16, 16), 5.0)
+    low[0, 0, 2:4, 2:4] = -3.0  # a 4-pixel hole: filled
+    low[0, 0, 8:12, 8:12] = -3.0  # a 16-pixel hole: kept
+    low[0, 0, 0, 15] = -1.0  # a 1-pixel hole at the edge: filled
+    tracker = Tracker.__new__(Tracker)
+    tracker.model = type("M", (), {"fill_hole_area": 8})()
+    out = tracker._fill_holes(low)
+    assert torch.all(out[0, 0, 2:4, 2:4] == 0.1) and out[0, 0, 0, 15] == 0.1
+    assert torch.all(out[0, 0, 8:12, 8:12] == -3.0) and out[0, 0, 0, 0] == 5.0
