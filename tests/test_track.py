@@ -360,6 +360,7 @@ def test_session_stack_and_track_from_accepted_object(small_predictor, tmp_path,
     assert stack.shape == (N, H, W, 3) and stack.dtype == np.uint8 and stack.ndim == 4
     assert stack[2].shape == (H, W, 3) and stack[1:3, 0, 0].shape == (2, 3) and len(stack._frames) <= 2
     assert np.array_equal(stack[-1], store.load_image(store.frame_ids(1)[-1]))
+    assert stack[..., 0].shape == (N, H, W) and stack[[0, 2]].shape == (2, H, W, 3)
     mask = np.zeros((H, W), bool)
     mask[20:50, 16:46] = True
     oid = store.accept(stack.image_ids[2], mask, provenance="click", clicks=1)

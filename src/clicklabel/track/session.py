@@ -59,11 +59,13 @@ class FrameStack:
             if not 0 <= t < len(self):
                 raise IndexError(f"frame {first} is out of range (0 to {len(self) - 1})")
             return self.frame(t)[rest] if rest else self.frame(t)
+        if not isinstance(first, slice) or any(k is Ellipsis for k in rest):  # fancy indexing: every frame
+            return np.asarray(self)[key]
         frames = range(len(self))[first]
         return np.stack([self.frame(t) for t in frames])[(slice(None), *rest)]
 
     def __array__(self, dtype=None, copy=None):
-        out = self[:]
+        out = self[slice(None)]
         return out if dtype is None else out.astype(dtype)
 
 
