@@ -117,19 +117,20 @@ def test_agrees_with_sam2_video_predictor(small_predictor, frame_dir):
         tr.close()
 
 
-def test_memory_stays_bounded_and_reloads(small_predictor, frame_dir, tmp_path):
+def test_memory_stays_bounded_and_reloads(small_predictor, frame_dir, tmp_path, shared_cache):
     """The non-conditioning outputs live in a small window over files: a second TrackMemory on the same folder
     (another process) reads the same state back exactly."""
     import torch
     from PIL import Image
 
+    from clicklabel.images import image_hash
     from clicklabel.track.memory import TrackMemory
     from clicklabel.track.propagate import FrameSource, Tracker
 
     imgs = [np.array(Image.open(frame_dir / f"{i:05d}.jpg").convert("RGB")) for i in range(N)]
-    model = _model(small_predictor)
+    model = _model(small_predictor, shared_cache)
     mem = TrackMemory(tmp_path / "state", window=2)
-    tr = Tracker(model, FrameSource(lambda i: imgs[i], N), mem)
+    tr = Tracker(model, FrameSource(lambda i: imgs[i], N, lambda i: image_hash(imgs[i])), mem)
     tr.prompt(0, box=(5, 15, 45, 55))
     list(tr.propagate(0, min_score=-1e9))
     assert len(mem.non_cond._lru) <= 2 and mem.stored == set(range(N))
@@ -144,13 +145,15 @@ def test_memory_stays_bounded_and_reloads(small_predictor, frame_dir, tmp_path):
     assert torch.equal(mem.cond[0]["maskmem_features"], again.cond[0]["maskmem_features"])
 
 
-def test_stop_event_and_leaving_object(small_predictor, frame_dir):
+def test_stop_event_and_leaving_object(small_predictor, frame_dir, shared_cache):
     from PIL import Image
 
+    from clicklabel.images import image_hash
     from clicklabel.track.propagate import FrameSource, Tracker
 
     imgs = [np.array(Image.open(frame_dir / f"{i:05d}.jpg").convert("RGB")) for i in range(N)]
-    tr = Tracker(_model(small_predictor), FrameSource(lambda i: imgs[i], N))
+    frames = FrameSource(lambda i: imgs[i], N, lambda i: image_hash(imgs[i]))
+    tr = Tracker(_model(small_predictor, shared_cache), frames)
     tr.prompt(0, points=[[20, 30]])
     stop = threading.Event()
     seen = []
