@@ -216,7 +216,7 @@ def test_sources_mp4_folder_tiff(tmp_path, clip, frame_dir):
     assert store.load_image(store.frame_ids(rep.sequence_id)[2]).shape == (H, W, 3)
 
 
-def test_track_in_project_correction_and_export(small_predictor, tmp_path, clip):
+def test_track_in_project_correction_and_export(small_predictor, tmp_path, clip, monkeypatch):
     import json
 
     from pycocotools import mask as mask_utils
@@ -245,9 +245,12 @@ def test_track_in_project_correction_and_export(small_predictor, tmp_path, clip)
     # a later run (a new model object over the same caches) corrects frame 4: nothing is encoded again, frames
     # before 4 keep their objects, and the frames after it change
     later = _model(small_predictor, EmbeddingCache(tmp_path / "emb"))
+    calls = []
+    encode = small_predictor.forward_image
+    monkeypatch.setattr(small_predictor, "forward_image", lambda x: calls.append(1) or encode(x))  # a spy
     rep2 = track_object(store, later, "clip", 4, points=[[50, 40]], labels=[0], track_id=rep.track_id,
                         min_score=-1e9, state_root=tmp_path / "st")
-    assert rep2.encoded == 0 and later.encoded == 0
+    assert rep2.encoded == 0 and later.encoded == 0 and calls == []
     objs2 = store.track_objects(rep.track_id)
     after = {t: store.object(o.object_id).rle["counts"] for t, o in objs2.items()}
     assert all(after[t] == before[t] for t in range(4)) and objs2[4].role == "annotated"
