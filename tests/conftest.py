@@ -140,8 +140,8 @@ def chelsea() -> np.ndarray:
 
 def wait_ready(qtbot, w, timeout=180_000):
     """GUI tests: the widget's image is shown and no prompt is being answered."""
-    qtbot.waitUntil(lambda: w.session is not None and w.session.image is not None and w._loading is None
-                    and not w.answering, timeout=timeout)
+    qtbot.waitUntil(lambda: w.session is not None and w.session.image is not None and w.nav.loading is None
+                    and not w.prompter.answering, timeout=timeout)
 
 
 def needs_shared(sub: str) -> Path:

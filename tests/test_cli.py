@@ -152,17 +152,38 @@ def test_weights_list_and_verify(capsys, monkeypatch, tmp_path):
 
 
 def test_gui_is_a_command_of_its_own_program(monkeypatch, tmp_path):
-    """`clicklabel gui ...` runs the plugin's clicklabel-gui program with the same arguments (the core never
-    imports the plugin)."""
+    """`clicklabel gui ...` becomes the plugin's clicklabel-gui program with the same arguments (the core never
+    imports the plugin): exec on POSIX (one process: a signal to `clicklabel gui` reaches the window), a child
+    process where exec is refused. tests/test_napari_feedback.py kills a real one."""
+    import os
     import subprocess
 
     from clicklabel.cli import gui
 
+    class Execed(Exception):
+        pass
+
     seen = {}
+
+    def execv(path, argv):
+        seen.update(exec=(path, argv))
+        raise Execed
+
     monkeypatch.setattr(gui, "gui_program", lambda: "/bin/clicklabel-gui")
+    monkeypatch.setattr(os, "execv", execv)
     monkeypatch.setattr(subprocess, "call", lambda argv: seen.update(argv=argv) or 7)
-    assert main(["gui", str(tmp_path), "--cache", str(tmp_path / "c"), "--encoder", "fast"]) == 7
-    assert seen["argv"] == ["/bin/clicklabel-gui", str(tmp_path), "--cache", str(tmp_path / "c"), "--encoder", "fast"]
+    want = ["/bin/clicklabel-gui", str(tmp_path), "--cache", str(tmp_path / "c"), "--encoder", "fast"]
+    if os.name == "posix":
+        with pytest.raises(Execed):
+            main(["gui", *want[1:]])
+        assert seen.pop("exec") == (want[0], want) and "argv" not in seen
+
+        def refused(path, argv):
+            raise PermissionError(13, "Permission denied", path)
+
+        monkeypatch.setattr(os, "execv", refused)
+    assert main(["gui", *want[1:]]) == 7  # exec refused (or no exec here): a child process, its exit status
+    assert seen["argv"] == want
 
 
 def test_gui_program_reads_every_engine_option():

@@ -104,8 +104,7 @@ def text_features(texts: list[str]):
 
 
 def _show(layer, visible: bool) -> None:
-    """Show or hide a layer (napari redraws on every set, even to the same value)."""
-    if layer.visible != visible:
+    if layer.visible != visible:  # napari redraws on every set, even to the same value
         layer.visible = visible
 
 
@@ -246,6 +245,19 @@ class LayerSet:
             return
         pts.data = points_rc
         pts.features = {"positive": positive}
+
+    def show_box_prompt(self, start_rc, end_rc, width: float) -> None:
+        """The box being dragged (its first corner and the mouse, row and column each), ``width`` pixels of the
+        image wide: the first move adds it, the others move its corners (one shape updated, no new mesh)."""
+        (y0, x0), (y1, x1) = start_rc, end_rc
+        r = np.array([[y0, x0], [y0, x1], [y1, x1], [y1, x0]], dtype=float)
+        box = self.box
+        if len(box.data) == 1 and box.edge_width[0] == width:
+            box.data = [r]
+            return
+        if len(box.data):
+            box.data = []
+        box.add_rectangles(r, edge_width=width, edge_color="yellow")
 
     def clear_points(self) -> None:
         if len(self.prompts.data):

@@ -129,17 +129,24 @@ class AnnotationSession(ReviewActions):
         if 0 <= index < len(self.images):
             self.engine.prefetch(self.load(index))
 
-    def show(self, index: int, image: np.ndarray) -> None:
-        """Make image ``index`` current (after ``embed``)."""
+    def show(self, index: int, image: np.ndarray, describe: bool = True) -> None:
+        """Make image ``index`` current (after ``embed``; or before it with ``describe=False``, for a client that
+        shows the picture at once, embeds it in a worker and then calls ``describe``)."""
         self.index = index
         self.image = image
         self._reset()
-        from .label.learn import describe_image
-
-        describe_image(self.store, self.engine, self.images[index].id)
+        if describe:
+            self.describe()
         if self.images[index].status == "todo":
             self.store.set_image_status(self.images[index].id, "in progress")
             self.images = self.store.images()
+
+    def describe(self) -> None:
+        """Store the current image's descriptor from its embedding (once per image and model; after ``embed``)."""
+        from .label.learn import describe_image
+
+        if self.current is not None:
+            describe_image(self.store, self.engine, self.current.id)
 
     def progress(self) -> tuple[int, int]:
         """(images done, images in all)."""

@@ -32,6 +32,10 @@ def cmd_segment(args) -> int:
     box = parse_box(args.box) if args.box else None
     prompt = Prompt.make([(x, y) for x, y, _ in pts], [lab for _, _, lab in pts], box)
     prompt.validate(image.shape)  # before loading any model: bad prompts fail fast
+    if args.out:
+        from ..files import output_target
+
+        output_target(Path(args.out))  # a device, a FIFO: refused before the model loads
     engine = engine_from_args(args)
     started = time.perf_counter()
     engine.set_image(image)

@@ -63,6 +63,13 @@ def entry_bytes(emb: Embedding) -> bytes:
     return buf.getvalue()
 
 
+def bearer_token(header: str) -> str | None:
+    """The token of an ``Authorization`` header, or None; the scheme's case does not matter (RFC 7235: ``bearer``,
+    ``Bearer`` and ``BEARER`` are one scheme)."""
+    scheme, _, value = header.strip().partition(" ")
+    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
 @serve.deployment(max_ongoing_requests=32, health_check_period_s=5, graceful_shutdown_timeout_s=5)
 @serve.ingress(app)
 class EncoderServer:
@@ -82,8 +89,8 @@ class EncoderServer:
     def _auth(self, request: Request) -> None:
         if self.token is None:
             return
-        got = request.headers.get("authorization", "")
-        if not (got.startswith("Bearer ") and hmac.compare_digest(got[7:].strip().encode(), self.token)):
+        got = bearer_token(request.headers.get("authorization", ""))
+        if got is None or not hmac.compare_digest(got.encode(), self.token):
             raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
 
     def _check_key(self, key: str) -> None:

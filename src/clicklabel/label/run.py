@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import socket
 import threading
 import time
 import uuid
@@ -16,6 +14,7 @@ from pathlib import Path
 
 from ..errors import ClickLabelError
 from ..project import Store
+from ..project.leases import lease_owner
 from .client import Labeler, LabelResult
 from .crop import encode_image, object_crop
 from .learn import Examples
@@ -107,7 +106,7 @@ def label_objects(store: Store, object_ids, labeler: Labeler, progress=None, sto
     remembered = store.get_meta(meta_key)
     if remembered:
         labeler.format = remembered
-    owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+    owner = lease_owner(uuid.uuid4().hex[:12])
     cfg = labeler.config
     learn = None if check or not (cfg.few_shot or cfg.knn_only_above) else Examples(store, cfg.few_shot, cfg.crop)
     if learn is not None and cfg.few_shot and cfg.vocabulary:  # labels people typed are offered too

@@ -1,6 +1,6 @@
 """The project store's SQLite schema and its migrations (see ``store.py``)."""
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 PROVENANCES = ("manual", "click", "box", "proposed", "imported")
 LABEL_STATUSES = ("pending", "done", "failed", "edited")
 MAX_LABEL_CHARS = 100  # a label or supercategory, from a person, a model or a COCO file
@@ -80,13 +80,21 @@ CREATE TABLE descriptors (object_id INTEGER PRIMARY KEY, model_id TEXT NOT NULL,
 CREATE INDEX descriptors_model ON descriptors(model_id);
 CREATE TABLE image_descriptors (image_id INTEGER PRIMARY KEY, model_id TEXT NOT NULL, vector BLOB NOT NULL);
 """
-# Version 6: sequences (video frames, a folder of frames, the pages of a TIFF stack). A sequence's frames are images
+# Version 6: nothing lost between tools. What a COCO file says that has no column here (an image's license and URL,
+# an annotation's attributes such as CVAT's occluded or rotation, a category's colour) is kept per row as a JSON
+# object and written back on export; the file's own top-level keys (info, licenses) go to meta ``coco_extra``.
+_V6 = """
+ALTER TABLE images ADD COLUMN extra TEXT;
+ALTER TABLE objects ADD COLUMN extra TEXT;
+ALTER TABLE categories ADD COLUMN extra TEXT;
+"""
+# Version 7: sequences (video frames, a folder of frames, the pages of a TIFF stack). A sequence's frames are images
 # of the project with their ``frame_index`` (0, 1, ... in display order); a track groups one object's per-frame
 # objects; ``track_role`` says whether a person made the object on that frame ('annotated': propagation keeps it
 # fixed and uses it as a conditioning frame) or propagation did ('propagated': a later propagation may replace it).
 # (The added columns name sequences.id and tracks.id without a REFERENCES clause, as the other added columns do.)
 TRACK_ROLES = ("annotated", "propagated")
-_V6 = """
+_V7 = """
 CREATE TABLE sequences (
     id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, kind TEXT NOT NULL, source TEXT, fps REAL,
     step INTEGER NOT NULL DEFAULT 1, created REAL NOT NULL);
@@ -100,4 +108,4 @@ ALTER TABLE objects ADD COLUMN track_role TEXT CHECK (track_role IS NULL OR trac
 CREATE INDEX objects_track ON objects(track_id) WHERE track_id IS NOT NULL;
 """
 # Migrations from version N-1 to N, applied in order; version 1 is the initial schema. Later ones only add.
-MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5, 6: _V6}
+MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5, 6: _V6, 7: _V7}
