@@ -96,6 +96,10 @@ def test_project_of_an_older_version_with_rotated_sizes_is_repaired(tmp_path):
                          + "".join(f"ALTER TABLE objects DROP COLUMN {c};"
                                    for c in ("mask_state", "given_bbox", "refined_by", "review")))
     s.conn.executescript("".join(f"ALTER TABLE {t} DROP COLUMN extra;" for t in ("images", "objects", "categories")))
+    s.conn.executescript("DROP INDEX images_frame; DROP INDEX objects_track; DROP TABLE tracks; DROP TABLE sequences; "
+                         + "".join(f"ALTER TABLE {t} DROP COLUMN {c};" for t, c in (
+                             ("images", "sequence_id"), ("images", "frame_index"), ("objects", "track_id"),
+                             ("objects", "track_role"))))
     s.conn.execute("UPDATE meta SET value='2' WHERE key='schema_version'")
     s.close()
     s = Store(tmp_path / "old.clicklabel")

@@ -162,7 +162,7 @@ def test_projects_of_earlier_schemas_open_and_migrate(tmp_path, version):
                  "'click', 0, 0)", (encode_rle(_mask())["counts"],))
     conn.close()
     s = Store(p)
-    assert s.get_meta("schema_version") == str(SCHEMA_VERSION) == "7"
+    assert s.get_meta("schema_version") == str(SCHEMA_VERSION) == "8"
     (ob,) = s.objects()
     assert np.array_equal(ob.mask, _mask()) and (ob.label, ob.supercategory) == ("cat", "animal")
     assert ob.has_mask and ob.given_bbox is None and ob.review is None and s.checks() == []

@@ -17,6 +17,7 @@ from .refine import add_refine_parser
 from .review import add_review_parser
 from .segment import add_segment_parsers
 from .serve import add_serve_parser
+from .track import add_track_parser
 from .weights import add_weights_parser
 
 
@@ -32,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_review_parser(sub)
     add_bench_parser(sub)
     add_serve_parser(sub)
+    add_track_parser(sub)
     return parser
 
 

@@ -61,6 +61,16 @@ def cmd_bench(args) -> int:
         bench_remote(args.model, args.checkpoint, args.random_weights, _bench_device(args.device),
                      images=args.precompute_images or 4, repeats=args.repeats or 30, data=args.data)
         return 0
+    if args.what == "track":
+        from ..bench.track import bench_track
+
+        w, _, h = (args.size or "1280x720").partition("x")
+        if not (w.isdigit() and h.isdigit() and int(w) > 0 and int(h) > 0):
+            raise ClickLabelError(f"--size {args.size!r} must look like 1280x720")
+        bench_track(args.model if args.model != "vit_b" else "sam2.1_hiera_tiny", args.checkpoint,
+                    args.random_weights, _bench_device(args.device), frames=args.frames, size=(int(w), int(h)),
+                    repeats=args.repeats or 2, rss_frames=args.rss_frames)
+        return 0
     if args.what in ("noc", "box-jitter"):
         return bench_interactive(args)
     if args.what == "concepts":
@@ -181,7 +191,7 @@ def _bench_device(device: str) -> str:
 def add_bench_parser(sub) -> None:
     p = sub.add_parser("bench", help="benchmarks against the stock baseline, measured in the same run")
     p.add_argument("what", choices=["latency", "models", "encoder", "propose", "refine", "labels", "noc",
-                                    "box-jitter", "remote", "concepts"])
+                                    "box-jitter", "remote", "concepts", "track"])
     p.add_argument("--models", help="models: which ones, comma separated (default: every registered model)")
     p.add_argument("--engine", default="sam", help="noc, box-jitter: sam, grabcut or a model name")
     p.add_argument("--max-clicks", type=positive_int, default=20, help="noc")
@@ -222,4 +232,8 @@ def add_bench_parser(sub) -> None:
     p.add_argument("--precompute-images", type=count, default=0,
                    help="encoder: also time precompute of this many distinct JPEGs made from --data's images; "
                         "remote: distinct images per throughput row (default 4)")
+    p.add_argument("--frames", type=positive_int, default=8, help="track: frames of the timed clip")
+    p.add_argument("--size", help="track: the clip's WIDTHxHEIGHT (default 1280x720)")
+    p.add_argument("--rss-frames", type=count, default=300,
+                   help="track: frames of the long clip whose peak RSS is measured (0: skip)")
     p.set_defaults(func=cmd_bench)

@@ -14,16 +14,23 @@ from .concepts import add_concept_args
 
 def cmd_add(args) -> int:
     from ..project import add_images, expand_images, is_project, open_project
+    from .track import add_sequence_items, split_sequences
 
-    files = expand_images(args.images, recursive=not args.flat)
-    if not files:
+    sequences, images = split_sequences(args.images, args.sequence)
+    files = expand_images(images, recursive=not args.flat)
+    if not files and not sequences:
         raise ClickLabelError(f"no images in {' '.join(args.images)}")
     existing = is_project(args.project)
     first = Path(args.images[0]).expanduser()  # a folder is the root: its sub-folders' names are kept (cats/a.jpg)
+    if not files:  # only videos, stacks or frame folders: the project's root is the first one's folder
+        first = first.parent
     store = open_project(args.project, create=True,
                          root=args.root or (first.resolve() if first.is_dir() else files[0].resolve().parent))
     if existing and args.root:
         store.set_root(args.root)
+    add_sequence_items(store, sequences, args)
+    if not files:
+        return 0
     rep = add_images(store, files)
     for line in rep.skipped:
         print(f"skipped: {line}")
@@ -98,6 +105,10 @@ def cmd_export(args) -> int:
     from ..coco import export_coco
     from ..project import open_project
 
+    if args.format == "ytvis":
+        from .track import export_ytvis_args
+
+        return export_ytvis_args(args)
     store = open_project(args.project)
     bar = tqdm(total=len(store.images()), unit="image", desc="copying images", disable=None)
     progress = lambda done, total: bar.update(done - bar.n)  # noqa: E731
@@ -201,6 +212,12 @@ def add_project_parsers(sub) -> None:
     p.add_argument("images", nargs="+")
     p.add_argument("--root", help="project root (image paths are stored relative to it)")
     p.add_argument("--flat", action="store_true", help="a folder's own images only, not its sub-folders'")
+    p.add_argument("--sequence", action="store_true", help="a folder is one sequence of frames (in name order), "
+                                                           "not separate images; videos and TIFF stacks always are")
+    p.add_argument("--step", type=positive_int, default=1, help="sequences: every N-th frame")
+    p.add_argument("--name", help="sequences: the sequence's name (default: the file or folder name)")
+    p.add_argument("--frame-format", default="jpg", choices=["jpg", "png"],
+                   help="videos: how decoded frames are stored beside the project (jpg: quality 95; png: lossless)")
     p.set_defaults(func=cmd_add)
 
     p = sub.add_parser("propose", help="SAM proposes every object (or, with --concepts, every instance of "
@@ -224,8 +241,10 @@ def add_project_parsers(sub) -> None:
     p = sub.add_parser("export", help="write a project as COCO instance annotations (or a YOLO segmentation set)")
     p.add_argument("project")
     p.add_argument("--out", required=True, help="the COCO .json file; with --format yolo, the data set's folder")
-    p.add_argument("--format", choices=["coco", "yolo"], default="coco",
-                   help="yolo: images/, labels/ and data.yaml, as ultralytics trains on")
+    p.add_argument("--format", choices=["coco", "yolo", "ytvis"], default="coco",
+                   help="yolo: images/, labels/ and data.yaml, as ultralytics trains on; ytvis: YouTube-VIS (the "
+                        "sequences as videos, one instance per track with a mask per frame); coco has one image per "
+                        "frame and track_id on each tracked annotation")
     p.add_argument("--auto-orient", nargs="?", const="", metavar="DIR",
                    help="copy the images upright (EXIF rotation applied) for readers that ignore EXIF (torchvision, "
                         "datumaro): coco: into DIR (default images_upright/ beside --out), file names pointing there")

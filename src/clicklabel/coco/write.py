@@ -43,6 +43,7 @@ def export_coco(
     rep = ExportReport()
     root = Path(images_root).resolve() if images_root else None
     images = []
+    frames, tracks = store.frame_table(), store.object_tracks()
     more = carry.extras(store, "images")
     for im in store.images():
         name = im.path
@@ -54,6 +55,8 @@ def export_coco(
         if root is not None or file_names is not None:  # the file names asked for, not the ones they came with
             keep.pop("file_name", None)
         images.append({"id": im.id, "file_name": name, "width": im.width, "height": im.height, **keep})
+        if im.id in frames:  # a frame of a sequence: its video and index, as COCO-video formats (TAO) have them
+            images[-1].update(video_id=frames[im.id][0], frame_index=frames[im.id][1])
     rep.images = len(images)
     more = carry.extras(store, "categories")
     cats = [{"id": cid, "name": name, "supercategory": sup or name, **more.get(cid, {})}
@@ -101,6 +104,8 @@ def export_coco(
                 EXTRA_KEY: carry.ours(ob),
             }
         )
+        if ob.id in tracks:  # one object followed through a sequence: one track id on each frame's annotation
+            anns[-1]["track_id"] = tracks[ob.id]
     rep.annotations = len(anns)
     kept = carry.document_extra(store)  # an imported file's info, licenses, ...
     doc = {

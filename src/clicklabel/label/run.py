@@ -51,9 +51,10 @@ class RunSummary:
 
 
 def objects_to_label(store: Store, relabel_all: bool = False) -> list[int]:
-    """Ids of the accepted objects to send: pending or failed ones, or every one with ``relabel_all``."""
+    """Ids of the accepted objects to send: pending or failed ones, or every one with ``relabel_all``; a track is
+    sent once, from its best frame (``label_objects`` gives the label to the whole track)."""
     statuses = None if relabel_all else ("pending", "failed")
-    return [o.id for o in store.objects(label_status=statuses)]
+    return store.one_per_track([o.id for o in store.objects(label_status=statuses)])
 
 
 def lease_seconds(labeler: Labeler) -> float:
@@ -222,6 +223,8 @@ def label_objects(store: Store, object_ids, labeler: Labeler, progress=None, sto
         store.set_meta(meta_key, labeler.format)
     if learn is not None:
         summary.without_examples = learn.without
+    if not check:
+        store.spread_track_labels(object_ids)  # a tracked object's label goes to every frame of its track
     return summary
 
 

@@ -1,6 +1,6 @@
 """The project store's SQLite schema and its migrations (see ``store.py``)."""
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 PROVENANCES = ("manual", "click", "box", "proposed", "imported", "concept")
 LABEL_STATUSES = ("pending", "done", "failed", "edited")
 MAX_LABEL_CHARS = 100  # a label or supercategory, from a person, a model or a COCO file
@@ -118,6 +118,25 @@ CREATE INDEX objects_label ON objects(label_status);
 CREATE INDEX objects_mask_state ON objects(mask_state) WHERE mask_state != 'mask';
 CREATE INDEX objects_review ON objects(image_id) WHERE review IS NOT NULL;
 """
+# Version 8: sequences (video frames, a folder of frames, the pages of a TIFF stack). A sequence's frames are images
+# of the project with their ``frame_index`` (0, 1, ... in display order); a track groups one object's per-frame
+# objects; ``track_role`` says whether a person made the object on that frame ('annotated': propagation keeps it
+# fixed and uses it as a conditioning frame) or propagation did ('propagated': a later propagation may replace it).
+# (The added columns name sequences.id and tracks.id without a REFERENCES clause, as the other added columns do.)
+TRACK_ROLES = ("annotated", "propagated")
+_V8 = """
+CREATE TABLE sequences (
+    id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, kind TEXT NOT NULL, source TEXT, fps REAL,
+    step INTEGER NOT NULL DEFAULT 1, created REAL NOT NULL);
+ALTER TABLE images ADD COLUMN sequence_id INTEGER;
+ALTER TABLE images ADD COLUMN frame_index INTEGER;
+CREATE UNIQUE INDEX images_frame ON images(sequence_id, frame_index) WHERE sequence_id IS NOT NULL;
+CREATE TABLE tracks (
+    id INTEGER PRIMARY KEY, sequence_id INTEGER NOT NULL REFERENCES sequences(id), created REAL NOT NULL);
+ALTER TABLE objects ADD COLUMN track_id INTEGER;
+ALTER TABLE objects ADD COLUMN track_role TEXT CHECK (track_role IS NULL OR track_role IN ('annotated', 'propagated'));
+CREATE INDEX objects_track ON objects(track_id) WHERE track_id IS NOT NULL;
+"""
 # Migrations from version N-1 to N, applied in order; version 1 is the initial schema. Later ones only add, except
 # version 7, which rebuilds the objects table to widen a CHECK.
-MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5, 6: _V6, 7: _V7}
+MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5, 6: _V6, 7: _V7, 8: _V8}

@@ -31,6 +31,7 @@ from .history import History
 from .leases import LeasesMixin
 from .objects import ObjectsMixin
 from .schema import CHECK_SIZES_KEY, MIGRATIONS, SCHEMA_VERSION, UNDOABLE
+from .sequences import SequencesMixin
 
 PROJECT_FILE = "project.clicklabel"  # the project inside a folder; any other name ending .clicklabel works too
 
@@ -45,7 +46,7 @@ class ImageRecord:
     status: str
 
 
-class Store(ObjectsMixin, BoxesMixin, ChecksMixin, LeasesMixin, DescriptorsMixin, History):
+class Store(ObjectsMixin, BoxesMixin, ChecksMixin, LeasesMixin, DescriptorsMixin, SequencesMixin, History):
     """A project: ``Store(path)`` creates or opens it; image paths are stored relative to ``root``."""
 
     def __init__(self, path: str | Path, root: str | Path | None = None):
