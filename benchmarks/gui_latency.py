@@ -8,15 +8,19 @@ tests' loopback chat-completions server. Measured, each from the input event to 
 that shows its result (a draw handler placed last, after ``glFinish``):
 
 - click:  mouse press + release on the canvas -> the new mask drawn (every 5th mask is accepted, so objects pile up)
+- drag:   each mouse move while a box is dragged (5 per box) -> the box drawn (its first paint)
 - switch: key N or B (the other image's embedding cached) -> the new image drawn
 - review: key A or X on a proposal (200 proposals on the image) -> the next one highlighted
 - UI gap: the longest wait between ticks of a 10 ms Qt timer during all of the above, proposing included; the
   first image's embedding (computed in the GUI) is reported on its own line and left out.
+- load engine: the longest UI gap while Load engine builds the same model again (in a worker) and the image is
+  shown again with it.
 
-Baselines in the same run: the decoder alone (``engine.predict`` at the same points, no GUI) and a canvas redraw
-with nothing changed. With ``--random-weights`` the masks are meaningless and proposing keeps every candidate
-(thresholds off, NMS off, the first 200 kept): timings only. The last line reads
-``click p50 <ms> p90 <ms>; switch p50 <ms>; review p50 <ms>; max UI gap <ms>``.
+Baselines in the same run: the decoder alone (``engine.predict`` at the same point right after each click,
+interleaved, no GUI) and a canvas redraw with nothing changed. With ``--random-weights`` the masks are meaningless
+and proposing keeps every candidate (thresholds off, NMS off, the first 200 kept): timings only. The last line reads
+``click p50 <ms> p90 <ms> (decoder alone p90 <ms>); switch p50 <ms>; review p50 <ms>; drag first paint p50 <ms>;
+max UI gap <ms>; load engine max gap <ms>``.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ def parse(argv=None):
     p.add_argument("--clicks", type=int, default=30)
     p.add_argument("--switches", type=int, default=12)
     p.add_argument("--reviews", type=int, default=30)
+    p.add_argument("--drags", type=int, default=6, help="boxes dragged (5 mouse moves each)")
     p.add_argument("--proposals", type=int, default=200)
     p.add_argument("--pause", type=float, default=0.25, help="seconds between actions (an annotator's pace)")
     return p.parse_args(argv)
@@ -78,6 +83,13 @@ def make_engine(args, tmp: Path):
         ck = save_random_checkpoint(tmp / "random.pth", arch, seed=0)
         return SamEngine("auto" if args.model == "tiny" else args.model, ck, device="cpu", cache=cache)
     return SamEngine(args.model, device="cpu", cache=cache, download=False)
+
+
+def weights_file(args, tmp: Path) -> Path:
+    """The checkpoint ``make_engine`` built the engine from."""
+    from clicklabel.weights import checkpoint_path
+
+    return tmp / "random.pth" if args.model == "tiny" or args.random_weights else checkpoint_path(args.model)
 
 
 class Clock:
@@ -145,7 +157,7 @@ def main(argv=None) -> int:
                   "for timings only", file=sys.stderr)
             return 2
     import numpy as np
-    from gui_input import click, key, pump
+    from gui_input import click, key, move, press, pump, release
 
     import clicklabel_napari  # noqa: F401  (before any OpenGL context)
     from clicklabel.label import LabelCache, Labeler, LabelerConfig
@@ -183,10 +195,6 @@ def main(argv=None) -> int:
         viewer.window.add_dock_widget(w, name="clicklabel", area="right")
         pump(0.5)
         clock = Clock(viewer, w)
-        if os.environ.get("GUI_BENCH_WATCH"):
-            sys.path.insert(0, "/tmp/i14")
-            import watch  # noqa: F401
-
         def wait(cond, limit=600.0):
             end = time.perf_counter() + limit
             while not cond():
@@ -195,8 +203,8 @@ def main(argv=None) -> int:
                 pump(0.002)
 
         def idle():
-            return (w.session is not None and w.session.image is not None and w._loading is None
-                    and not w.answering and w._propose_worker is None and not w._after_draw)
+            return (w.session is not None and w.session.image is not None and w.nav.loading is None
+                    and not w.prompter.answering and not w.review.proposing and not w.bench.drawing_pending)
 
         def measure(action):
             """Run ``action`` (which sends the input), wait for its result on screen; ms from input to drawn."""
@@ -229,7 +237,7 @@ def main(argv=None) -> int:
         rng = np.random.default_rng(0)
         points = [(float(x), float(y)) for x, y in zip(rng.uniform(0.1, 0.9, args.clicks) * iw,
                                                        rng.uniform(0.1, 0.9, args.clicks) * ih)]
-        clicks, boxes = [], []
+        clicks, boxes, decoder = [], [], []
         t_a = time.perf_counter()
         for n, (x, y) in enumerate(points):
             if w.session.state.preview is not None:
@@ -237,15 +245,32 @@ def main(argv=None) -> int:
             clicks.append(measure(lambda x=x, y=y: click(viewer, x, y)))
             pv = w.session.state.preview
             boxes.append(0 if pv is None or pv.bbox is None else pv.bbox[2] * pv.bbox[3])
-        key(viewer, "Escape")
-        wait(idle)
-        windows.append(("clicks", t_a, time.perf_counter(), None))
-        decoder = []
-        for x, y in points:  # the baseline: the same prompts, decoder alone
-            t0 = time.perf_counter()
+            t0 = time.perf_counter()  # the baseline, interleaved (ABAB): the same prompt, the decoder alone
             r = engine.predict(Prompt.make([(x, y)]), multimask=True)
             r[0].bbox  # noqa: B018
             decoder.append((time.perf_counter() - t0) * 1000)
+        key(viewer, "Escape")
+        wait(idle)
+        windows.append(("clicks", t_a, time.perf_counter(), None))
+        drags = []  # a box dragged: each mouse move -> the band drawn
+        t_a = time.perf_counter()
+        for n in range(args.drags):
+            x0, y0 = points[n % len(points)]
+            x1, y1 = min(iw - 1, x0 + 0.25 * iw), min(ih - 1, y0 + 0.25 * ih)
+            wait(idle)
+            pump(args.pause)
+            press(viewer, x0, y0)
+            for step in range(1, 6):
+                t0 = time.perf_counter()
+                before = len(clock.ends)
+                move(viewer, x0 + (x1 - x0) * step / 5, y0 + (y1 - y0) * step / 5)
+                wait(lambda before=before: len(clock.ends) > before, limit=30)
+                drags.append((clock.ends[before] - t0) * 1000)
+                pump(0.03)  # a hand's pace between moves
+            release(viewer, x1, y1)
+            wait(idle)
+            key(viewer, "Escape")
+        windows.append(("drags", t_a, time.perf_counter(), None))
 
         switches = []
         t_a = time.perf_counter()
@@ -257,16 +282,16 @@ def main(argv=None) -> int:
         windows.append(("switches", t_a, time.perf_counter(), None))
         if args.random_weights or args.model == "tiny":  # keep every candidate; 3 per grid point
             grid = int(np.ceil(np.sqrt(args.proposals / 3))) + 1
-            w.propose_settings = ProposeSettings(grid=grid, pred_iou_thresh=0.0, stability_thresh=0.0,
+            w.review.settings = ProposeSettings(grid=grid, pred_iou_thresh=0.0, stability_thresh=0.0,
                                                  nms_thresh=1.0, max_proposals=args.proposals)
         else:
-            w.propose_settings = ProposeSettings(max_proposals=args.proposals)
+            w.review.settings = ProposeSettings(max_proposals=args.proposals)
         t0 = t_a = time.perf_counter()
         key(viewer, "p")
-        wait(lambda: w.reviewing or (w._propose_worker is None and idle()), limit=1800)
+        wait(lambda: w.review.reviewing or (not w.review.proposing and idle()), limit=1800)
         propose_s = time.perf_counter() - t0
         t_review = time.perf_counter()
-        offered = len(w.proposed)
+        offered = len(w.review.proposed)
         reviews = []
         for n in range(min(args.reviews, max(0, offered - 1))):
             reviews.append(measure(lambda k="ax"[n % 2]: key(viewer, k)))
@@ -274,9 +299,19 @@ def main(argv=None) -> int:
         pump(0.5)
         # proposing and review are one stretch; a gap counts in the phase where it ends
         windows += [("proposing", t_a, t_review, None), ("review", t_a, time.perf_counter(), t_review)]
+        chooser = w.project.engine  # Load engine: the same weights again, built in a worker, the image re-shown
+        chooser.checkpoint.value = str(weights_file(args, tmp))
+        t_a = time.perf_counter()
+        chooser.load_btn.native.click()
+        wait(lambda: not chooser.loading and idle(), limit=600)
+        load_s = time.perf_counter() - t_a
+        windows.append(("load engine", t_a, time.perf_counter(), None))
         phase_gaps = {name: clock.gaps(a, b, after) for name, a, b, after in windows}
         gaps = [g for v in phase_gaps.values() for g in v]
         renderer = clock.renderer
+        from superqt.utils._qthreading import WorkerBase
+
+        WorkerBase.await_workers(msecs=600_000)  # the next image's embedding, computed ahead, ends first
         viewer.close()
 
     import torch
@@ -289,6 +324,7 @@ def main(argv=None) -> int:
     rows = [
         ("click -> mask drawn", clicks),
         ("  baseline: decoder alone, same points", decoder),
+        ("drag: mouse move -> box drawn (first paint)", drags),
         ("switch: N/B -> image drawn (embedding cached)", switches),
         (f"review: A/X -> next of {offered} highlighted", reviews),
         ("  baseline: canvas redraw, nothing changed", redraw),
@@ -306,8 +342,11 @@ def main(argv=None) -> int:
     print(f"| UI gap during that embedding (left out above) | {len(first_gaps)} | {pct(first_gaps, 50):.1f} | "
           f"{pct(first_gaps, 90):.1f} | {max(first_gaps, default=float('nan')):.1f} |")
     print(f"| proposing {offered} (in the background), s | 1 | {propose_s:.1f} | | |")
-    print(f"click p50 {pct(clicks, 50):.0f} ms p90 {pct(clicks, 90):.0f} ms; switch p50 {pct(switches, 50):.0f} ms; "
-          f"review p50 {pct(reviews, 50):.0f} ms; max UI gap {max(gaps, default=float('nan')):.0f} ms")
+    print(f"| Load engine (in a worker, image shown again), s | 1 | {load_s:.1f} | | |")
+    print(f"click p50 {pct(clicks, 50):.0f} ms p90 {pct(clicks, 90):.0f} ms (decoder alone p90 {pct(decoder, 90):.0f} "
+          f"ms); switch p50 {pct(switches, 50):.0f} ms; review p50 {pct(reviews, 50):.0f} ms; drag first paint p50 "
+          f"{pct(drags, 50):.0f} ms; max UI gap {max(gaps, default=float('nan')):.0f} ms; load engine max gap "
+          f"{max(phase_gaps['load engine'], default=float('nan')):.0f} ms")
     shutil.rmtree(tmp, ignore_errors=True)
     return 0
 

@@ -48,10 +48,10 @@ def viewer_with_widget(labeler, folder: Path):
     viewer = napari.Viewer(title="clicklabel")
     viewer.window._qt_window.resize(1280, 800)
     widget = ClickLabelWidget(viewer, engine=make_engine("grabcut"), labeler=labeler)
-    widget.engine_box.value = "grabcut"
+    widget.project.engine.engine_box.value = "grabcut"
     viewer.window.add_dock_widget(widget, name="clicklabel", area="right")
     widget.open_folder(str(folder))
-    wait(lambda: widget.session is not None and widget.session.image is not None and widget._loading is None)
+    wait(lambda: widget.session is not None and widget.session.image is not None and widget.nav.loading is None)
     return viewer, widget
 
 
@@ -73,13 +73,13 @@ def click_mode(out: Path, tmp: Path) -> None:
                                   LabelCache(tmp / "labels.sqlite"))
         viewer, widget = viewer_with_widget(labeler, folder)
         widget.layers.box.data = [np.array([[5, 60], [5, 420], [298, 420], [298, 60]])]
-        wait(lambda: widget.session.state.preview is not None and not widget.answering)
-        widget.accept()
-        wait(lambda: widget._label_worker is None and widget.session.store.objects()[0].label_status == "done")
-        widget.add_point(400, 250, True)  # a second object in progress: its preview and the prompt point
-        wait(lambda: widget.session.state.preview is not None and not widget.answering)
+        wait(lambda: widget.session.state.preview is not None and not widget.prompter.answering)
+        widget.prompter.accept()
+        wait(lambda: not widget.labels.running and widget.session.store.objects()[0].label_status == "done")
+        widget.prompter.add_point(400, 250, True)  # a second object in progress: its preview and the prompt point
+        wait(lambda: widget.session.state.preview is not None and not widget.prompter.answering)
         shoot(viewer, out)
-        print(f"wrote {out}: {widget.object_texts()}")
+        print(f"wrote {out}: {widget.annotate.object_texts()}")
         viewer.close()
 
 
@@ -102,12 +102,12 @@ def review_mode(out: Path, tmp: Path) -> None:
                                   LabelCache(tmp / "labels.sqlite"))
         viewer, widget = viewer_with_widget(labeler, folder)
         widget.tabs.setCurrentIndex(1)  # the Review tab
-        widget.propose()  # proposals wait already: review them
-        widget.decide(True)  # the saucer, accepted and labelled
-        wait(lambda: widget._label_worker is None and widget.session.objects()[0].label_status == "done")
-        wait(lambda: not widget._after_draw)
+        widget.review.propose()  # proposals wait already: review them
+        widget.review.decide(True)  # the saucer, accepted and labelled
+        wait(lambda: not widget.labels.running and widget.session.objects()[0].label_status == "done")
+        wait(lambda: not widget.bench.drawing_pending)
         shoot(viewer, out)
-        print(f"wrote {out}: {widget.object_texts()}; {widget.status.text()}")
+        print(f"wrote {out}: {widget.annotate.object_texts()}; {widget.status.text()}")
         viewer.close()
 
 

@@ -52,6 +52,8 @@ def _isolated_dirs(tmp_path_factory):
     os.environ["CLICKLABEL_CACHE"] = str(base / "cache")
     os.environ["CLICKLABEL_WEIGHTS"] = str(base / "weights")
     os.environ.pop("OPENAI_API_KEY", None)
+    # the encoders' arithmetic the same on every machine (fp32, stock's); tests of the automatic choice unset it
+    os.environ["CLICKLABEL_PRECISION"] = "fp32"
     yield
 
 
@@ -140,8 +142,8 @@ def chelsea() -> np.ndarray:
 
 def wait_ready(qtbot, w, timeout=180_000):
     """GUI tests: the widget's image is shown and no prompt is being answered."""
-    qtbot.waitUntil(lambda: w.session is not None and w.session.image is not None and w._loading is None
-                    and not w.answering, timeout=timeout)
+    qtbot.waitUntil(lambda: w.session is not None and w.session.image is not None and w.nav.loading is None
+                    and not w.prompter.answering, timeout=timeout)
 
 
 def needs_shared(sub: str) -> Path:
@@ -232,3 +234,13 @@ def _finish_widget_workers(request):
         WorkerBase.await_workers(msecs=300_000)
     if request.node.get_closest_marker("gui") is not None and "clicklabel_napari._workers" in sys.modules:
         sys.modules["clicklabel_napari._workers"].await_decoders(300)
+
+
+@pytest.fixture(scope="session")
+def sam3_checkpoint(tmp_path_factory) -> Path:
+    """A tiny random SAM 3 (transformers' own Sam3Model + Sam3TrackerModel) as a checkpoint folder in the published
+    layout (skipped without the [sam3] extra)."""
+    pytest.importorskip("transformers.models.sam3", reason="SAM 3 needs its extra: pip install 'clicklabel[sam3]'")
+    from clicklabel.segment.sam3_model import random_pair, save_pair
+
+    return save_pair(random_pair("tiny", seed=3), tmp_path_factory.mktemp("sam3") / "sam3-tiny")

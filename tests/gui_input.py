@@ -50,3 +50,39 @@ def pump(seconds: float = 0.0) -> None:
         if time.perf_counter() >= end:
             return
         time.sleep(0.002)
+
+
+def _mouse_event(kind, pos: QPoint, button, buttons):
+    from qtpy.QtCore import QPointF
+    from qtpy.QtGui import QMouseEvent
+
+    local = QPointF(pos)
+    return QMouseEvent(kind, local, local, local, button, buttons, Qt.KeyboardModifier.NoModifier)
+
+
+def press(viewer, x: float, y: float):
+    """Press the left button at image pixel (x, y) and keep it down."""
+    from qtpy.QtCore import QEvent
+
+    widget = canvas_widget(viewer)
+    left = Qt.MouseButton.LeftButton
+    QApplication.sendEvent(widget, _mouse_event(QEvent.Type.MouseButtonPress, canvas_point(viewer, x, y), left, left))
+
+
+def move(viewer, x: float, y: float, held: bool = True):
+    """Move the mouse to image pixel (x, y), the left button held (a drag) or not."""
+    from qtpy.QtCore import QEvent
+
+    widget = canvas_widget(viewer)
+    buttons = Qt.MouseButton.LeftButton if held else Qt.MouseButton.NoButton
+    QApplication.sendEvent(widget, _mouse_event(QEvent.Type.MouseMove, canvas_point(viewer, x, y),
+                                                Qt.MouseButton.NoButton, buttons))
+
+
+def release(viewer, x: float, y: float):
+    """Release the left button at image pixel (x, y)."""
+    from qtpy.QtCore import QEvent
+
+    widget = canvas_widget(viewer)
+    QApplication.sendEvent(widget, _mouse_event(QEvent.Type.MouseButtonRelease, canvas_point(viewer, x, y),
+                                                Qt.MouseButton.LeftButton, Qt.MouseButton.NoButton))

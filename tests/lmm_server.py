@@ -58,10 +58,10 @@ class FakeLMM:
             def log_message(self, *args):
                 pass
 
-            def _send(self, code, payload, headers=None, raw=None):
+            def _send(self, code, payload, headers=None, raw=None, kind="application/json"):
                 body = raw if raw is not None else json.dumps(payload).encode()
                 self.send_response(code)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", kind)
                 self.send_header("Content-Length", str(len(body)))
                 for k, v in (headers or {}).items():
                     self.send_header(k, v)
@@ -111,6 +111,9 @@ class FakeLMM:
                 if outcome == "timeout":
                     time.sleep(5)
                     return self._send(500, {"error": {"message": "too late"}})
+                if outcome == "html":  # a web server's page where the API was expected
+                    return self._send(200, None, raw=b"<!DOCTYPE html><html><body>Welcome</body></html>",
+                                      kind="text/html")
                 if outcome == "malformed":
                     return self._send(200, None, raw=b'{"id": "x", "choices": [')
                 if outcome == "bad_choices":  # well-formed JSON, but choices that are not objects

@@ -311,3 +311,27 @@ def test_session_disagreements_one_undoable_decision(tmp_path):
     assert len(s.disagreements()) == 2
     s.keep_label(obs[5].id)
     assert s.object(obs[5].id).label == "block" and [c.object_id for c in s.disagreements()] == [obs[1].id]
+
+
+def test_painted_masks_are_stored_undoably_and_an_erased_object_goes(folder):
+    """What napari's brush does to an object (the widget hands the layer's mask over): its mask and tight box
+    change, no given box is made up, Ctrl+Z brings the old mask back; erased entirely, it is deleted."""
+    s = _open(folder, make_engine("grabcut"))
+    h, w = s.image.shape[:2]
+    m = np.zeros((h, w), bool)
+    m[20:60, 30:90] = True
+    oid = s.accept_manual(m)
+    painted = m.copy()
+    painted[60:80, 30:50] = True  # a stroke below it
+    assert s.paint_mask(oid, painted)
+    ob = s.object(oid)
+    assert np.array_equal(ob.mask, painted) and ob.bbox == tight_bbox(painted) and ob.given_bbox is None
+    assert ob.engine == "paint"
+    s.undo()
+    assert np.array_equal(s.object(oid).mask, m)
+    assert s.paint_mask(oid, np.zeros((h, w), bool))  # erased entirely
+    assert oid not in [o.id for o in s.objects()]
+    s.undo()
+    assert oid in [o.id for o in s.objects()]
+    elsewhere = s.store.accept(s.images[1].id, np.ones(s.load(1).shape[:2], bool))
+    assert not s.paint_mask(elsewhere, painted)  # only objects of the image shown are painted

@@ -139,10 +139,12 @@ def test_weights_list_and_verify(capsys, monkeypatch, tmp_path):
     assert code == 0 and "vit_h" in out and "missing" in out
     rows = {r.split("|")[1].strip(): [c.strip() for c in r.split("|")[2:-1]] for r in out.splitlines()
             if r.startswith("| ") and "hash-pinned" not in r}
-    assert set(rows) == set(weights.REGISTRY) and len(rows) == 11
+    assert set(rows) == set(weights.REGISTRY) and len(rows) == 12
     assert rows["sam2.1_hiera_tiny"][0] == "SAM 2.1" and rows["hq_vit_tiny"][0] == "HQ-SAM"
     assert rows["hq_vit_tiny"][1:4] == ["43 MB", "yes", "sha256"] and rows["vit_b"][3] == "xxh128"
-    assert rows["vit_l"][5] == weights.REGISTRY["vit_l"].url
+    assert rows["vit_l"][7] == weights.REGISTRY["vit_l"].url and rows["vit_l"][5:7] == ["Apache-2.0", "open"]
+    assert rows["sam3"][0] == "SAM 3" and rows["sam3"][1].startswith("~") and rows["sam3"][5:7] == [
+        "SAM License", "gated: HF_TOKEN"]
     (tmp_path / "sam_vit_b_01ec64.pth").write_bytes(b"short")
     code, out, _ = run(capsys, "weights", "list")
     vit_b = next(line for line in out.splitlines() if line.startswith("| vit_b "))
@@ -152,17 +154,38 @@ def test_weights_list_and_verify(capsys, monkeypatch, tmp_path):
 
 
 def test_gui_is_a_command_of_its_own_program(monkeypatch, tmp_path):
-    """`clicklabel gui ...` runs the plugin's clicklabel-gui program with the same arguments (the core never
-    imports the plugin)."""
+    """`clicklabel gui ...` becomes the plugin's clicklabel-gui program with the same arguments (the core never
+    imports the plugin): exec on POSIX (one process: a signal to `clicklabel gui` reaches the window), a child
+    process where exec is refused. tests/test_napari_feedback.py kills a real one."""
+    import os
     import subprocess
 
     from clicklabel.cli import gui
 
+    class Execed(Exception):
+        pass
+
     seen = {}
+
+    def execv(path, argv):
+        seen.update(exec=(path, argv))
+        raise Execed
+
     monkeypatch.setattr(gui, "gui_program", lambda: "/bin/clicklabel-gui")
+    monkeypatch.setattr(os, "execv", execv)
     monkeypatch.setattr(subprocess, "call", lambda argv: seen.update(argv=argv) or 7)
-    assert main(["gui", str(tmp_path), "--cache", str(tmp_path / "c"), "--encoder", "fast"]) == 7
-    assert seen["argv"] == ["/bin/clicklabel-gui", str(tmp_path), "--cache", str(tmp_path / "c"), "--encoder", "fast"]
+    want = ["/bin/clicklabel-gui", str(tmp_path), "--cache", str(tmp_path / "c"), "--encoder", "fast"]
+    if os.name == "posix":
+        with pytest.raises(Execed):
+            main(["gui", *want[1:]])
+        assert seen.pop("exec") == (want[0], want) and "argv" not in seen
+
+        def refused(path, argv):
+            raise PermissionError(13, "Permission denied", path)
+
+        monkeypatch.setattr(os, "execv", refused)
+    assert main(["gui", *want[1:]]) == 7  # exec refused (or no exec here): a child process, its exit status
+    assert seen["argv"] == want
 
 
 def test_gui_program_reads_every_engine_option():

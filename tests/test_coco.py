@@ -51,11 +51,10 @@ def test_round_trip_real_coco_files(tmp_path, name, ann_file):
         assert list(ours2.bbox) == [float(v) for v in ann["bbox"]]
         assert ours2.iscrowd == ann.get("iscrowd", 0)
         assert ours2.label == next(c["name"] for c in original["categories"] if c["id"] == ann["category_id"])
-    used = {a["category_id"] for a in original["annotations"]}
-    exported = json.loads((tmp_path / "export.json").read_text())
-    assert {(c["id"], c["name"]) for c in exported["categories"]} == {
-        (c["id"], c["name"]) for c in original["categories"] if c["id"] in used
-    }
+    exported = json.loads((tmp_path / "export.json").read_text())  # every category, those without annotations too
+    assert {(c["id"], c["name"]) for c in exported["categories"]} == {(c["id"], c["name"])
+                                                                       for c in original["categories"]}
+    assert sorted(i["id"] for i in exported["images"]) == sorted(i["id"] for i in original["images"])
     with contextlib.redirect_stdout(io.StringIO()):
         COCO(str(tmp_path / "export.json"))  # loads in pycocotools
     for iou_type in ("segm", "bbox"):
@@ -155,7 +154,7 @@ def test_bad_annotations_are_reported_by_id(tmp_path):
     text = "\n".join(rep.problems)
     for needle in ("annotation 11: missing key 'segmentation'", "annotation 12: polygon with 2 points",
                    "annotation 13: RLE size 40x30", "annotation 14: unknown category",
-                   "image 2: file_name '../../etc/passwd' points outside", "image 3: file_name '/etc/hosts'",
+                   "image 2: file_name '../../etc/passwd' points outside", "image 3: file '/etc/hosts' not found",
                    "image 4: file 'missing.png' not found", "annotation 15:", "annotation 16:"):
         assert needle in text, needle
     assert rep.notes == ["annotation 10: duplicate id; imported as annotation 18"]  # renumbered, not dropped
@@ -187,18 +186,16 @@ def test_cli_export_import(tmp_path, capsys):
 
 
 def _supervision_reader(seg, h, w):
-    """How supervision reads a COCO polygon: int32 coordinates (truncated), cv2.fillPoly."""
-    import cv2
+    """supervision's own COCO polygon reader (the installed package's function, not a copy)."""
+    from supervision.dataset.formats.coco import coco_annotations_to_masks
 
-    m = np.zeros((h, w), np.uint8)
-    for poly in seg:
-        cv2.fillPoly(m, [np.asarray(poly, dtype=np.int32).reshape(-1, 2)], 1)
-    return m.astype(bool)
+    return coco_annotations_to_masks([{"segmentation": seg}], (w, h))[0]
 
 
 def _ultralytics_reader(seg, h, w):
-    """How ultralytics reads it: coordinates normalised to 0..1 in its label files (6 decimals), scaled back,
-    truncated to int32, cv2.fillPoly."""
+    """How ultralytics reads it, as its format is published (the package cannot be installed beside our headless
+    OpenCV): coordinates normalised to 0..1 in its label files (6 decimals), scaled back, truncated to int32,
+    cv2.fillPoly."""
     import cv2
 
     m = np.zeros((h, w), np.uint8)
@@ -210,8 +207,10 @@ def _ultralytics_reader(seg, h, w):
 
 
 def test_polygons_rasterise_to_the_same_pixels_in_pycocotools_and_cv2_readers(tmp_path):
-    """`export --polygons`: pycocotools, supervision and ultralytics all get the mask back exactly (corner polygons
-    came back one pixel too big on the right and bottom in the cv2 readers: a 1-pixel object at IoU 0.25)."""
+    """`export --polygons`: pycocotools and ultralytics get the mask back exactly (corner polygons came back one
+    pixel too big on the right and bottom in the cv2 readers: a 1-pixel object at IoU 0.25); `--polygons rounding`:
+    supervision >= 0.30.4 (which rounds coordinates) and ultralytics do. No polygon is exact in both pycocotools and
+    a rounding reader."""
     h, w = 48, 64
     masks = []
     one = np.zeros((h, w), bool)
@@ -243,8 +242,18 @@ def test_polygons_rasterise_to_the_same_pixels_in_pycocotools_and_cv2_readers(tm
     assert len(polys) == len(masks) - len(rep.rle_fallbacks) >= 30  # the rest have holes: RLE
     for ann in polys:
         truth = ids[ann["clicklabel"]["object_id"]]
-        for reader in (lambda a: coco.annToMask(a).astype(bool), lambda a: _supervision_reader(a["segmentation"], h, w),
+        for reader in (lambda a: coco.annToMask(a).astype(bool),
                        lambda a: _ultralytics_reader(a["segmentation"], h, w)):
             assert mask_iou(reader(ann), truth) == 1.0
+    assert sum(not np.array_equal(_supervision_reader(a["segmentation"], h, w), ids[a["clicklabel"]["object_id"]])
+               for a in polys) == len(polys)  # supervision rounds: one pixel too big right and bottom
+    export_coco(s, tmp_path / "r.json", polygons="rounding")
+    rounded = [a for a in json.loads((tmp_path / "r.json").read_text())["annotations"]
+               if isinstance(a["segmentation"], list)]
+    assert len(rounded) == len(polys)
+    for ann in rounded:
+        truth = ids[ann["clicklabel"]["object_id"]]
+        assert np.array_equal(_supervision_reader(ann["segmentation"], h, w), truth)
+        assert np.array_equal(_ultralytics_reader(ann["segmentation"], h, w), truth)
     corner = [[9, 7, 10, 7, 10, 8, 9, 8]]  # the 1-pixel object as a pixel-corner polygon (our old export)
     assert mask_iou(_supervision_reader(corner, h, w), one) == 0.25

@@ -16,20 +16,21 @@ from clicklabel_napari._widget import ClickLabelWidget  # noqa: E402
 from conftest import box_only_file  # noqa: E402
 
 pytestmark = pytest.mark.gui
-MASK_COL = 5  # the review panel's columns come after id, label, status, conf., by
+MASK_COL = 2  # the audit table: id, label, mask, model says
 
 
 def _rows(w) -> dict[int, list[str]]:
-    return {int(w.table.item(r, 0).text()): [w.table.item(r, c).text() for c in range(w.table.columnCount())]
-            for r in range(w.table.rowCount())}
+    table = w.audit.table
+    return {int(table.item(r, 0).text()): [table.item(r, c).text() for c in range(table.columnCount())]
+            for r in range(table.rowCount())}
 
 
 def _selected(w) -> int:
-    return w.selected_ids()[0]
+    return w.audit.table.selected_ids()[0]
 
 
 def _idle(w) -> bool:
-    return w._loading is None and not w.refining
+    return w.nav.loading is None and not w.audit.refining
 
 
 def test_review_panel_refines_steps_filters_and_decides(make_napari_viewer, qtbot, tmp_path):
@@ -53,49 +54,50 @@ def test_review_panel_refines_steps_filters_and_decides(make_napari_viewer, qtbo
     qtbot.waitUntil(lambda: _idle(w) and w.session is not None and w.session.image is not None,
                     timeout=60_000)
     s = w.session
+    w.audit.filter.value = "all objects"
     rows = _rows(w)
-    assert w.table.horizontalHeaderItem(MASK_COL).text() == "mask"
+    assert w.audit.table.horizontalHeaderItem(MASK_COL).text() == "mask"
     assert [rows[obs[k].id][MASK_COL] for k in (1, 2, 3, 4, 5)] == ["box only"] * 4 + ["mask"]
     assert rows[obs[1].id][MASK_COL + 1] == "≠ blob 0.80" and rows[obs[2].id][MASK_COL + 1] == "= blob 0.70"
     assert any("[box only]" in t for t in w.layers.boxes.features["text"])
     assert w.layers.objects.data[20:60, 30:90].max() == 0  # box-only: a rectangle, no mask drawn
 
     # refine the image in a worker: progress, then the table filtered to what was flagged
-    w.refine_here()
-    assert w.refining and not w.progress.isHidden() and w.progress.maximum() == 5
-    qtbot.waitUntil(lambda: w._refine_worker is None, timeout=60_000)
-    assert w.progress.isHidden() and "refined" in w.status.text()
+    w.audit.refine_here()
+    assert w.audit.refining and not w.progress.isHidden() and w.progress.maximum() == 5
+    qtbot.waitUntil(lambda: not w.audit.refining, timeout=60_000)
+    assert w.progress.isHidden() and "Refined" in w.status.text()
     flagged = [o.id for o in s.flagged()]
-    assert w.table_filter.value == "flagged for review" and sorted(_rows(w)) == flagged
+    assert w.audit.filter.value == "flagged for review" and sorted(_rows(w)) == flagged
     assert (w.layers.objects.data == obs[1].id).sum() == 2400  # the block's mask, drawn
 
     # step through the flagged, across images, wrapping around
     for oid in flagged:
-        w.next_in_filter()
+        w.audit.next_in_filter()
         assert _selected(w) == oid
-    w.next_in_filter()  # the last one here: the next is on the second image
-    qtbot.waitUntil(lambda: s.index == 1 and _idle(w) and w.selected_ids() == [lone], timeout=60_000)
-    w.next_in_filter()
-    qtbot.waitUntil(lambda: s.index == 0 and _idle(w) and w.selected_ids() == [flagged[0]],
+    w.audit.next_in_filter()  # the last one here: the next is on the second image
+    qtbot.waitUntil(lambda: s.index == 1 and _idle(w) and w.audit.table.selected_ids() == [lone], timeout=60_000)
+    w.audit.next_in_filter()
+    qtbot.waitUntil(lambda: s.index == 0 and _idle(w) and w.audit.table.selected_ids() == [flagged[0]],
                     timeout=60_000)
 
     # fine as it is: gone from the filter; undo brings it back
-    w.fine_as_it_is()
+    w.audit.fine_as_it_is()
     assert flagged[0] not in _rows(w) and s.object(flagged[0]).review is None
-    w.undo()
+    w.annotate.undo()
     assert flagged[0] in _rows(w) and s.object(flagged[0]).review
 
     # the class audit's disagreements: take the model's label (one action), undo it
-    w.table_filter.value = "disagreements with the model"
+    w.audit.filter.value = "disagreements with the model"
     assert sorted(_rows(w)) == [obs[1].id]
-    w.next_in_filter()
+    w.audit.next_in_filter()
     assert _selected(w) == obs[1].id
-    w.take_model_label()
+    w.audit.take_model_label()
     assert s.object(obs[1].id).label == "blob" and _rows(w) == {}
-    w.undo()
+    w.annotate.undo()
     assert s.object(obs[1].id).label == "block" and sorted(_rows(w)) == [obs[1].id]
-    w.table.selectRow(0)
-    w.keep_own_label()
+    w.audit.table.selectRow(0)
+    w.audit.keep_own_label()
     assert s.object(obs[1].id).label == "block" and _rows(w) == {} and s.disagreements() == []
-    w.table_filter.value = "all objects"
+    w.audit.filter.value = "all objects"
     assert _rows(w)[obs[1].id][MASK_COL + 1] == "≠ blob 0.80 (kept)"

@@ -2,8 +2,6 @@
 bookkeeping per click, one decoder thread, shader programs kept, the status bar and the texts' glyphs out of the
 way, no full garbage collection in the UI thread. Each guards a measured cost (docs/benchmarks.md, GUI latency)."""
 
-import time
-
 import numpy as np
 import pytest
 
@@ -130,11 +128,11 @@ def test_clicks_cost_no_napari_bookkeeping_and_share_one_decoder_thread(make_nap
                         predict(*a, **k))
     counts.update(ranges=0, rows=0)
     for x, y in ((100, 80), (150, 120), (60, 40)):
-        w.add_point(x, y, True)
+        w.prompter.add_point(x, y, True)
         wait_ready(qtbot, w)
         qtbot.wait(100)
         assert len(w.layers.prompts.data) > 0 and w.session.state.preview is not None
-        w.clear()
+        w.prompter.clear()
         qtbot.wait(100)
     assert counts == {"ranges": 0, "rows": 0}
     assert len(threads) == 3 and len(set(threads)) == 1 and threads[0] is not threading.main_thread()
@@ -163,9 +161,9 @@ def test_new_boxes_reuse_their_shader_program(make_napari_viewer, qtbot, tiny_en
     monkeypatch.setattr(gloo_program.Program, "set_shaders",
                         lambda self, *a, **k: builds.append(self) or set_shaders(self, *a, **k))
     for n, (x, y) in enumerate(((100, 80), (150, 120), (60, 40))):
-        w.add_point(x, y, True)
+        w.prompter.add_point(x, y, True)
         wait_ready(qtbot, w)
-        assert w.accept() is not None
+        assert w.prompter.accept() is not None
         scene.render()  # draws every visual (the window may be hidden here)
         if n == 0:  # the first box: its program is made once
             builds.clear()
@@ -189,12 +187,12 @@ def test_switching_images_keeps_the_shader_programs(make_napari_viewer, qtbot, t
     w = ClickLabelWidget(viewer, engine=tiny_engine, auto_label=False)
     w.open_folder(str(folder))
     wait_ready(qtbot, w)
-    w.add_point(100, 80, True)
+    w.prompter.add_point(100, 80, True)
     wait_ready(qtbot, w)
-    oid = w.accept()
+    oid = w.prompter.accept()
     scene = viewer.window._qt_viewer.canvas._scene_canvas
     for step in (+1, -1):  # both images drawn once: every program exists
-        w.go(step)
+        w.nav.go(step)
         wait_ready(qtbot, w)
         scene.render()
     builds = []
@@ -202,7 +200,7 @@ def test_switching_images_keeps_the_shader_programs(make_napari_viewer, qtbot, t
     monkeypatch.setattr(gloo_program.Program, "set_shaders",
                         lambda self, *a, **k: builds.append(self) or set_shaders(self, *a, **k))
     for step in (+1, -1):
-        w.go(step)
+        w.nav.go(step)
         wait_ready(qtbot, w)
         frame = scene.render()
     assert builds == []
@@ -219,7 +217,10 @@ def test_switching_images_keeps_the_shader_programs(make_napari_viewer, qtbot, t
 def test_the_status_bar_is_repainted_with_the_mask(make_napari_viewer, qtbot, tiny_engine, folder, monkeypatch):
     """A press changes the cursor position in napari's status bar, and repainting it makes Qt compose the whole
     window (both cores on software OpenGL) while the decoder works: it is held until the answer is applied, or
-    for at most ``POINT_DELAY_MS``."""
+    for at most ``POINT_DELAY_MS``. The decoder is held by an event, so which of the two released the bar is
+    known, not raced."""
+    import threading
+
     from gui_input import click
 
     from clicklabel_napari._prompting import POINT_DELAY_MS
@@ -230,18 +231,26 @@ def test_the_status_bar_is_repainted_with_the_mask(make_napari_viewer, qtbot, ti
     w.open_folder(str(folder))
     wait_ready(qtbot, w)
     bar = viewer.window._qt_window.statusBar()
-    predict, delay = tiny_engine.predict, [0.1]
-    monkeypatch.setattr(tiny_engine, "predict", lambda *a, **k: time.sleep(delay[0]) or predict(*a, **k))
+    predict, go = tiny_engine.predict, threading.Event()
+    monkeypatch.setattr(tiny_engine, "predict", lambda *a, **k: go.wait(60) and predict(*a, **k))
+    limit = w.prompter._status_hold._timer
+    assert limit.isSingleShot() and limit.interval() == POINT_DELAY_MS
+    # the answer comes first: it releases the bar (the limit pushed out of reach to tell the two apart)
+    limit.setInterval(600_000)
     click(viewer, 100, 80)
-    assert w.answering and not bar.updatesEnabled()
+    assert w.prompter.answering and not bar.updatesEnabled()
+    go.set()
     wait_ready(qtbot, w)
-    assert bar.updatesEnabled() and w.session.state.preview is not None
-    w.clear()
-    delay[0] = 2 * POINT_DELAY_MS / 1000  # a slow answer: the status bar is not held longer than the limit
+    assert bar.updatesEnabled() and w.session.state.preview is not None and not limit.isActive()
+    w.prompter.clear()
+    # the answer does not come: the bar is released by the limit alone, the answer still awaited
+    limit.setInterval(POINT_DELAY_MS)
+    go.clear()
     click(viewer, 60, 40)
-    assert not bar.updatesEnabled()
-    qtbot.waitUntil(bar.updatesEnabled, timeout=POINT_DELAY_MS + 200)
-    assert w.answering
+    assert not bar.updatesEnabled() and limit.isActive()
+    qtbot.waitUntil(bar.updatesEnabled, timeout=30_000)
+    assert w.prompter.answering
+    go.set()
     wait_ready(qtbot, w)
     assert bar.updatesEnabled()
 

@@ -35,8 +35,8 @@ def _open(make_napari_viewer, qtbot, engine, folder, labeler=None):
 
 
 def _idle(qtbot, w, timeout=60_000):
-    qtbot.waitUntil(lambda: w.session is not None and w.session.image is not None and w._loading is None
-                    and not w.answering and w._propose_worker is None, timeout=timeout)
+    qtbot.waitUntil(lambda: w.session is not None and w.session.image is not None and w.nav.loading is None
+                    and not w.prompter.answering and not w.review.proposing, timeout=timeout)
 
 
 def test_propose_review_accept_reject_above_then_export(make_napari_viewer, qtbot, tiny_engine, folder, tmp_path):
@@ -46,45 +46,45 @@ def test_propose_review_accept_reject_above_then_export(make_napari_viewer, qtbo
                                   LabelCache(tmp_path / "labels.sqlite"))
         viewer, w = _open(make_napari_viewer, qtbot, tiny_engine, folder, labeler)
         s = w.session
-        w.propose_settings = OPEN
+        w.review.settings = OPEN
         key(viewer, "p")
-        qtbot.waitUntil(lambda: w.reviewing, timeout=60_000)
+        qtbot.waitUntil(lambda: w.review.reviewing, timeout=60_000)
         waiting = s.proposals()
-        assert [o.id for o in w.proposed] == [o.id for o in waiting] and len(waiting) == 10
+        assert [o.id for o in w.review.proposed] == [o.id for o in waiting] and len(waiting) == 10
         assert [o.area for o in waiting] == sorted((o.area for o in waiting), reverse=True)  # largest first
         first, second, third = waiting[:3]
-        assert w.highlighted.id == first.id and w.layers.proposals.visible
+        assert w.review.highlighted.id == first.id and w.layers.proposals.visible
         assert np.array_equal(w.layers.proposals.data == 2, first.mask)  # the highlighted one, on top
         assert "Proposal 1 of 10" in w.status.text()
 
         key(viewer, "a")
-        assert s.object(first.id).state == "accepted" and w.highlighted.id == second.id
+        assert s.object(first.id).state == "accepted" and w.review.highlighted.id == second.id
         assert "accepted" in w.status.text() and "Proposal 1 of 9" in w.status.text()
         key(viewer, "a")
         key(viewer, "x")
         assert s.object(second.id).state == "accepted" and s.object(third.id).state == "rejected"
-        assert np.array_equal(w.layers.proposals.data == 2, w.highlighted.mask)
+        assert np.array_equal(w.layers.proposals.data == 2, w.review.highlighted.mask)
         assert not (w.layers.proposals.data[first.mask & ~np.logical_or.reduce(
-            [o.mask for o in w.proposed])]).any()  # a decided proposal left the layer
+            [o.mask for o in w.review.proposed])]).any()  # a decided proposal left the layer
         drawn = w.layers.objects.data
         assert set(np.unique(drawn)) - {0} == {first.id, second.id}
 
         rest = s.proposals()
-        w.threshold.value = sorted(o.score for o in rest)[len(rest) // 2]
-        threshold = w.threshold.value  # the field keeps two decimals
+        w.review.threshold.value = sorted(o.score for o in rest)[len(rest) // 2]
+        threshold = w.review.threshold.value  # the field keeps two decimals
         above = {o.id for o in rest if o.score >= threshold}
         assert 0 < len(above) < len(rest)
-        assert f"{len(above)} score >= {threshold:.2f}" in w.review_info.text()
-        w.above_btn.native.click()
+        assert f"{len(above)} score >= {threshold:.2f}" in w.review.info.text()
+        w.review.above_btn.native.click()
         assert {o.id for o in s.objects()} == {first.id, second.id} | above
-        assert {o.id for o in w.proposed} == {o.id for o in rest} - above
+        assert {o.id for o in w.review.proposed} == {o.id for o in rest} - above
         events = [e["kind"] for e in s.store.events(["accept_proposal", "reject_proposal"])]
         assert events.count("accept_proposal") == 2 + len(above) and events.count("reject_proposal") == 1
 
         accepted = {o.id for o in s.objects()}
-        qtbot.waitUntil(lambda: all(o.label_status == "done" for o in s.objects()) and w._label_worker is None,
+        qtbot.waitUntil(lambda: all(o.label_status == "done" for o in s.objects()) and not w.labels.running,
                         timeout=30_000)
-        qtbot.waitUntil(lambda: w.table.rowCount() == len(accepted), timeout=5_000)
+        qtbot.waitUntil(lambda: w.annotate.table.rowCount() == len(accepted), timeout=5_000)
         out = tmp_path / "export.json"
         w.export(str(out))
         qtbot.waitUntil(lambda: "Exported" in w.status.text(), timeout=30_000)
@@ -98,17 +98,17 @@ def test_propose_review_accept_reject_above_then_export(make_napari_viewer, qtbo
 
 def test_a_click_corrects_the_highlighted_proposal(make_napari_viewer, qtbot, tiny_engine, folder):
     viewer, w = _open(make_napari_viewer, qtbot, tiny_engine, folder)
-    w.propose_settings = OPEN
-    w.propose()
-    qtbot.waitUntil(lambda: w.reviewing, timeout=60_000)
-    ob = w.highlighted
+    w.review.settings = OPEN
+    w.review.propose()
+    qtbot.waitUntil(lambda: w.review.reviewing, timeout=60_000)
+    ob = w.review.highlighted
     x, y, bw, bh = ob.bbox
     click(viewer, x + bw / 2, y + bh / 2)
     _idle(qtbot, w)
     assert w.session.state.proposal.id == ob.id and "corrected" in w.status.text()
     corrected = w.session.state.preview.mask.copy()
     key(viewer, "Escape")  # drops the correction, the proposal stays highlighted
-    assert w.session.state.proposal is None and w.highlighted.id == ob.id and not w.layers.preview.data.any()
+    assert w.session.state.proposal is None and w.review.highlighted.id == ob.id and not w.layers.preview.data.any()
     click(viewer, x + bw / 2, y + bh / 2)
     _idle(qtbot, w)
     if w.session.state.preview.empty:
@@ -116,9 +116,9 @@ def test_a_click_corrects_the_highlighted_proposal(make_napari_viewer, qtbot, ti
     key(viewer, "Return")
     got = w.session.object(ob.id)
     assert got.state == "accepted" and np.array_equal(got.mask, corrected) and got.clicks == 1
-    assert (w.layers.objects.data == ob.id).sum() == got.area and w.highlighted.id != ob.id
+    assert (w.layers.objects.data == ob.id).sum() == got.area and w.review.highlighted.id != ob.id
     key(viewer, "Escape")  # pauses the review: clicks make new objects again
-    assert not w.reviewing and "Review paused" in w.status.text()
+    assert not w.review.reviewing and "Review paused" in w.status.text()
     click(viewer, 20, 20)
     _idle(qtbot, w)
     assert w.session.state.proposal is None and w.session.state.preview is not None
@@ -149,19 +149,25 @@ def test_clicks_reach_the_annotator_whichever_layer_is_selected(make_napari_view
     viewer, w = _open(make_napari_viewer, qtbot, tiny_engine, folder)
     for layer in (w.layers.objects, w.layers.boxes, w.layers.prompts):
         viewer.layers.selection.active = layer
-        w.clear()
+        w.prompter.clear()
         click(viewer, 200, 150)
         _idle(qtbot, w)
         assert w.session.state.preview is not None, layer.name
-    w.clear()
+    w.prompter.clear()
     viewer.layers.selection.active = w.layers.manual
     w.layers.manual.mode = "add_rectangle"
     click(viewer, 200, 150)
     assert w.session.state.preview is None and "drawing on 'clicklabel manual'" in w.status.text()
     viewer.layers.selection.active = w.layers.objects
-    w.layers.objects.mode = "paint"
+    w.layers.objects.mode = "paint"  # a brush stroke on the objects layer is stored: a new object here
+    before = {o.id for o in w.session.objects()}
     click(viewer, 200, 150)
-    assert "paint tool of layer 'clicklabel objects'" in w.status.text()
+    new = [o for o in w.session.objects() if o.id not in before]
+    assert len(new) == 1 and new[0].provenance == "manual" and new[0].mask[150, 200]
+    assert f"#{new[0].id} painted as a new object" in w.status.text()
+    w.layers.image.mode = "pan_zoom"
+    viewer.layers.selection.active = w.layers.image
+    w.layers.objects.mode = "pan_zoom"
 
 
 @pytest.mark.parametrize("size", [(1280, 800), None])  # None: napari's default window size

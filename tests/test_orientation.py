@@ -88,13 +88,18 @@ def test_project_of_an_older_version_with_rotated_sizes_is_repaired(tmp_path):
     band = np.zeros((h, w), bool)
     band[40:400, 100:150] = True
     oid = s.accept(iid, band)
-    # what 0.1 left behind: the pre-rotation size, schema 2 (no leases table, none of schema 4's or 5's additions)
+    # what 0.1 left behind: the pre-rotation size, schema 2 (no leases table, none of schema 4's, 5's or 6's additions)
     s.conn.execute("UPDATE images SET width=?, height=? WHERE id=?", (h, w, iid))
     s.conn.execute("DROP TABLE label_leases")
     s.conn.executescript("DROP TABLE descriptors; DROP TABLE image_descriptors;")
     s.conn.executescript("DROP INDEX objects_mask_state; DROP INDEX objects_review; DROP TABLE label_checks; "
                          + "".join(f"ALTER TABLE objects DROP COLUMN {c};"
                                    for c in ("mask_state", "given_bbox", "refined_by", "review")))
+    s.conn.executescript("".join(f"ALTER TABLE {t} DROP COLUMN extra;" for t in ("images", "objects", "categories")))
+    s.conn.executescript("DROP INDEX images_frame; DROP INDEX objects_track; DROP TABLE tracks; DROP TABLE sequences; "
+                         + "".join(f"ALTER TABLE {t} DROP COLUMN {c};" for t, c in (
+                             ("images", "sequence_id"), ("images", "frame_index"), ("objects", "track_id"),
+                             ("objects", "track_role"))))
     s.conn.execute("UPDATE meta SET value='2' WHERE key='schema_version'")
     s.close()
     s = Store(tmp_path / "old.clicklabel")

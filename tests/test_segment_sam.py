@@ -184,8 +184,10 @@ def test_cache_entry_claiming_another_image_size_is_not_trusted(tiny_engine):
                 Embedding(good.features[:, :8], good.original_size, good.input_size)):
         tiny_engine.cache.put(key, bad)
         tiny_engine.cache.clear_memory()
+        tiny_engine.forget_kept()  # as a new process: the image's state is not on the device
         tiny_engine.set_image(img)
         assert not tiny_engine.last_from_cache and tiny_engine.embedding.original_size == img.shape[:2]
         assert tiny_engine.predict(Prompt.make([(200, 150)]))[0].mask.shape == img.shape[:2]
+    tiny_engine.forget_kept()
     tiny_engine.set_image(img)
     assert tiny_engine.last_from_cache  # the recomputed entry is trusted

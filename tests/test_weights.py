@@ -44,7 +44,7 @@ def _register(monkeypatch, url, path, algorithm="xxh128"):
 def test_registry_has_official_checkpoints():
     reg = weights.REGISTRY
     assert set(reg) == {"vit_b", "vit_l", "vit_h", "sam2.1_hiera_tiny", "sam2.1_hiera_small", "sam2.1_hiera_base_plus",
-                        "sam2.1_hiera_large", "hq_vit_tiny", "hq_vit_b", "hq_vit_l", "hq_vit_h"}
+                        "sam2.1_hiera_large", "hq_vit_tiny", "hq_vit_b", "hq_vit_l", "hq_vit_h", "sam3"}
     assert {n for n, c in reg.items() if c.family == "sam2.1"} == {n for n in reg if n.startswith("sam2.1_")}
     assert {n for n, c in reg.items() if c.family == "hq"} == {n for n in reg if n.startswith("hq_")}
     assert reg["vit_b"].xxh128 == "6923c33df3637b6a922d7682bfc9a86b" and reg["vit_b"].known_hash.startswith("xxh128:")

@@ -1,6 +1,6 @@
-"""The widget's review panel: refine the current image's box-only objects (in a worker, with progress and stop),
-step through the objects refine flagged and the class audit's disagreements across the project, filter the table
-to them, and decide (keep the object as it is, put the preview's mask in, take the model's label, keep one's
+"""The Audit panel: refine the current image's box-only objects (in a worker, with progress and stop), list the
+objects refine flagged and the class audit's disagreements in the panel's own table, step through them across the
+project, and decide (keep the object as it is, put the preview's mask in, take the model's label, keep one's
 own). Every decision goes through the session and is undoable with Ctrl+Z."""
 
 from __future__ import annotations
@@ -8,55 +8,16 @@ from __future__ import annotations
 import threading
 
 from magicgui.widgets import ComboBox, Container, PushButton
-from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QLabel, QTableWidgetItem, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QLabel
 
 from clicklabel.errors import ClickLabelError
 
+from ._controls import buttons, page, row
+from ._table import ObjectsTable
 from ._workers import quiet_worker
 
-FILTERS = {"all objects": None, "flagged for review": "flagged", "disagreements with the model": "disagreements"}
-COLUMNS = ["mask", "model says"]  # the table's columns added by this panel
-
-
-def build_audit_ui(w) -> None:
-    """Create the panel's controls on ``w``, put them above the table, add the table's review columns."""
-    w.refine_btn = PushButton(text="Refine boxes here")
-    w.refine_stop_btn = PushButton(text="Stop refining", visible=False)
-    w.table_filter = ComboBox(label="table shows", choices=list(FILTERS), value="all objects")
-    w.next_review_btn = PushButton(text="Next in filter >")
-    w.fine_btn = PushButton(text="Fine as it is")
-    w.use_preview_btn = PushButton(text="Use preview's mask")
-    w.take_label_btn = PushButton(text="Take model's label")
-    w.keep_label_btn = PushButton(text="Keep label")
-    w.audit_info = QLabel("Box-only objects (imported from a detection data set) get SAM's masks here; the ones "
-                          "whose mask disagrees with their box, and the class audit's disagreements "
-                          "(clicklabel label --check), are stepped through and decided. Ctrl+Z undoes.")
-    w.audit_info.setWordWrap(True)
-    rows = [Container(widgets=[w.refine_btn, w.refine_stop_btn], layout="horizontal", labels=False),
-            Container(widgets=[w.table_filter, w.next_review_btn]),
-            Container(widgets=[w.fine_btn, w.use_preview_btn], layout="horizontal", labels=False),
-            Container(widgets=[w.take_label_btn, w.keep_label_btn], layout="horizontal", labels=False)]
-    panel = Container(widgets=rows, labels=False)
-    page = QWidget()
-    lay = QVBoxLayout(page)
-    lay.setContentsMargins(4, 4, 4, 4)
-    lay.addWidget(panel.native)
-    lay.addWidget(w.audit_info)
-    lay.addStretch(1)
-    w.tabs.insertTab(2, page, "Audit")  # after Annotate and Review
-    base = w.table.columnCount()
-    w.table.setColumnCount(base + len(COLUMNS))
-    for i, name in enumerate(COLUMNS):
-        w.table.setHorizontalHeaderItem(base + i, QTableWidgetItem(name))
-    w._review_panel = panel
-    for button, action in [(w.refine_btn, w.refine_here), (w.refine_stop_btn, w.stop_refining),
-                           (w.next_review_btn, w.next_in_filter), (w.fine_btn, w.fine_as_it_is),
-                           (w.use_preview_btn, w.use_preview_mask), (w.take_label_btn, w.take_model_label),
-                           (w.keep_label_btn, w.keep_own_label)]:
-        button.native.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # the keys stay with the canvas
-        button.changed.connect(lambda *_, action=action: w.run_action(action))
-    w.table_filter.changed.connect(lambda *_: w.refresh())
+FILTERS = {"flagged for review": "flagged", "disagreements with the model": "disagreements", "all objects": None}
+JOB = "refining"
 
 
 def mask_cell(ob) -> str:
@@ -77,163 +38,181 @@ def check_cell(check) -> str:
     return f"{sign} {check.label}{conf}{done}"
 
 
-class AuditMixin:
-    """Part of ``ClickLabelWidget``: uses its session, table, layers, status line, progress bar, ``refresh``,
-    ``show_image`` and its ``refine_progress`` signal."""
+class AuditPanel:
+    """Owns its table and filter, the refine worker, and the object to select once its image is shown."""
 
-    _refine_worker = None
-    _refine_stop: threading.Event | None = None
-    _refine_counts = (0, 0)
-    _focus: int | None = None  # an object to select once its image is shown
-    _focus_note: str | None = None  # what the status line says about it (else its review state)
+    def __init__(self, bench, navigator, prompter):
+        self.bench, self.nav, self.prompter = bench, navigator, prompter
+        self._worker = None
+        self._stop: threading.Event | None = None
+        self._focus: tuple[int, str | None] | None = None
+        self.refine_btn = PushButton(text="Refine boxes here")
+        self.filter = ComboBox(label="list", choices=list(FILTERS), value="flagged for review")
+        self.next_btn = PushButton(text="Next in list >")
+        self.fine_btn = PushButton(text="Fine as it is")
+        self.use_preview_btn = PushButton(text="Use preview's mask")
+        self.take_label_btn = PushButton(text="Take model's label")
+        self.keep_label_btn = PushButton(text="Keep label")
+        self.table = ObjectsTable(["id", "label", "mask", "model says"])
+        self.table.relabelled.connect(lambda oid, text: self._decide_one(
+            lambda i: self.session.relabel(i, text), oid, f"#{oid} is now '{text.strip()}'."))
+        self.info = QLabel("Box-only objects (imported from a detection data set) get SAM's masks here; the ones "
+                           "whose mask disagrees with their box, and the class audit's disagreements "
+                           "(clicklabel label --check), are listed below, stepped through and decided. Ctrl+Z undoes.")
+        self.info.setWordWrap(True)
+        self.page = page(row(self.refine_btn), Container(widgets=[self.filter]), row(self.next_btn), self.table,
+                         row(self.fine_btn, self.use_preview_btn), row(self.take_label_btn, self.keep_label_btn),
+                         self.info)
+        buttons(bench, [(self.refine_btn, self.refine_here), (self.next_btn, self.next_in_filter),
+                        (self.fine_btn, self.fine_as_it_is), (self.use_preview_btn, self.use_preview_mask),
+                        (self.take_label_btn, self.take_model_label), (self.keep_label_btn, self.keep_own_label)])
+        self.filter.changed.connect(lambda *_: self.refresh())
+        bench.changed.connect(self.refresh)
+        navigator.opened.connect(lambda op: self.refresh())
+        bench.shown.connect(self._shown)
+
+    @property
+    def session(self):
+        return self.bench.session
 
     @property
     def refining(self) -> bool:
-        return self._refine_worker is not None
+        return self._worker is not None
+
+    def say(self, text: str) -> None:
+        self.bench.say(text)
 
     # -- the table --------------------------------------------------------------------------------------------
-    def table_objects(self, obs):
-        """The current image's objects the table lists under the filter, and each row's review cells."""
-        kind = FILTERS.get(self.table_filter.value)
-        checks = {c.object_id: c for c in self.session.checks()}
+    def refresh(self) -> None:
+        """The current image's objects under the filter, with their review cells."""
+        s = self.session
+        if s is None or s.current is None:
+            return
+        kind = FILTERS.get(self.filter.value)
+        obs = s.objects()
+        checks = {c.object_id: c for c in s.checks()}
         if kind == "flagged":
             obs = [o for o in obs if o.review]
         elif kind == "disagreements":
-            open_ids = {c.object_id for c in self.session.disagreements()}
+            open_ids = {c.object_id for c in s.disagreements()}
             obs = [o for o in obs if o.id in open_ids]
-        return [(o, [mask_cell(o), check_cell(checks.get(o.id))]) for o in obs]
+        self.table.fill([(o, [mask_cell(o), check_cell(checks.get(o.id))]) for o in obs])
 
     # -- refine -----------------------------------------------------------------------------------------------
     def refine_here(self) -> None:
         """The engine's masks for the current image's box-only objects, in a worker (the UI stays free)."""
-        if not self._ready():
+        if not self.bench.ready():
+            self.say(self.bench.locked(prompts=True) or "Open an image first: refine works on the image shown.")
             return
-        if self._propose_worker is not None:
-            self.say("SAM is proposing objects for this image: wait, or press Stop, before refining.")
+        why = self.bench.locked()
+        if why:
+            self.say(why)
             return
         todo = len(self.session.to_refine())
         if not todo:
-            self.say("nothing to refine here: every box-only object was refined (or tried) with this engine")
+            self.say("Nothing to refine here: every box-only object was refined (or tried) with this engine.")
             return
-        self._refine_counts = (0, todo)
-        self._refine_stop = threading.Event()
-        self.refine_stop_btn.visible = True
-        self.say(f"refining {todo} box(es) with {self.session.engine.name} {self.session.engine.model} ...")
-        worker = quiet_worker(self.session.refine, progress=self.reporter(self.refine_progress, self._refine_stop),
-                               stop=self._refine_stop)
+        self._stop = stop = threading.Event()
+        engine = self.session.engine
+        self.say(f"Refining {todo} box(es) with {engine.name} {engine.model} ...")
+        worker = quiet_worker(self.session.refine, progress=self.bench.reporter(JOB, stop), stop=stop)
         worker.returned.connect(self._refined)
-        worker.errored.connect(self._refine_failed)
-        self._refine_worker = worker
-        self._update_progress()
+        worker.errored.connect(self._failed)
+        self._worker = worker
+        self.bench.lock(JOB, "Refine is running on this image: wait for it, or press Stop.")
+        self.bench.tasks.start(JOB, "refining boxes", total=todo, stop=stop.set)
         worker.start()
 
-    def stop_refining(self) -> None:
-        """Stop after the batch in flight; what is refined stays (refine again for the rest)."""
-        if self._refine_stop is not None:
-            self._refine_stop.set()
-
-    def _on_refine_progress(self, done: int, total: int) -> None:
-        self._refine_counts = (done, total)
-        self._update_progress()
-
-    def _refine_finished(self) -> None:
-        self._refine_worker = None
-        self.refine_stop_btn.visible = False
-        self._update_progress()
-        self.refresh()
+    def _finished(self) -> None:
+        self._worker = self._stop = None
+        self.bench.unlock(JOB)
+        self.bench.tasks.finish(JOB)
+        self.bench.changed.emit()
 
     def _refined(self, rep) -> None:
-        self._refine_finished()
+        self._finished()
         stopped = " (stopped: refine again for the rest)" if rep.cancelled else ""
-        self.say(f"refined {len(rep.refined)}, flagged {len(rep.flagged)} for review ({len(rep.empty)} empty masks "
-                 f"stay box-only){stopped}; 'Next in filter' steps through the flagged")
+        self.say(f"Refined {len(rep.refined)}, flagged {len(rep.flagged)} for review ({len(rep.empty)} empty masks "
+                 f"stay box-only){stopped}; 'Next in list' steps through the flagged.")
         if rep.flagged:
-            self.table_filter.value = "flagged for review"
+            self.filter.value = "flagged for review"
 
-    def _refine_failed(self, exc) -> None:
-        self._refine_finished()
-        self.say(f"refine stopped: {exc}")
+    def _failed(self, exc) -> None:
+        self._finished()
+        self.say(f"Refine stopped: {exc}")
 
-    # -- stepping and deciding ----------------------------------------------------------------------------------
+    # -- stepping -----------------------------------------------------------------------------------------------
     def next_in_filter(self) -> None:
         """Go to the next flagged object (or disagreement, with that filter) in the project, opening its image."""
         if self.session is None:
+            self.say("Open a project first.")
             return
-        after = (self.selected_ids() or [None])[0]
-        kind = FILTERS.get(self.table_filter.value)
-        nxt = self.session.next_disagreement(after) if kind == "disagreements" else self.session.next_flagged(after)
+        after = (self.table.selected_ids() or [None])[0]
+        if FILTERS.get(self.filter.value) is None:
+            self.filter.value = "flagged for review"
+        kind = FILTERS.get(self.filter.value)
+        s = self.session
+        nxt = s.next_disagreement(after) if kind == "disagreements" else s.next_flagged(after)
         if nxt is None:
-            self.say("nothing to review" if kind != "disagreements" else "no disagreements wait for a decision")
+            self.say("Nothing flagged for review in the project." if kind != "disagreements" else
+                     "No disagreements wait for a decision.")
             return
         index, oid = nxt
-        if kind is None:
-            self.table_filter.value = "flagged for review"
-        if index != self.session.index:
-            self._focus = oid
-            self.show_image(index)
+        if index != s.index or self.nav.loading is not None:
+            self._focus = (oid, None)
+            self.nav.show_image(index)
         else:
-            self.focus_object(oid)
+            self.focus(oid)
 
-    def audit_image_shown(self) -> None:
-        """Called once an image is shown: select the object stepped to, if any."""
+    def _shown(self) -> None:
         if self._focus is not None:
-            oid, self._focus = self._focus, None
-            self.focus_object(oid)
+            (oid, note), self._focus = self._focus, None
+            self.focus(oid, note)
 
-    def focus_object(self, oid: int) -> None:
+    def focus(self, oid: int, note: str | None = None) -> None:
         """Select the object's row and bring it into view."""
-        for r in range(self.table.rowCount()):
-            if self.table.item(r, 0).text() == str(oid):
-                self.table.selectRow(r)
-                self.jump_to_selected()
-                ob = self.session.object(oid)
-                why = self._focus_note or ob.review or mask_cell(ob)
-                self._focus_note = None
-                self.say(f"object {oid} ({ob.label or 'no label'}): {why}")
-                return
-
-    def next_by_value(self) -> None:
-        """Go to the model-labelled object most worth a look (low confidence, the neighbours disagree, a rare
-        class), the next one on each press, opening its image; the status line says why."""
-        if self.session is None:
+        if not self.table.select(oid):
             return
-        nxt = self.session.next_by_value((self.selected_ids() or [None])[0])
-        if nxt is None:
-            self.say("Nothing to review by value: no label from the model has a low confidence, a disagreement "
-                     "with its neighbours or a rare class.")
-            return
-        index, oid, why = nxt
-        self.table_filter.value = "all objects"
-        self._focus_note = "; ".join(why)
-        if index != self.session.index:
-            self._focus = oid
-            self.show_image(index)
-        else:
-            self.focus_object(oid)
+        x, y, w, h = self.session.object(oid).bbox
+        self.bench.viewer.camera.center = (y + h / 2, x + w / 2)
+        ob = self.session.object(oid)
+        self.say(f"object {oid} ({ob.label or 'no label'}): {note or ob.review or mask_cell(ob)}")
 
-    def _decide(self, action, what: str) -> None:
-        ids = self.selected_ids()
+    # -- deciding -----------------------------------------------------------------------------------------------
+    def _decide(self, action, what: str, done: str) -> None:
+        ids = self.table.selected_ids()
         if not ids:
-            self.say(f"select the object(s) to {what} in the table")
+            self.say(f"Select the object(s) to {what} in the list above (Next in list selects the next one).")
             return
         for oid in ids:
-            try:
-                action(oid)
-            except ClickLabelError as exc:
-                self.say(str(exc))
+            if not self._decide_one(action, oid, done.format(oid=oid)):
                 break
-        self.refresh()
+
+    def _decide_one(self, action, oid: int, done: str) -> bool:
+        try:
+            action(oid)
+        except ClickLabelError as exc:
+            self.say(str(exc))
+            self.bench.changed.emit()
+            return False
+        self.bench.changed.emit()
+        self.say(done)
+        return True
 
     def fine_as_it_is(self) -> None:
-        self._decide(self.session.resolve_review, "keep as they are")
+        self._decide(self.session.resolve_review, "keep as they are",
+                     "#{oid} kept as it is: no longer flagged (Ctrl+Z undoes).")
 
     def use_preview_mask(self) -> None:
         """The selected object gets the mask of the prompt on screen (its old box is kept as the given box)."""
-        self._decide(self.session.replace_mask, "give the preview's mask")
-        self._clear_prompt_layers()
+        self._decide(self.session.replace_mask, "give the preview's mask",
+                     "#{oid} has the preview's mask now; its old box is kept as the given box (Ctrl+Z undoes).")
+        self.prompter.clear_prompt()
 
     def take_model_label(self) -> None:
-        self._decide(self.session.accept_model_label, "relabel with the model's label")
+        self._decide(self.session.accept_model_label, "relabel with the model's label",
+                     "#{oid} takes the model's label (Ctrl+Z undoes).")
 
     def keep_own_label(self) -> None:
-        self._decide(self.session.keep_label, "keep the label of")
+        self._decide(self.session.keep_label, "keep the label of",
+                     "#{oid} keeps its label; the model's is set aside (Ctrl+Z undoes).")

@@ -1,18 +1,22 @@
-"""Part of the widget: opening projects and moving between images.
+"""Opening projects and moving between images: the navigator, which owns which image is shown and which is loading.
 
-Everything a new image needs (reading it, its embedding, its objects drawn into a label image, its waiting
-proposals) is prepared in a worker; the UI thread only hands the data to the layers, which are updated in place.
-The next image's embedding is computed ahead while the annotator works."""
+A new image is shown in two steps, each prepared in a worker: first its pixels, its objects drawn into a label
+image and its waiting proposals (the picture is on screen within a second, even when its embedding will take
+minutes on a CPU), then its embedding; prompts wait for the second step (the status line says so). The UI thread
+only hands data to the layers, which are updated in place. The next image's embedding is computed ahead while the
+annotator works."""
 
 from __future__ import annotations
 
 import functools
 import gc
+import sys
 import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from qtpy.QtCore import QTimer
+from qtpy.QtCore import QObject, QTimer, Signal
 
 from clicklabel.annotate import AnnotationSession
 from clicklabel.errors import ClickLabelError
@@ -23,12 +27,16 @@ from ._workers import quiet_worker
 
 _threads = {"busy": 0, "full": None}
 _threads_lock = threading.Lock()
+SLOW_MS = 150  # a load longer than this shows the bar
+LOADING = "Wait a moment: the image is still loading (its embedding may be computing, see the bar)."
 
 
 def _leaving_a_core(fn, *args):
     """Run ``fn`` with PyTorch on all cores but one: the next image's embedding, computed ahead while the annotator
-    clicks, leaves the decoder and the viewer a core."""
-    import torch
+    clicks, leaves the decoder and the viewer a core (PyTorch is not imported here for an engine without it)."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return fn(*args)
 
     with _threads_lock:
         if _threads["busy"] == 0:
@@ -55,13 +63,23 @@ def _freeze_startup_objects() -> None:
     gc.freeze()
 
 
-def _load(session: AnnotationSession, index: int):
-    """Worker thread: everything a new image needs before it is shown (pixels, embedding, its objects drawn into
-    a label image, its waiting proposals), so that showing it is only handing data to the layers."""
+@dataclass
+class Opened:
+    """An image read in a worker, ready to hand to the layers and the panels."""
+
+    index: int
+    image: np.ndarray
+    objects: list
+    labels: np.ndarray  # the objects drawn (value = id)
+    crops: dict  # object id -> (RLE counts, crop_of(mask))
+    waiting: list = field(default_factory=list)  # proposals waiting for a decision
+    proposal_crops: dict = field(default_factory=dict)
+
+
+def _read(session: AnnotationSession, index: int) -> Opened:
+    """Worker thread: everything the picture of image ``index`` needs (pixels, its objects drawn into a label image,
+    its waiting proposals), so that showing it is only handing data to the layers."""
     image = session.load(index)
-    # on all cores: the annotator waits for this image. On 2 cores a vit_b embedding took 36 s leaving one core and
-    # 17 s on both, with the viewer's longest pause 34 ms and 72 ms (test_ui_never_blocked_by_embedding_or_labelling)
-    session.embed(image)
     objects = session.objects(index)
     labels = np.zeros(image.shape[:2], np.int32)
     crops = {}
@@ -73,134 +91,158 @@ def _load(session: AnnotationSession, index: int):
             labels[r : r + m.shape[0], c : c + m.shape[1]][m] = ob.id
     waiting = session.proposals(index)
     proposal_crops = {ob.id: (ob.rle["counts"], crop_of(ob.mask)) for ob in waiting}
-    return index, image, objects, labels, crops, waiting, proposal_crops
+    return Opened(index, image, objects, labels, crops, waiting, proposal_crops)
 
 
-class ImagesMixin:
-    """Uses the widget's session, layers, engine, ``say`` and the other parts' redraws."""
+def _embed(session: AnnotationSession, image: np.ndarray) -> None:
+    """Worker thread, on all cores (the annotator waits for this image: on 2 cores a vit_b embedding took 36 s
+    leaving one core and 17 s on both, with the viewer's longest pause 34 ms and 72 ms), then the image's
+    descriptor from it."""
+    session.embed(image)
+    session.describe()
 
-    # -- projects and images -------------------------------------------------------------------------------------
-    def open_folder(self, folder: str) -> None:
-        """A folder becomes a project (``project.clicklabel`` inside it) holding its images."""
-        self.open_project(folder)
 
-    def open_project(self, target, project: str | None = None) -> None:
-        """Open a project, a folder (made a project), or image files (``target`` a list) into a new session."""
+class Navigator(QObject):
+    """Which image is shown: opening projects, N / B, D; emits ``opened`` with the picture's data (the panels draw
+    their part) and the hub's ``shown`` once the image can be prompted."""
+
+    opened = Signal(object)  # an Opened: the new image is on the layers, its embedding on its way
+
+    def __init__(self, bench, parent=None):
+        super().__init__(parent)
+        self.bench = bench
+        self.loading: int | None = None  # the image being read or embedded
+        self._wanted: int | None = None  # N / B pressed again while loading: the image to show next
+
+    @property
+    def session(self) -> AnnotationSession | None:
+        return self.bench.session
+
+    def say(self, text: str) -> None:
+        self.bench.say(text)
+
+    # -- projects ----------------------------------------------------------------------------------------------
+    def open(self, target, project: str | None = None) -> bool:
+        """Open a project, a folder (made a project), or image files (``target`` a list) into a new session with
+        the engine loaded (the caller makes sure there is one)."""
         items = list(target) if isinstance(target, (list, tuple)) else [target]
-        self._waiting = items
-        if self._engine is None and not self.load_engine(fallback=True):
-            return  # the status line says why
+        if self.loading is not None:
+            self.say("Wait a moment: an image is still loading; open the project once it is shown.")
+            return False
         try:
-            session = AnnotationSession.open(items, self._engine, project)
+            session = AnnotationSession.open(items, self.bench.engine, project)
         except ClickLabelError as exc:
             self.say(str(exc))
-            return
-        self._waiting = None
-        self.session = session
-        self._load_settings()
+            return False
+        self.bench.session = session
         if not session.images:
             self.say("The project has no images: open a folder of images in the Project tab.")
-            return
+            return True
         self.show_image(0)
+        return True
 
+    # -- moving between images -------------------------------------------------------------------------------------
     def go(self, step: int) -> None:
         """N / B: the next / previous image (its embedding was computed ahead while you worked)."""
-        if self.session is None:
+        s = self.session
+        if s is None:
             self.say("Open a folder of images first (Project tab).")
             return
-        if self._propose_worker is not None:
-            self.say("SAM is proposing objects for this image: wait, or press Stop, before changing images.")
+        why = self.bench.locked()
+        if why and self.loading is None:
+            self.say(why)
             return
-        base = self._wanted if self._wanted is not None else (self._loading if self._loading is not None
-                                                               else self.session.index)
+        base = self._wanted if self._wanted is not None else (self.loading if self.loading is not None else s.index)
         i = base + step
-        if not 0 <= i < len(self.session.images):
+        if not 0 <= i < len(s.images):
             self.say("This is the last image." if step > 0 else "This is the first image.")
             return
         self.show_image(i)
 
     def show_image(self, index: int) -> None:
-        """Show image ``index``: read and embed it in a worker (the bar shows if that takes a while), then hand
-        the data to the layers; the next image's embedding is then computed ahead."""
+        """Show image ``index``: read it in a worker and show it, then embed it in another (the bar shows if that
+        takes a while); the next image's embedding is then computed ahead."""
         s = self.session
-        if self.refining:  # the engine is on this image until refine ends
-            self.say("Refine is running on this image: wait for it, or press Stop.")
-            return
-        if self._loading is not None:
+        if self.loading is not None:
             self._wanted = index
             self._say_counter(index)
             return
-        self._loading, self._slow_load = index, False
-        if self.layers.image is not None:
-            self._clear_prompt_layers()
+        why = self.bench.locked()
+        if why:
+            self.say(why)
+            return
+        self.loading = index
+        self.bench.lock("loading", LOADING)
         self._say_counter(index)
         self.say(f"Opening {s.images[index].path} ...")
-        QTimer.singleShot(150, lambda: self._loading_is_slow(index))
-        worker = quiet_worker(_load, s, index)
-        worker.returned.connect(self._loaded)
-        worker.errored.connect(self._load_failed)
+        self._start(_read, (s, index), self._read_done)
+
+    def _start(self, fn, args, done) -> None:
+        worker = quiet_worker(fn, *args)
+        worker.returned.connect(done)
+        worker.errored.connect(self._failed)
         worker.start()
 
-    def _loading_is_slow(self, index: int) -> None:
-        if self._loading == index:
-            self._slow_load = True
-            self._update_progress()
-            self.say(f"Opening {self.session.images[index].path}: a new image's embedding takes a while on a CPU "
-                     "(once per image; the next one is computed ahead) ...")
+    def _say_counter(self, index: int) -> None:
+        done, total = self.session.progress()
+        self.bench.count("image", f"Image {index + 1} of {total} (opening); images done: {done}/{total}")
 
-    def _loaded(self, result) -> None:
-        index, image, objects, labels, crops, waiting, proposal_crops = result
-        self._loading, self._slow_load = None, False
+    def _read_done(self, op: Opened) -> None:
         wanted, self._wanted = self._wanted, None
-        if wanted is not None and wanted != index:
-            self.show_image(wanted)  # N pressed again meanwhile: go on to that one
+        if wanted is not None and wanted != op.index:  # N pressed again meanwhile: go on to that one
+            self._end_loading()
+            self.show_image(wanted)
             return
         s = self.session
-        s.show(index, image)
-        self.layers.show_image(image, Path(s.images[index].path).stem, labels, [ob.id for ob in objects])
-        self.layers.objects.metadata[PROJECT_KEY] = str(s.store.path)  # napari's File > Save exports the project
-        for oid, (counts, crop) in crops.items():
-            self.layers.remember(oid, counts, crop)
-        votes = s.suggestions()
-        self.layers.show_objects(objects, image.shape[:2], votes)
-        self._keep_keys()
-        self._update_progress()
-        self.show_waiting(waiting, proposal_crops)
-        self._fill_table(objects, votes)
-        self._say_counter()
-        more = f" {len(waiting)} proposal(s) wait here: P reviews them." if waiting else ""
-        self.say(f"{s.images[index].path}: click an object, or drag a box around it.{more}{self.engine_note}")
-        self.audit_image_shown()  # an object stepped to (review, value): selected, and the status says why
+        s.show(op.index, op.image, describe=False)  # the picture now; prompts wait for the embedding
+        self.bench.layers.show_image(op.image, Path(s.images[op.index].path).stem, op.labels,
+                                     [ob.id for ob in op.objects])
+        self.bench.layers.objects.metadata[PROJECT_KEY] = str(s.store.path)  # napari's File > Save exports it
+        for oid, (counts, crop) in op.crops.items():
+            self.bench.layers.remember(oid, counts, crop)
+        self.opened.emit(op)
+        QTimer.singleShot(SLOW_MS, lambda i=op.index: self._slow(i))
+        self._start(_embed, (s, op.image), lambda _=None, i=op.index: self._embedded(i))
+
+    def _slow(self, index: int) -> None:
+        if self.loading == index:
+            self.bench.tasks.start("loading", "computing the image's embedding")
+            self.say(f"{self.session.images[index].path}: its embedding takes a while on a CPU (once per image; the "
+                     "next one is computed ahead); you can look at it meanwhile, clicks work once it is done ...")
+
+    def _embedded(self, index: int) -> None:
+        self._end_loading()
+        wanted, self._wanted = self._wanted, None
+        if wanted is not None and wanted != index:
+            self.show_image(wanted)
+            return
+        s = self.session
+        done, total = s.progress()
+        self.bench.count("image", f"Image {index + 1} of {total} ({s.current.status}); images done: {done}/{total}")
+        self.bench.shown.emit()
         _freeze_startup_objects()
         if index + 1 < len(s.images):
             pre = quiet_worker(_leaving_a_core, s.prefetch, index + 1)
             pre.errored.connect(lambda exc: None)  # the next image says so itself when opened
             pre.start()
 
-    def _load_failed(self, exc) -> None:
-        index, self._loading, self._wanted = self._loading, None, None
-        self._update_progress()
+    def _end_loading(self) -> None:
+        self.loading = None
+        self.bench.unlock("loading")
+        self.bench.tasks.finish("loading")
+
+    def _failed(self, exc) -> None:
+        index, self._wanted = self.loading, None
+        self._end_loading()
         name = self.session.images[index].path if index is not None else "the image"
         self.say(f"Cannot show {name}: {exc}")
 
-    def _keep_keys(self) -> None:
-        """Our layers (made on the first image, or again if the user removed one) carry our keys and report
-        prompt edits made with napari's own tools."""
-        for key in ("prompts", "box", "preview", "objects", "proposals", "boxes", "manual", "image"):
-            layer = getattr(self.layers, key)
-            if layer is not None and not any(layer is k for k in self._keyed):
-                self._bind_keys(layer)
-                self._keyed.append(layer)
-                if key in ("prompts", "box"):
-                    layer.events.data.connect(self._layer_prompt_changed)
-                if key == "prompts":
-                    layer.events.features.connect(self._layer_prompt_changed)
-
     def image_done(self) -> None:
-        if not self._ready():
+        if not self.bench.ready():
             self.say("No image is shown.")
             return
         self.session.mark_done()
-        self._say_counter()
-        self.say(f"{self.session.current.path} marked done: N for the next image.")
-
+        done, total = self.session.progress()
+        s = self.session
+        self.bench.count("image", f"Image {s.index + 1} of {total} ({s.current.status}); images done: {done}/{total}")
+        self.say(f"{s.current.path} marked done: N for the next image.")

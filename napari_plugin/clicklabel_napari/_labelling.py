@@ -1,31 +1,68 @@
-"""The widget's background labelling: a queue of object ids, one worker at a time, progress and stop."""
+"""The Labels panel: the project's labelling settings, and background labelling (a queue of object ids, one worker
+at a time, progress and Stop on the bar). The settings are the project's (``clicklabel label`` uses the same
+ones). Labelling reports in the progress bar (and a notification when labels fail), never in the status line,
+whose text belongs to what the annotator is doing now."""
 
 from __future__ import annotations
 
 import os
 import threading
 
+from magicgui.widgets import Container, LineEdit, PushButton, SpinBox
 from napari.utils.notifications import show_info, show_warning
 
+from ._controls import buttons, page, row
 from ._workers import quiet_worker
 
+JOB = "labelling"
 
-class LabellingMixin:
-    """Part of ``ClickLabelWidget``: uses its session, status line, progress bar, stop button, LMM settings and
-    its ``label_progress`` signal. The settings are the project's (``clicklabel label`` uses the same ones).
-    Labelling reports in the progress bar (and a notification when a run ends), never in the status line, whose
-    text belongs to what the annotator is doing now."""
 
-    def _init_labelling(self) -> None:
-        self._label_queue: list[int] = []
-        self._label_worker = None
-        self._label_stop: threading.Event | None = None
-        self._label_counts = (0, 0)
+class LabelsPanel:
+    """Owns the labelling queue, its worker and the money spent; ``goto(image index, object id, note)`` shows an
+    object (the Annotate panel's)."""
+
+    def __init__(self, bench, prompter, goto, labeler_factory=None, auto_label: bool = True):
+        self.bench, self.prompter, self.goto = bench, prompter, goto
+        self.labeler_factory = labeler_factory  # callable -> Labeler, for tests and custom setups
+        self.auto_label = auto_label
+        self._queue: list[int] = []
+        self._worker = None
+        self._stop: threading.Event | None = None
         self._told_no_key = False
-        self._label_cost = 0.0  # dollars spent on labels in this session
-        self._label_cache = None  # opened once (SQLite, WAL): 0.18 s in the UI thread at every accept otherwise
+        self._cost = 0.0  # dollars spent on labels while the widget lives
+        self._last_value: int | None = None  # the object "Next by value" went to last
+        self._cache = None  # opened once (SQLite, WAL): 0.18 s in the UI thread at every accept otherwise
+        self.lmm_model = LineEdit(label="LMM model", value=os.environ.get("CLICKLABEL_LMM_MODEL", "gpt-4o-mini"))
+        self.vocab = LineEdit(label="vocabulary", value="")
+        self.template = LineEdit(label="prompt", value="")
+        self.concurrency = SpinBox(label="concurrency", value=8, min=1, max=64)
+        self.few_shot = SpinBox(label="examples", value=0, min=0, max=16,
+                                tooltip="few-shot: the most similar objects whose label you typed or confirmed go "
+                                        "with each crop, with their labels (0: none)")
+        self.label_btn, self.retry_btn = PushButton(text="Label pending (L)"), PushButton(text="Retry failed")
+        self.value_btn = PushButton(text="Next by value",
+                                    tooltip="the model's label most worth a look: low confidence, the most similar "
+                                            "objects you confirmed say otherwise, or a rare class "
+                                            "(clicklabel review-order)")
+        fields = Container(widgets=[self.lmm_model, self.vocab, self.template, self.concurrency, self.few_shot])
+        self.page = page(fields, row(self.label_btn, self.retry_btn), self.value_btn)
+        buttons(bench, [(self.label_btn, self.label_pending), (self.retry_btn, self.retry_failed),
+                        (self.value_btn, self.next_by_value)])
+        bench.accepted.connect(self._accepted)
 
-    def _load_settings(self) -> None:
+    @property
+    def session(self):
+        return self.bench.session
+
+    @property
+    def running(self) -> bool:
+        return self._worker is not None
+
+    def say(self, text: str) -> None:
+        self.bench.say(text)
+
+    # -- settings --------------------------------------------------------------------------------------------------
+    def load_settings(self) -> None:
         """Show the project's labelling settings in the fields."""
         st = self.session.label_settings
         self.lmm_model.value = st.lmm
@@ -34,7 +71,7 @@ class LabellingMixin:
         self.concurrency.value = st.concurrency
         self.few_shot.value = st.few_shot
 
-    def _settings_from_fields(self):
+    def settings_from_fields(self):
         """The fields as the project's settings (saved, so the CLI and the next session see them)."""
         vocab = [v.strip() for v in self.vocab.value.split(",") if v.strip()]
         st = self.session.label_settings.updated(lmm=self.lmm_model.value.strip() or None, vocabulary=vocab,
@@ -47,29 +84,37 @@ class LabellingMixin:
     def _labeler(self):
         from clicklabel.label import LabelCache, Labeler
 
-        settings = self._settings_from_fields()
+        settings = self.settings_from_fields()
         if self.labeler_factory is not None:
             return self.labeler_factory()
-        if self._label_cache is None:
-            self._label_cache = LabelCache()
-        return Labeler(settings.labeler_config(), self._label_cache)
+        if self._cache is None:
+            self._cache = LabelCache()
+        return Labeler(settings.labeler_config(), self._cache)
+
+    # -- the queue ---------------------------------------------------------------------------------------------
+    def _accepted(self, ids, now: bool) -> None:
+        """Objects just accepted: those still without a label are labelled (a found class came with its own)."""
+        if self.auto_label and self.session is not None:
+            ids = [i for i in ids if self.session.object(i).label_status in ("pending", "failed")]
+            if ids:
+                self.queue_labels(ids, now)
 
     def queue_labels(self, ids, now: bool = True) -> None:
         """Label objects in the background; the boxes say 'label pending' until each answer arrives. Objects just
         accepted (``now=False``) are sent once they are on screen: their crops and the request's set-up shared the
         cores with that frame (software OpenGL draws on the CPU)."""
-        self._label_queue.extend(ids)
+        self._queue.extend(ids)
         if now:
-            self._start_labelling()
+            self._start()
         else:
-            self.after_draw(self._start_labelling)
+            self.bench.after_draw(self._start)
 
     def label_pending(self) -> None:
         """L: send every object still without a label."""
         if self.session is None:
             self.say("Open a project first.")
             return
-        ids = [i for i in self.session.to_label() if i not in self._label_queue]
+        ids = [i for i in self.session.to_label() if i not in self._queue]
         if not ids:
             self.say("Every object has a label or is being labelled.")
         elif self.labeler_factory is None and not os.environ.get("OPENAI_API_KEY"):
@@ -88,68 +133,76 @@ class LabellingMixin:
         self.say(f"Sending {len(ids)} failed label(s) again." if ids else "No label failed.")
         self.queue_labels(ids)
 
-    def _start_labelling(self) -> None:
-        if self._label_worker is not None or not self._label_queue:
+    def _start(self) -> None:
+        if self._worker is not None or not self._queue or self.session is None:
             return
         if self.labeler_factory is None and not os.environ.get("OPENAI_API_KEY"):
-            self._label_queue.clear()
+            self._queue.clear()
             if not self._told_no_key:  # once: the objects are kept, their labels wait
                 self._told_no_key = True
                 show_info("Labels stay pending: set OPENAI_API_KEY (and OPENAI_BASE_URL for a local server) before "
                           "starting napari, then press L")
             return
-        ids, self._label_queue = list(dict.fromkeys(self._label_queue)), []
+        ids, self._queue = list(dict.fromkeys(self._queue)), []
         labeler = self._labeler()
         labeler.client  # noqa: B018 - made here, in the main thread (the SDK's lazy imports are done: warm_up)
-        self._label_stop = threading.Event()
-        self.stop_btn.visible = True
-        self._label_counts = (0, len(ids))
-        progress = self.reporter(self.label_progress, self._label_stop)
-        worker = quiet_worker(self.session.label, ids, labeler, progress=progress, stop=self._label_stop)
+        self._stop = stop = threading.Event()
+        worker = quiet_worker(self.session.label, ids, labeler, progress=self.bench.reporter(JOB, stop), stop=stop)
         worker.returned.connect(self._labelled)
-        worker.errored.connect(self._label_error)
-        self._label_worker = worker
-        self._update_progress()
+        worker.errored.connect(self._error)
+        self._worker = worker
+        self.bench.tasks.start(JOB, JOB, total=len(ids), stop=self.stop)
         worker.start()
 
-    def stop_labelling(self) -> None:
+    def stop(self) -> None:
         """Stop sending crops; answers already received are stored, the rest stay pending (L sends them)."""
-        self._label_queue.clear()
-        if self._label_stop is not None:
-            self._label_stop.set()
+        self._queue.clear()
+        if self._stop is not None:
+            self._stop.set()
             self.say("Stopping the labelling: waiting for the requests already sent ...")
 
-    def _on_label_progress(self, done: int, total: int) -> None:
-        if self._label_worker is not None:
-            self._label_counts = (done, total)
-            self._update_progress()
-
-    def _label_finished(self) -> None:
-        self._label_worker = None
-        self._label_stop = None
-        self.stop_btn.visible = False
-        self._update_progress()
+    def _finished(self) -> None:
+        self._worker = None
+        self._stop = None
+        self.bench.tasks.finish(JOB)
 
     def _labelled(self, summary) -> None:
-        if self.hold_for_answer(lambda: self._labelled(summary)):  # a click's mask is drawn before these labels
+        if self.prompter.hold_for_answer(lambda: self._labelled(summary)):  # a click's mask is drawn first
             return
-        stopped = self._label_stop is not None and self._label_stop.is_set()
-        self._label_finished()
-        self.refresh()
+        stopped = self._stop is not None and self._stop.is_set()
+        self._finished()
+        self.bench.changed.emit()
         if stopped:
             self.say(f"Labelling stopped: {summary.labelled} labelled, the rest stay pending (L sends them).")
             return
         # Labels that arrive show on their boxes and in the counter line; only failures are worth a notification.
-        self._label_cost += summary.cost
-        if self.status.text().startswith("Labelling ") and not self._label_queue:  # L's own text, now answered
+        self._cost += summary.cost
+        if self._cost:
+            self.bench.count("labels", f"labels cost ${self._cost:.4f} so far")
+        if self.bench.status.text().startswith("Labelling ") and not self._queue:  # L's own text, now answered
             self.say(f"Labelled {summary.labelled} object(s)" +
                      (f"; {summary.failed} failed ('Retry failed' sends them again)." if summary.failed else "."))
         if summary.failed:
             show_warning(f"{summary.failed} label(s) failed; 'Retry failed' (Labels tab) sends them again")
-        self._start_labelling()
+        self._start()
 
-    def _label_error(self, exc) -> None:
-        self._label_finished()
+    def _error(self, exc) -> None:
+        self._finished()
         self.say(f"Labelling stopped: {exc}")
-        self.refresh()
+        self.bench.changed.emit()
 
+    # -- review by value -------------------------------------------------------------------------------------------
+    def next_by_value(self) -> None:
+        """Go to the model-labelled object most worth a look (low confidence, the neighbours disagree, a rare
+        class), the next one on each press, opening its image; the status line says why."""
+        if self.session is None:
+            self.say("Open a project first.")
+            return
+        nxt = self.session.next_by_value(self._last_value)
+        if nxt is None:
+            self.say("Nothing to review by value: no label from the model has a low confidence, a disagreement "
+                     "with its neighbours or a rare class.")
+            return
+        index, oid, why = nxt
+        self._last_value = oid
+        self.goto(index, oid, "; ".join(why))

@@ -14,6 +14,8 @@ import numpy as np
 from clicklabel.masks import tight_bbox
 
 from ._lean import fixed_extent, quiet_layer_list, steady_label_colours, steady_mesh_colours, still_thumbnail
+from ._paint import paint
+from ._proposal_layer import PROPOSAL_COLOURS, ProposalPainter
 
 IMAGE = "image"  # the key of the image layer (its name is the image's)
 PROMPTS = "clicklabel prompts"
@@ -24,9 +26,7 @@ PROPOSALS = "clicklabel proposals"
 BOXES = "clicklabel boxes"
 MANUAL = "clicklabel manual"
 
-WAITING, HIGHLIGHTED = 1, 2  # values on the proposals layer
 _CLEAR = (0.0, 0.0, 0.0, 0.0)
-PROPOSAL_COLOURS = {None: _CLEAR, 0: _CLEAR, WAITING: (0.0, 0.85, 1.0, 0.5), HIGHLIGHTED: (1.0, 0.1, 0.9, 1.0)}
 PREVIEW_COLOURS = {None: _CLEAR, 0: _CLEAR, 1: (1.0, 1.0, 0.0, 1.0)}
 STATUS_COLOURS = {"pending": "orange", "failed": "red", "done": "lime", "edited": "cyan"}
 
@@ -73,23 +73,6 @@ def crop_of(mask: np.ndarray):
     return (y, x), np.ascontiguousarray(mask[y : y + h, x : x + w])
 
 
-def paint(layer, top: int, left: int, block: np.ndarray) -> None:
-    """Write ``block`` into a Labels layer's data at (top, left) and send only that region to the screen."""
-    rows, cols = slice(top, top + block.shape[0]), slice(left, left + block.shape[1])
-    layer.data[rows, cols] = block
-    if not layer.visible:
-        return  # napari draws the whole layer when it is shown again
-    try:  # napari's partial update (what its brush uses): the region's texture values, then that region only
-        shown = layer._slice.image
-        if layer.contour or shown.raw.shape != layer.data.shape or not np.may_share_memory(shown.raw, layer.data):
-            raise AttributeError("the displayed slice is not the data")
-        shown.view[rows, cols] = layer.colormap._data_to_texture(block)
-        layer._updated_slice = (rows, cols)
-        layer._partial_labels_refresh()
-    except AttributeError:  # another napari, or a contour view: the same picture, drawn in full
-        layer.refresh()
-
-
 # Layers whose thumbnails stay as first drawn, and layers whose data never changes the viewer's ranges (_lean.py)
 STILL_THUMBNAILS = (BOXES, MANUAL, BOX, PREVIEW, PROMPTS)
 FIXED_EXTENT = (BOXES, BOX, PROMPTS)
@@ -104,8 +87,7 @@ def text_features(texts: list[str]):
 
 
 def _show(layer, visible: bool) -> None:
-    """Show or hide a layer (napari redraws on every set, even to the same value)."""
-    if layer.visible != visible:
+    if layer.visible != visible:  # napari redraws on every set, even to the same value
         layer.visible = visible
 
 
@@ -128,9 +110,7 @@ class LayerSet:
         self._colours: list[str] = []  # their edge colours and texts as set on the layer (each a whole-layer update)
         self._texts: list[str] = []
         self._preview_box = None  # (r0, c0, r1, c1) of the preview on screen
-        self._cover: np.ndarray | None = None  # how many waiting proposals cover each pixel
-        self._proposals: dict[int, tuple] = {}  # waiting proposal id -> crop_of(its mask)
-        self._highlighted: int | None = None
+        self.painter = ProposalPainter()
         self._placeholder = False  # the layers hold prepare()'s 1x1 placeholder, no image yet
         quiet_layer_list(viewer, self.ours)
 
@@ -178,8 +158,8 @@ class LayerSet:
         self._painted = list(ids)
         self._drawn, self._colours, self._texts = [], [], []
         self._crops.clear()
-        self._preview_box, self._highlighted, self._proposals = None, None, {}
-        self._cover = np.zeros((h, w), np.uint16)
+        self._preview_box = None
+        self.painter.reset((h, w))
         for key, dtype in ((PREVIEW, np.uint8), (PROPOSALS, np.uint8)):
             layer = self._layers[key]
             if layer.data.shape != (h, w):
@@ -246,6 +226,19 @@ class LayerSet:
             return
         pts.data = points_rc
         pts.features = {"positive": positive}
+
+    def show_box_prompt(self, start_rc, end_rc, width: float) -> None:
+        """The box being dragged (its first corner and the mouse, row and column each), ``width`` pixels of the
+        image wide: the first move adds it, the others move its corners (one shape updated, no new mesh)."""
+        (y0, x0), (y1, x1) = start_rc, end_rc
+        r = np.array([[y0, x0], [y0, x1], [y1, x1], [y1, x0]], dtype=float)
+        box = self.box
+        if len(box.data) == 1 and box.edge_width[0] == width:
+            box.data = [r]
+            return
+        if len(box.data):
+            box.data = []
+        box.add_rectangles(r, edge_width=width, edge_color="yellow")
 
     def clear_points(self) -> None:
         if len(self.prompts.data):
@@ -349,49 +342,14 @@ class LayerSet:
             boxes.text.refresh(boxes.features)
         self._colours, self._texts = colours, texts
 
-    # -- proposals -----------------------------------------------------------------------------------------------
-    def show_proposals(self, crops: dict[int, tuple]) -> None:
-        """The waiting proposals (id -> crop_of(mask)), all drawn at once; none highlighted yet."""
-        layer = self.proposals
-        cover = np.zeros(layer.data.shape, np.uint16)
-        for (r, c), m in crops.values():
-            cover[r : r + m.shape[0], c : c + m.shape[1]] += m
-        self._cover, self._proposals, self._highlighted = cover, dict(crops), None
-        if crops or layer.data.any():
-            layer.data = (cover > 0).astype(np.uint8)
-        _show(layer, bool(crops))
+    # -- proposals (drawn by ``_proposal_layer.ProposalPainter``) ----------------------------------------------
+    def show_proposals(self, crops: dict[int, tuple], classes: dict[int, str] | None = None) -> None:
+        self.painter.show(self.proposals, crops, classes)
+        _show(self.proposals, bool(crops))
 
     def highlight(self, proposal_id: int | None) -> None:
-        """Highlight one waiting proposal (None: none); only the old and the new one's boxes are repainted."""
-        old, self._highlighted = self._highlighted, proposal_id
-        for pid in (old, proposal_id):
-            if pid is not None and pid in self._proposals:
-                self._repaint_proposals(pid)
+        self.painter.highlight(self.proposals, proposal_id)
 
     def drop_proposal(self, proposal_id: int) -> None:
-        """A decided proposal leaves the proposals layer."""
-        crop = self._proposals.get(proposal_id)
-        if crop is None:
-            return
-        (r, c), m = crop
-        self._cover[r : r + m.shape[0], c : c + m.shape[1]] -= m
-        self._repaint_proposals(proposal_id)
-        del self._proposals[proposal_id]
-        if self._highlighted == proposal_id:
-            self._highlighted = None
-        if not self._proposals:
+        if self.painter.drop(self.proposals, proposal_id) == 0:
             _show(self.proposals, False)
-
-    def _repaint_proposals(self, proposal_id: int) -> None:
-        (r0, c0), m = self._proposals[proposal_id]
-        r1, c1 = r0 + m.shape[0], c0 + m.shape[1]
-        block = (self._cover[r0:r1, c0:c1] > 0).astype(np.uint8)
-        hi = self._proposals.get(self._highlighted) if self._highlighted is not None else None
-        if hi is not None:
-            (hr, hc), hm = hi
-            top, left = max(r0, hr), max(c0, hc)
-            bottom, right = min(r1, hr + hm.shape[0]), min(c1, hc + hm.shape[1])
-            if top < bottom and left < right:
-                part = hm[top - hr : bottom - hr, left - hc : right - hc]
-                block[top - r0 : bottom - r0, left - c0 : right - c0][part] = HIGHLIGHTED
-        paint(self.proposals, r0, c0, block)

@@ -56,7 +56,7 @@ def build(argv: list[str] | None = None, viewer=None):
 
     import clicklabel_napari  # noqa: F401  (before any OpenGL context: see its __init__)
 
-    from ._ui import engine_choices
+    from ._engine import engine_choices
     from ._widget import ClickLabelWidget
 
     choice = engine_choice(args.engine, args.model)
@@ -64,19 +64,20 @@ def build(argv: list[str] | None = None, viewer=None):
         raise ClickLabelError(f"unknown engine {choice!r}; use one of {', '.join(engine_choices())}")
     items = args.images or ([] if args.project else [str(sample_folder())])
     viewer = viewer or napari.Viewer(title="clicklabel")
+    if (args.engine == "remote" or args.server) and not args.server:
+        raise ClickLabelError("--engine remote needs --server URL (a `clicklabel serve` address)")
     widget = ClickLabelWidget(viewer)
+    engine = widget.project.engine
     if choice is not None:
-        widget.engine_box.value = choice
-    widget.device_box.value = args.device
-    widget.encoder_box.value = args.encoder
+        engine.engine_box.value = choice
+    engine.device_box.value = args.device
+    engine.encoder_box.value = args.encoder
     if args.checkpoint:
-        widget.checkpoint.value = args.checkpoint
-    if args.engine == "remote" or args.server:
-        if not args.server:
-            raise ClickLabelError("--engine remote needs --server URL (a `clicklabel serve` address)")
-        widget.remote_box.value, widget.server.value = True, args.server
+        engine.checkpoint.value = args.checkpoint
+    if args.server:
+        engine.remote_box.value, engine.server.value = True, args.server
         if args.token_file:
-            widget.token_file.value = args.token_file
+            engine.token_file.value = args.token_file
     viewer.window.add_dock_widget(widget, name="clicklabel", area="right")
     widget.open_project(items or [args.project], project=args.project if items else None)
     return viewer, widget

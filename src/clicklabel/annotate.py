@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .concept_actions import ConceptActions
 from .errors import ClickLabelError, PromptError
 from .large_images import TileActions
 from .project import (
@@ -78,7 +79,7 @@ class PromptJob:
         return self
 
 
-class AnnotationSession(ReviewActions, TileActions):
+class AnnotationSession(ReviewActions, ConceptActions, TileActions):
     """A project, an engine, and the image being annotated."""
 
     def __init__(self, store: Store, engine):
@@ -130,17 +131,24 @@ class AnnotationSession(ReviewActions, TileActions):
         if 0 <= index < len(self.images):
             self.engine.prefetch(self.load(index))
 
-    def show(self, index: int, image: np.ndarray) -> None:
-        """Make image ``index`` current (after ``embed``)."""
+    def show(self, index: int, image: np.ndarray, describe: bool = True) -> None:
+        """Make image ``index`` current (after ``embed``; or before it with ``describe=False``, for a client that
+        shows the picture at once, embeds it in a worker and then calls ``describe``)."""
         self.index = index
         self.image = image
         self._reset()
-        from .label.learn import describe_image
-
-        describe_image(self.store, self.engine, self.images[index].id)
+        if describe:
+            self.describe()
         if self.images[index].status == "todo":
             self.store.set_image_status(self.images[index].id, "in progress")
             self.images = self.store.images()
+
+    def describe(self) -> None:
+        """Store the current image's descriptor from its embedding (once per image and model; after ``embed``)."""
+        from .label.learn import describe_image
+
+        if self.current is not None:
+            describe_image(self.store, self.engine, self.current.id)
 
     def progress(self) -> tuple[int, int]:
         """(images done, images in all)."""
@@ -379,6 +387,16 @@ class AnnotationSession(ReviewActions, TileActions):
         from .label import label_objects
 
         return label_objects(self.store, list(object_ids), labeler, progress=progress, stop=stop, check=check)
+
+
+    def track(self, object_id: int, direction: str | None = None, progress=None, stop=None, on_frame=None, **options):
+        """Propagate an accepted object through its sequence with this session's SAM 2.1 model (``track.session``:
+        also the frame stack, the tracks list and one label per track); returns a ``TrackReport``."""
+        from .track.session import track_accepted, video_model_for
+
+        if getattr(self, "_video", (None, None))[0] is not self.engine:
+            self._video = (self.engine, video_model_for(self.engine))
+        return track_accepted(self.store, self._video[1], object_id, direction, progress, stop, on_frame, **options)
 
 
 def polygon_mask(vertices_xy: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

@@ -38,3 +38,11 @@ class LabelError(ClickLabelError):
 class ResourceError(ClickLabelError):
     """The input was fine, but the machine could not do the work: a full disk, read-only media, a project that
     another program keeps busy, not enough memory (the command exits with status 1, not 2)."""
+
+
+class ResourceLabelError(LabelError, ResourceError):
+    """Labelling cannot go on for the machine's sake (a full disk under the label cache): exit status 1."""
+
+
+class ServerDown(ResourceLabelError):
+    """No model server answered any request of a run (refused, unreachable, timed out): the run stops early."""

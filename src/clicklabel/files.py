@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import stat
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +21,7 @@ from pathlib import Path
 from .errors import ClickLabelError, ResourceError
 
 # OS errors that say the machine could not do it (not that the user asked for something wrong)
-MACHINE_ERRNOS = (errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EIO, errno.EFBIG)
+MACHINE_ERRNOS = (errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EIO, errno.EFBIG, errno.EACCES, errno.EPERM)
 
 
 def cache_root() -> Path:
@@ -67,7 +68,7 @@ def atomic_write(path: str | Path, mode: str = "wb", encoding: str | None = None
     without an error. The folder is created if needed. OS errors become one-line ClickLabelErrors. ``durable``:
     fsync the file before the rename (else the rename is still atomic for running processes, but the content
     may not be on the disk yet when the power fails)."""
-    path = Path(path)
+    path = output_target(Path(path))
     tmp = _temporary(path)
     try:
         if path.is_dir():  # inside the try: a folder that may not be looked into raises PermissionError here
@@ -87,6 +88,30 @@ def atomic_write(path: str | Path, mode: str = "wb", encoding: str | None = None
     except BaseException:
         _remove(tmp)
         raise
+
+
+def output_target(path: Path) -> Path:
+    """The file a write to ``path`` may replace: ``path`` itself when it is missing or a regular file; the file a
+    symbolic link points to (kept a link: the file it names is written); never a device, a FIFO, a socket or
+    anything else that a rename would turn into a regular file (``export --out /dev/full`` as root)."""
+    try:
+        st = os.lstat(path)
+    except OSError:  # missing (or not to be looked at: the write says why)
+        return path
+    if stat.S_ISLNK(st.st_mode):
+        target = Path(os.path.realpath(path))
+        try:
+            st = os.stat(target)
+        except OSError:  # a link to a path not there yet: the write creates it, the link stays
+            return target
+        path = target
+    if stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode):  # a folder is refused with its own message
+        return path
+    kind = ("a character device" if stat.S_ISCHR(st.st_mode) else "a block device" if stat.S_ISBLK(st.st_mode)
+            else "a FIFO (named pipe)" if stat.S_ISFIFO(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode)
+            else "not a regular file")
+    raise ClickLabelError(f"{path} is {kind}; clicklabel writes only regular files and leaves it as it is: give a "
+                          "file name")
 
 
 def _remove(tmp: Path) -> None:

@@ -2,8 +2,28 @@
 
 from __future__ import annotations
 
+import re
+import warnings
+
 import numpy as np
 from pycocotools import mask as mask_utils
+
+# pycocotools' decoder hands numpy an object whose ``__array__`` takes no ``copy`` argument, and numpy 2 warns
+# (DeprecationWarning) at every decode. napari's workers show every warning ("always", put first in the filters for
+# the worker's run) as a pop-up, and this one tells an annotator nothing: it is ignored, for that message from
+# pycocotools only. The filter is put first before each decode, in whatever filter list is in force (a worker's
+# own included), without ``catch_warnings``: that swaps the process-wide filters and ``showwarning`` on exit, which
+# is not safe while other threads (napari's workers) do the same.
+_COPY_MESSAGE = r"__array__ implementation doesn't accept a copy keyword"
+_COPY_FILTER = ("ignore", re.compile(_COPY_MESSAGE, re.I), DeprecationWarning, re.compile(r"pycocotools\b"), 0)
+
+
+def _decode(rle):
+    """``pycocotools.mask.decode`` without numpy 2's deprecation warning about pycocotools' own code."""
+    filters = warnings.filters
+    if not filters or filters[0] != _COPY_FILTER:
+        warnings.filterwarnings("ignore", _COPY_MESSAGE, DeprecationWarning, r"pycocotools\b")
+    return mask_utils.decode(rle)
 
 
 def tight_bbox(mask: np.ndarray) -> tuple[int, int, int, int] | None:
@@ -39,7 +59,7 @@ def decode_rle(rle: dict) -> np.ndarray:
         rle = mask_utils.frPyObjects({"size": [h, w], "counts": counts}, h, w)
     elif isinstance(counts, str):
         rle = {"size": [h, w], "counts": counts.encode("ascii")}
-    return mask_utils.decode(rle).astype(bool)
+    return _decode(rle).astype(bool)
 
 
 def rle_area(rle: dict) -> int:
@@ -149,13 +169,23 @@ def _signed_area(loop) -> float:
 
 
 # Vertices sit this far inside the pixel edges: pycocotools fills a pixel whose centre is inside the polygon, and
-# the cv2.fillPoly-based readers (supervision, ultralytics) truncate coordinates to integers and fill pixels on the
-# outline too; with corners a quarter pixel in, both give back exactly the mask's pixels.
+# the cv2.fillPoly-based readers that truncate coordinates to integers (ultralytics; supervision before 0.30.4) fill
+# pixels on the outline too; with corners a quarter pixel in, both give back exactly the mask's pixels.
 POLYGON_INSET = 0.25
+# Readers that round coordinates to the nearest integer before cv2.fillPoly (supervision >= 0.30.4) need the right
+# and bottom edges half a pixel further in than pycocotools does: no one polygon is exact in both (pycocotools wants
+# a right edge in (last + 0.5, last + 1.5), rounding readers in [last - 0.5, last + 0.5)), so the export asks which.
+RASTERISERS = {
+    "pycocotools": "pycocotools, and cv2.fillPoly readers that truncate coordinates (ultralytics, supervision "
+                   "before 0.30.4)",
+    "rounding": "cv2.fillPoly readers that round coordinates (supervision 0.30.4 and later), and those that "
+                "truncate (ultralytics); not pycocotools",
+}
 
 
-def _inset(loop: list[tuple[int, int]]) -> list[float]:
-    """A pixel-edge loop (foreground on the left) moved POLYGON_INSET inward, as a flat x, y list."""
+def _inset(loop: list[tuple[int, int]], far: float = POLYGON_INSET) -> list[float]:
+    """A pixel-edge loop (foreground on the left) moved inward, as a flat x, y list: POLYGON_INSET from left and
+    top edges, ``far`` from right and bottom ones."""
     out = []
     n = len(loop)
     for i in range(n):
@@ -163,24 +193,29 @@ def _inset(loop: list[tuple[int, int]]) -> list[float]:
         d1 = (np.sign(bx - ax), np.sign(by - ay))
         d2 = (np.sign(cx - bx), np.sign(cy - by))
         # the inward normal of a direction (dx, dy) is (dy, -dx); consecutive edges are perpendicular
-        out += [float(bx + POLYGON_INSET * (d1[1] + d2[1])), float(by - POLYGON_INSET * (d1[0] + d2[0]))]
+        nx, ny = d1[1] + d2[1], -(d1[0] + d2[0])
+        out += [float(bx + (POLYGON_INSET if nx > 0 else far) * nx),
+                float(by + (POLYGON_INSET if ny > 0 else far) * ny)]
     return out
 
 
-def fill_polygons(polygons, shape: tuple[int, int]) -> np.ndarray:
-    """COCO polygons rasterised as cv2.fillPoly-based readers do it (supervision, ultralytics: coordinates
-    truncated to int32, outline pixels included), each polygon filled on its own."""
+def fill_polygons(polygons, shape: tuple[int, int], rounding: bool = False) -> np.ndarray:
+    """COCO polygons rasterised as cv2.fillPoly-based readers do it (coordinates truncated to int32, or rounded
+    with ``rounding``; outline pixels included), each polygon filled on its own and the parts joined."""
     import cv2
 
     out = np.zeros(shape, np.uint8)
     for poly in polygons:
-        cv2.fillPoly(out, [np.asarray(poly, dtype=np.float64).reshape(-1, 2).astype(np.int32)], 1)
+        xy = np.asarray(poly, dtype=np.float64).reshape(-1, 2)
+        cv2.fillPoly(out, [(np.round(xy) if rounding else xy).astype(np.int32)], 1)
     return out.astype(bool)
 
 
-def mask_to_polygons(mask: np.ndarray) -> list[list[float]] | None:
-    """COCO polygons that rasterise back to exactly ``mask`` in pycocotools and in cv2.fillPoly-based readers, or
+def mask_to_polygons(mask: np.ndarray, rasteriser: str = "pycocotools") -> list[list[float]] | None:
+    """COCO polygons that rasterise back to exactly ``mask`` in the readers of ``rasteriser`` (``RASTERISERS``), or
     None if polygons cannot (holes, odd touches)."""
+    if rasteriser not in RASTERISERS:
+        raise ValueError(f"unknown rasteriser {rasteriser!r}; one of {', '.join(RASTERISERS)}")
     mask = np.asarray(mask, dtype=bool)
     loops = _boundary_loops(mask)
     outer = [lp for lp in loops if _signed_area(lp) < 0]  # image y points down: outer loops come out negative
@@ -188,9 +223,14 @@ def mask_to_polygons(mask: np.ndarray) -> list[list[float]] | None:
         return None  # a hole: COCO polygons are unioned by readers, so holes would be filled
     if any(len(lp) < 3 for lp in outer):
         return None
-    polys = [_inset(lp) for lp in outer]
     h, w = mask.shape
-    back = mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(polys, h, w))).astype(bool)
+    if rasteriser == "rounding":
+        polys = [_inset(lp, 1 - POLYGON_INSET) for lp in outer]
+        exact = np.array_equal(fill_polygons(polys, (h, w), rounding=True), mask) and \
+            np.array_equal(fill_polygons(polys, (h, w)), mask)
+        return polys if exact else None
+    polys = [_inset(lp) for lp in outer]
+    back = _decode(mask_utils.merge(mask_utils.frPyObjects(polys, h, w))).astype(bool)
     if not np.array_equal(back, mask) or not np.array_equal(fill_polygons(polys, (h, w)), mask):
         return None
     return polys

@@ -66,6 +66,19 @@ class ReviewActions:
                                          self.engine.name, self.engine.model)])
         self._reset()
 
+    def paint_mask(self, object_id: int, mask) -> bool:
+        """A person painted over an object of the current image: its mask becomes ``mask`` (its box follows; no
+        given box is made up), or the object is deleted when nothing is left of it; undoable. False when the object
+        changed meanwhile or is not on this image."""
+        ob = self.store.object(object_id)
+        if self.current is None or ob.image_id != self.current.id or ob.state != "accepted":
+            return False
+        if not mask.any():
+            self.store.delete(object_id)
+            return True
+        return bool(self.store.set_masks([MaskUpdate(object_id, ob.updated, mask, ob.review, ob.refined_by, None,
+                                                     "paint", None, given=False)]))
+
     # -- class audit ------------------------------------------------------------------------------------------
     def disagreements(self, everywhere: bool = False) -> list[CheckRecord]:
         """Objects whose label the model disagreed with and no one has decided on (the current image's, or all)."""

@@ -32,6 +32,8 @@ class Checkpoint:
     xxh128: str | None = None  # SAM v1 files are verified with xxh128 (faster than sha256)
     hash_source: str = ""  # where the hash was found
     cpu_s: float | None = None  # encoder seconds per 640x480 image on dev-2c (2 vCPU), docs/benchmarks.md
+    licence: str = "Apache-2.0"
+    gated: bool = False  # a Hugging Face repository that needs an accepted licence and a token (``weights_hub``)
 
     @property
     def filename(self) -> str:
@@ -99,6 +101,9 @@ REGISTRY: dict[str, Checkpoint] = {c.name: c for c in (
     Checkpoint("hq_vit_tiny", "hq", _HQ + "sam_hq_vit_tiny.pth", 42526881,
                "0f32c075ccdd870ae54db2f7630e7a0878ede5a2b06d05d6fe02c65a82fb7196",
                hash_source=_HQ_SRC.format("a3a77cd"), cpu_s=1.5),
+    # a folder (config, safetensors, tokenizer) from a gated repository; about 848M float32 parameters
+    Checkpoint("sam3", "sam3", "https://huggingface.co/facebook/sam3", 3_440_000_000, licence="SAM License",
+               gated=True, hash_source="Hugging Face repository facebook/sam3 (gated)"),
 )}
 
 # Encoder architectures of the official models: (embed_dim, depth, num_heads, global_attn_indexes).
@@ -186,6 +191,10 @@ def verify(name: str) -> tuple[bool, str]:
     """Check the stored checkpoint ``name``: (ok, one-line status)."""
     ck = get_checkpoint(name)
     path = checkpoint_path(name)
+    if ck.gated:
+        from .weights_hub import verify_repo
+
+        return verify_repo(ck, path)
     if not path.exists():
         return False, f"{name}: missing ({path})"
     size = path.stat().st_size
@@ -214,6 +223,10 @@ def download(name: str, progressbar: bool = True, retries: int = 3) -> Path:
     import pooch
 
     ck = get_checkpoint(name)
+    if ck.gated:
+        from .weights_hub import download_repo
+
+        return download_repo(ck, weights_dir())
     folder = weights_dir()
     folder.mkdir(parents=True, exist_ok=True)
     existed = (folder / ck.filename).exists()
@@ -261,13 +274,19 @@ def resolve_checkpoint(model: str, checkpoint: str | Path | None, download_missi
     return download(model)
 
 
-def read_state_dict(path: str | Path) -> dict:
-    """Load a checkpoint's state dict safely (``weights_only=True``), with a clear error for bad files."""
+def read_state_dict(path: str | Path, mmap: bool = False) -> dict:
+    """Load a checkpoint's state dict safely (``weights_only=True``), with a clear error for bad files. ``mmap``:
+    memory-map the file (tensors are read when used; files in the old non-zip format are read whole)."""
     import torch
 
     p = Path(path)
     try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
+        try:
+            obj = torch.load(p, map_location="cpu", weights_only=True, mmap=mmap)
+        except RuntimeError:
+            if not mmap:
+                raise
+            obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:
         text = str(exc).strip()
         reason = text.splitlines()[0].split(". ")[0][:160] if text else type(exc).__name__

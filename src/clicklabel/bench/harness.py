@@ -88,10 +88,11 @@ class BenchSetup:
 
 @contextlib.contextmanager
 def bench_engine(model: str, checkpoint: str | None, random_weights: bool, device: str, encoder: str = "auto",
-                 family: str | None = None) -> Iterator[BenchSetup]:
+                 family: str | None = None, precision: str | None = None) -> Iterator[BenchSetup]:
     """The engine of ``model``'s family for a benchmark: the checkpoint (random if asked), an empty temporary
     embedding cache, and on a GPU one warm-up encoding (CUDA context, cuBLAS handles, kernels) so no row pays for
-    start-up. ``family``: the one family the benchmark measures (others get one clear line)."""
+    start-up. ``family``: the one family the benchmark measures (others get one clear line); ``precision``: the
+    encoder's (None: chosen for the hardware)."""
     from ..errors import ClickLabelError
     from ..segment import make_engine
     from ..segment.models import FAMILIES, family_of
@@ -102,9 +103,11 @@ def bench_engine(model: str, checkpoint: str | None, random_weights: bool, devic
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         ck, is_random = checkpoint_for(model, checkpoint, random_weights, workdir)
-        eng = make_engine("sam", model, ck, device=device, cache=EmbeddingCache(workdir / "cache"), encoder=encoder)
+        eng = make_engine("sam", model, ck, device=device, cache=EmbeddingCache(workdir / "cache"), encoder=encoder,
+                          precision=precision)
         if family is not None and eng.name != family:
             raise ClickLabelError(f"this benchmark measures {FAMILIES[family].label} models, not {eng.model}")
+        eng.ensure_encoder()  # benchmarks reach into the whole model (stock predictors)
         if eng.device.startswith("cuda"):
             eng.encode(sample_image())
             synchronize(eng.device)

@@ -17,6 +17,7 @@ from .refine import add_refine_parser
 from .review import add_review_parser
 from .segment import add_segment_parsers
 from .serve import add_serve_parser
+from .track import add_track_parser
 from .weights import add_weights_parser
 
 
@@ -32,7 +33,28 @@ def build_parser() -> argparse.ArgumentParser:
     add_review_parser(sub)
     add_bench_parser(sub)
     add_serve_parser(sub)
+    add_track_parser(sub)
     return parser
+
+
+COORDINATE_OPTIONS = ("--point", "--box")  # options whose value may start with a minus sign: -5,10
+
+
+def glue_coordinates(argv: list[str]) -> list[str]:
+    """``--point -5,10`` as ``--point=-5,10``: argparse takes a value starting with '-' that is not a plain number
+    for an option, so a point left of the image failed with "expected one argument" instead of being checked."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        nxt = argv[i + 1] if i + 1 < len(argv) else ""
+        if a in COORDINATE_OPTIONS and nxt[:1] == "-" and (nxt[1:2].isdigit() or nxt[1:2] == "."):
+            out.append(f"{a}={nxt}")
+            i += 2
+            continue
+        out.append(a)
+        i += 1
+    return out
 
 
 EXIT_FAILED = 1  # the input was fine, the work could not be done (the disk, the database, the memory)
@@ -53,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["gui"]:  # everything after `gui` belongs to the annotator's own parser (--help included)
         args = argparse.Namespace(func=cmd_gui, gui_args=argv[1:])
     else:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(glue_coordinates(argv))
     try:
         return int(args.func(args) or 0)
     except ResourceError as exc:

@@ -13,16 +13,23 @@ def cmd_bench(args) -> int:
         deprecated("`bench labels --model`", "--lmm")
         args.lmm, args.model = args.model, None
     args.model = args.model or "vit_b"
+    if args.what == "latency" and args.model == "sam3":  # SAM 3: the concept steps too (bench.sam3)
+        from ..bench.sam3 import bench_sam3_latency
+
+        bench_sam3_latency(args.checkpoint, args.random_weights, _bench_device(args.device), args.repeats or 3)
+        return 0
     if args.what == "latency":
         from ..bench.latency import bench_latency
 
         bench_latency(args.model, args.checkpoint, args.random_weights, _bench_device(args.device),
-                            args.repeats or 20)
+                      args.repeats or 20, pairs=args.pairs,
+                      precision=None if args.precision == "auto" else args.precision)
         return 0
     if args.what == "models":
         from ..bench.models import bench_models
 
-        bench_models(args.models.split(",") if args.models else None, _bench_device(args.device), args.repeats or 3)
+        bench_models(args.models.split(",") if args.models else None, _bench_device(args.device), args.repeats or 3,
+                     precision=None if args.precision == "auto" else args.precision)
         return 0
     if args.what == "encoder":
         from ..bench.encoder import bench_encoder
@@ -54,8 +61,20 @@ def cmd_bench(args) -> int:
         bench_remote(args.model, args.checkpoint, args.random_weights, _bench_device(args.device),
                      images=args.precompute_images or 4, repeats=args.repeats or 30, data=args.data)
         return 0
+    if args.what == "track":
+        from ..bench.track import bench_track
+
+        w, _, h = (args.size or "1280x720").partition("x")
+        if not (w.isdigit() and h.isdigit() and int(w) > 0 and int(h) > 0):
+            raise ClickLabelError(f"--size {args.size!r} must look like 1280x720")
+        bench_track(args.model if args.model != "vit_b" else "sam2.1_hiera_tiny", args.checkpoint,
+                    args.random_weights, _bench_device(args.device), frames=args.frames, size=(int(w), int(h)),
+                    repeats=args.repeats or 2, rss_frames=args.rss_frames)
+        return 0
     if args.what in ("noc", "box-jitter"):
         return bench_interactive(args)
+    if args.what == "concepts":
+        return bench_concepts_cli(args)
     if args.what == "labels":
         from ..evaluate.labels import bench_labels
         from ..label import CropSettings, LabelCache, Labeler, LabelerConfig, read_vocabulary
@@ -74,6 +93,30 @@ def cmd_bench(args) -> int:
         bench_labels(args.data, labeler, args.limit)
         return 0
     raise ClickLabelError(f"unknown benchmark {args.what!r}")
+
+
+def bench_concepts_cli(args) -> int:
+    """``bench concepts``: LMM requests per accepted object, concept proposals vs class-blind propose + label."""
+    from ..evaluate.concepts import bench_concepts
+    from ..label import CropSettings, LabelCache, Labeler, LabelerConfig, read_vocabulary
+    from ..segment.propose import ProposeSettings
+    from .concepts import _engine
+
+    if not args.data:
+        raise ClickLabelError("bench concepts needs --data DIR (a COCO file and its images, e.g. ../shared/data/pets)")
+    args.engine = "sam"
+    concepts = read_vocabulary(args.vocab, None) or None
+    cfg = LabelerConfig(lmm=args.lmm or "gpt-4o-mini", vocabulary=concepts, detail=args.detail,
+                        concurrency=args.concurrency, crop=CropSettings(mode=args.crop_mode))
+    labeler = Labeler(cfg, None if args.no_cache else LabelCache())
+    loose = args.random_weights or args.accept == "all"  # random weights: any candidate is a proposal
+    settings = ProposeSettings(grid=args.grid, pred_iou_thresh=0.0 if loose else 0.88,
+                               stability_thresh=0.0 if loose else 0.95)
+    args.server = args.token_file = None
+    args.encoder = getattr(args, "encoder", "auto")
+    bench_concepts(args.data, _engine(args), labeler, concepts, args.limit, args.accept, args.check, settings,
+                   threshold=0.01 if loose else 0.5)
+    return 0
 
 
 def bench_interactive(args) -> int:
@@ -148,7 +191,7 @@ def _bench_device(device: str) -> str:
 def add_bench_parser(sub) -> None:
     p = sub.add_parser("bench", help="benchmarks against the stock baseline, measured in the same run")
     p.add_argument("what", choices=["latency", "models", "encoder", "propose", "refine", "labels", "noc",
-                                    "box-jitter", "remote"])
+                                    "box-jitter", "remote", "concepts", "track"])
     p.add_argument("--models", help="models: which ones, comma separated (default: every registered model)")
     p.add_argument("--engine", default="sam", help="noc, box-jitter: sam, grabcut or a model name")
     p.add_argument("--max-clicks", type=positive_int, default=20, help="noc")
@@ -170,6 +213,9 @@ def add_bench_parser(sub) -> None:
                    help="labels: half the ground truth as confirmed labels, the other half labelled with each number "
                         "of nearest examples (e.g. 0,4,16), descriptors from --model")
     p.add_argument("--knn", action="store_true", help="labels: add the neighbours' vote alone (no model) as a row")
+    p.add_argument("--accept", default="truth", choices=["truth", "all"],
+                   help="concepts: the simulated annotator accepts proposals matching the ground truth, or all")
+    p.add_argument("--check", action="store_true", help="concepts: add the class audit of each concept proposal")
     p.add_argument("--checkpoint")
     p.add_argument("--random-weights", action="store_true", help="random weights (timing only)")
     p.add_argument("--device", default="cpu")
@@ -179,8 +225,15 @@ def add_bench_parser(sub) -> None:
     p.add_argument("--batch", default="1,8", help="encoder: batch sizes, comma separated")
     p.add_argument("--no-compile", action="store_true", help="encoder: leave out the torch.compile rows")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
-                   help="encoder: the reduced precision to try (auto: bf16 on CUDA, fp32 on a CPU)")
+                   help="latency, models: our encoder's (auto: bf16 where the hardware computes it); encoder: the "
+                        "reduced precision to try (auto: bf16 on CUDA, fp32 on a CPU)")
+    p.add_argument("--pairs", type=positive_int, help="latency: interleaved encoder pairs (default 3 on a CPU, 10 on "
+                                                      "a GPU)")
     p.add_argument("--precompute-images", type=count, default=0,
                    help="encoder: also time precompute of this many distinct JPEGs made from --data's images; "
                         "remote: distinct images per throughput row (default 4)")
+    p.add_argument("--frames", type=positive_int, default=8, help="track: frames of the timed clip")
+    p.add_argument("--size", help="track: the clip's WIDTHxHEIGHT (default 1280x720)")
+    p.add_argument("--rss-frames", type=count, default=300,
+                   help="track: frames of the long clip whose peak RSS is measured (0: skip)")
     p.set_defaults(func=cmd_bench)

@@ -1,5 +1,10 @@
 """``clicklabel gui ...``: the napari annotator. It lives in the plugin, which installs the ``clicklabel-gui``
-program; the core never imports the plugin, so this command runs that program with the same arguments."""
+program; the core never imports the plugin, so this command becomes that program, with the same arguments.
+
+On POSIX the command replaces itself with the program (``exec``): one process, so a signal sent to
+``clicklabel gui`` (SIGTERM, SIGKILL, a closed terminal) reaches the window itself instead of leaving it running
+without its parent. Where exec is impossible (Windows, or exec refused), the program runs as a child process that
+the command waits for."""
 
 from __future__ import annotations
 
@@ -26,8 +31,21 @@ def cmd_gui(args) -> int:
     if exe is None:
         raise ClickLabelError(f"the annotator is not installed ({GUI_PROGRAM} not found): "
                               "pip install 'clicklabel[gui]'")
+    return become([exe, *args.gui_args])
+
+
+def become(argv: list[str]) -> int:
+    """Replace this process with ``argv`` (POSIX); else, or if exec is refused, run it as a child and return its
+    exit status."""
+    if os.name == "posix":
+        sys.stdout.flush()
+        sys.stderr.flush()
+        try:
+            os.execv(argv[0], argv)  # returns only by raising
+        except OSError:
+            pass  # e.g. a program exec refuses: run it as a child (its own error, if any, is then reported)
     try:
-        return subprocess.call([exe, *args.gui_args])
+        return subprocess.call(argv)
     except KeyboardInterrupt:
         return 130
 

@@ -28,7 +28,8 @@ def cmd_label(args) -> int:
         template=template, detail=args.detail, concurrency=args.concurrency, crop_mode=args.crop_mode,
         few_shot=args.few_shot)
     save_label_settings(store, settings)
-    config = settings.labeler_config(timeout=args.timeout, knn_only_above=args.knn_only_above)
+    config = settings.labeler_config(timeout=args.timeout, knn_only_above=args.knn_only_above,
+                                     max_retries=args.retries)
     if args.check:
         config.few_shot, config.knn_only_above = 0, None  # the audit asks the model cold
     if args.check and not (args.vocab or args.vocab_file):  # the audit answers in the project's own categories
@@ -129,6 +130,8 @@ def add_label_parser(sub) -> None:
     p.add_argument("--crop-mode", choices=["mask", "box", "both"], help="what the crop shows (default mask)")
     p.add_argument("--prompt-template", help="file with the user prompt ({vocabulary} is filled in)")
     p.add_argument("--timeout", type=positive_float, default=60.0, help="seconds per request")
+    p.add_argument("--retries", type=count, default=4, help="tries again after a timeout, a refused connection, a "
+                                                            "429 or a 5xx, with growing waits (default 4)")
     p.add_argument("--prices", help="JSON price table to use instead of the built-in one")
     p.add_argument("--all", action="store_true", help="relabel every object (old labels stay in the history); "
                                                       "with --check, check every labelled object again")

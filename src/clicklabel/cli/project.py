@@ -3,22 +3,34 @@ lines around the core's project workflows (``clicklabel.project``), which the wi
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 from ..errors import ClickLabelError
 from .common import add_engine_args, add_ray_args, count, engine_from_args, engine_spec, finite_float, positive_int
+from .concepts import add_concept_args
 
 
 def cmd_add(args) -> int:
     from ..project import add_images, expand_images, is_project, open_project
+    from .track import add_sequence_items, split_sequences
 
-    files = expand_images(args.images)
-    if not files:
+    sequences, images = split_sequences(args.images, args.sequence)
+    files = expand_images(images, recursive=not args.flat)
+    if not files and not sequences:
         raise ClickLabelError(f"no images in {' '.join(args.images)}")
     existing = is_project(args.project)
-    store = open_project(args.project, create=True, root=args.root or files[0].resolve().parent)
+    first = Path(args.images[0]).expanduser()  # a folder is the root: its sub-folders' names are kept (cats/a.jpg)
+    if not files:  # only videos, stacks or frame folders: the project's root is the first one's folder
+        first = first.parent
+    store = open_project(args.project, create=True,
+                         root=args.root or (first.resolve() if first.is_dir() else files[0].resolve().parent))
     if existing and args.root:
         store.set_root(args.root)
+    add_sequence_items(store, sequences, args)
+    if not files:
+        return 0
     rep = add_images(store, files)
     for line in rep.skipped:
         print(f"skipped: {line}")
@@ -29,6 +41,12 @@ def cmd_add(args) -> int:
 def cmd_propose(args) -> int:
     from tqdm import tqdm
 
+    from .concepts import cmd_concepts, wants_concepts
+
+    if wants_concepts(args):  # --concepts / --exemplar / --grounding: every instance of named classes
+        return cmd_concepts(args)
+    if args.random_weights or args.check or args.dry_run:
+        raise ClickLabelError("--random-weights, --check and --dry-run go with --concepts")
     from ..images import load_image
     from ..project import is_project, open_project, propose_project
     from ..segment.propose import ProposeSettings
@@ -56,7 +74,8 @@ def cmd_propose(args) -> int:
         from ..files import cache_root
 
         with ray_session(args.ray) as ray:
-            workers = make_workers(ray, engine_spec(args), str(cache_root()), max_workers=args.ray_workers)
+            workers = make_workers(ray, engine_spec(args), str(cache_root()), max_workers=args.ray_workers,
+                                   say=lambda line: print(f"clicklabel: {line}", file=sys.stderr))
             bar = tqdm(total=len(store.images()), unit="image", desc=f"proposing on Ray ({len(workers)} workers)",
                        disable=None)
             rep = ray_propose(ray, workers, store, settings, accept_above=args.accept_above, progress=bar.update)
@@ -81,10 +100,49 @@ def cmd_propose(args) -> int:
 
 
 def cmd_export(args) -> int:
+    from tqdm import tqdm
+
     from ..coco import export_coco
     from ..project import open_project
 
-    rep = export_coco(open_project(args.project), args.out, polygons=args.polygons, images_root=args.images_root)
+    if args.format == "ytvis":
+        from .track import export_ytvis_args
+
+        return export_ytvis_args(args)
+    store = open_project(args.project)
+    bar = tqdm(total=len(store.images()), unit="image", desc="copying images", disable=None)
+    progress = lambda done, total: bar.update(done - bar.n)  # noqa: E731
+    if args.format == "yolo":
+        from ..coco.yolo import export_yolo
+
+        if args.polygons or args.images_root:
+            raise ClickLabelError("--polygons and --images-root are for --format coco")
+        rep = export_yolo(store, args.out, auto_orient=args.auto_orient is not None, progress=progress)
+        bar.close()
+        print(f"wrote {Path(args.out) / 'data.yaml'}: {rep.images} images, {rep.instances} instances, {rep.classes} "
+              "classes")
+        if rep.turned:
+            print(f"{rep.turned} images written upright (their EXIF rotation applied)")
+        for n, text in ((rep.joined, "multi-part objects have their parts joined into one outline"),
+                        (rep.filled, "objects have holes, which a YOLO outline cannot hold: filled"),
+                        (rep.boxes, "objects are box-only (no mask yet): written as their box")):
+            if n:
+                print(f"{n} {text}")
+        return 0
+    names = None
+    if args.auto_orient is not None:
+        from ..coco.copies import copy_images
+
+        if args.images_root:
+            raise ClickLabelError("--auto-orient writes the copies' names; leave out --images-root")
+        folder = Path(args.auto_orient or Path(args.out).parent / "images_upright")
+        copied, turned = copy_images(store, folder, upright=True, progress=progress)
+        names = {iid: Path(os.path.relpath(folder / n, Path(args.out).parent)).as_posix() for iid, n in copied.items()}
+        print(f"copied {len(copied)} images to {folder} ({turned} turned upright: readers that ignore EXIF see them "
+              "as displayed)")
+    bar.close()
+    rep = export_coco(store, args.out, polygons=args.polygons or False, images_root=args.images_root,
+                      file_names=names)
     print(f"wrote {args.out}: {rep.images} images, {rep.annotations} annotations")
     if rep.boxes:
         print(f"{rep.boxes} objects are box-only (no mask yet), written with an empty segmentation; "
@@ -101,13 +159,27 @@ def cmd_export(args) -> int:
 def cmd_import(args) -> int:
     from ..coco import import_coco, read_coco_file
     from ..project import open_project
+    from ..project.open import project_file, remove_new_project
 
     if not Path(args.images).is_dir():
         raise ClickLabelError(f"--images {args.images} is not a folder")
     read_coco_file(args.coco_json)  # a file that is not COCO at all creates no project
+    existed = project_file(args.project).exists()
     store = open_project(args.project, create=True, root=args.images)
     mode = "merge" if args.merge else "replace" if args.replace else "skip"
-    rep = import_coco(args.coco_json, args.images, store, strict=args.strict, mode=mode)
+    try:
+        rep = import_coco(args.coco_json, args.images, store, strict=args.strict, mode=mode,
+                          renumber=args.renumber_images)
+    except BaseException:
+        if not existed:  # a failed import leaves no empty project behind
+            remove_new_project(store)
+        raise
+    if not existed and not rep.images:
+        remove_new_project(store)
+        for p in rep.problems:
+            print(f"skipped: {p}")
+        raise ClickLabelError(f"nothing to import: none of the file's images could be used; no project was made "
+                              f"at {args.project}")
     print(f"imported {rep.annotations} annotations on {rep.images} images into {store.path}")
     if rep.boxes:
         print(f"{rep.boxes} of them are box-only (no mask yet): `clicklabel refine {args.project}` gives them masks")
@@ -139,9 +211,17 @@ def add_project_parsers(sub) -> None:
     p.add_argument("project")
     p.add_argument("images", nargs="+")
     p.add_argument("--root", help="project root (image paths are stored relative to it)")
+    p.add_argument("--flat", action="store_true", help="a folder's own images only, not its sub-folders'")
+    p.add_argument("--sequence", action="store_true", help="a folder is one sequence of frames (in name order), "
+                                                           "not separate images; videos and TIFF stacks always are")
+    p.add_argument("--step", type=positive_int, default=1, help="sequences: every N-th frame")
+    p.add_argument("--name", help="sequences: the sequence's name (default: the file or folder name)")
+    p.add_argument("--frame-format", default="jpg", choices=["jpg", "png"],
+                   help="videos: how decoded frames are stored beside the project (jpg: quality 95; png: lossless)")
     p.set_defaults(func=cmd_add)
 
-    p = sub.add_parser("propose", help="SAM proposes every object: into a project for review, or a COCO file")
+    p = sub.add_parser("propose", help="SAM proposes every object (or, with --concepts, every instance of "
+                                       "named classes): into a project for review, or a COCO file")
     p.add_argument("target", help="a project (.clicklabel or folder) or one image")
     p.add_argument("--grid", type=positive_int, default=32, help="points per side")
     p.add_argument("--min-area", type=count, default=0)
@@ -155,12 +235,23 @@ def add_project_parsers(sub) -> None:
     p.add_argument("--out", help="with an image: the COCO file to write (default proposals.json)")
     add_engine_args(p, engine=False, remote=True)
     add_ray_args(p)
+    add_concept_args(p)
     p.set_defaults(func=cmd_propose)
 
-    p = sub.add_parser("export", help="write a project as COCO instance annotations")
+    p = sub.add_parser("export", help="write a project as COCO instance annotations (or a YOLO segmentation set)")
     p.add_argument("project")
-    p.add_argument("--out", required=True)
-    p.add_argument("--polygons", action="store_true", help="polygons instead of RLE (RLE kept where they cannot)")
+    p.add_argument("--out", required=True, help="the COCO .json file; with --format yolo, the data set's folder")
+    p.add_argument("--format", choices=["coco", "yolo", "ytvis"], default="coco",
+                   help="yolo: images/, labels/ and data.yaml, as ultralytics trains on; ytvis: YouTube-VIS (the "
+                        "sequences as videos, one instance per track with a mask per frame); coco has one image per "
+                        "frame and track_id on each tracked annotation")
+    p.add_argument("--auto-orient", nargs="?", const="", metavar="DIR",
+                   help="copy the images upright (EXIF rotation applied) for readers that ignore EXIF (torchvision, "
+                        "datumaro): coco: into DIR (default images_upright/ beside --out), file names pointing there")
+    p.add_argument("--polygons", nargs="?", const="pycocotools", choices=["pycocotools", "rounding"], metavar="READER",
+                   help="exact polygons instead of RLE (RLE kept for holes) for the readers of READER: pycocotools "
+                        "(the default; also ultralytics and supervision < 0.30.4, which truncate coordinates) or "
+                        "rounding (supervision >= 0.30.4, which rounds them; ultralytics too)")
     p.add_argument("--images-root", help="write file_name relative to this folder")
     p.set_defaults(func=cmd_export)
 
@@ -169,6 +260,8 @@ def add_project_parsers(sub) -> None:
     p.add_argument("--images", required=True, help="the folder the file_name entries are relative to")
     p.add_argument("--project", required=True, help="project file (created if missing)")
     p.add_argument("--strict", action="store_true", help="import nothing if any annotation is bad")
+    p.add_argument("--renumber-images", action="store_true", help="give the images new ids (default: the file's "
+                                                                   "ids, where the project has them free)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--merge", action="store_true", help="add annotations imported before again, as new objects")
     g.add_argument("--replace", action="store_true", help="replace the objects an earlier import of these "

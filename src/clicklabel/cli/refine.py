@@ -3,6 +3,8 @@ becomes instance segmentation); results that disagree with their box are marked 
 
 from __future__ import annotations
 
+import sys
+
 from .common import add_engine_args, add_ray_args, engine_from_args, engine_spec, finite_float, positive_int
 
 
@@ -58,7 +60,8 @@ def refine_on_ray(args, store, settings):
     from ..files import cache_root
 
     with ray_session(args.ray) as ray:
-        workers = make_workers(ray, engine_spec(args), str(cache_root()), max_workers=args.ray_workers)
+        workers = make_workers(ray, engine_spec(args), str(cache_root()), max_workers=args.ray_workers,
+                                   say=lambda line: print(f"clicklabel: {line}", file=sys.stderr))
         bar = tqdm(unit="image", desc=f"refining on Ray ({len(workers)} workers)", disable=None)
         try:
             return ray_refine(ray, workers, store, settings, progress=bar.update)

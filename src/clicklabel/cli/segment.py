@@ -32,6 +32,10 @@ def cmd_segment(args) -> int:
     box = parse_box(args.box) if args.box else None
     prompt = Prompt.make([(x, y) for x, y, _ in pts], [lab for _, _, lab in pts], box)
     prompt.validate(image.shape)  # before loading any model: bad prompts fail fast
+    if args.out:
+        from ..files import output_target
+
+        output_target(Path(args.out))  # a device, a FIFO: refused before the model loads
     engine = engine_from_args(args)
     started = time.perf_counter()
     engine.set_image(image)
@@ -99,7 +103,7 @@ def cmd_precompute(args) -> int:
     if args.ray:
         return precompute_on_ray(args, paths)
     engine = engine_from_args(args, cache=EmbeddingCache.at_root(args.cache) if args.cache else None,
-                              precision=None if args.precision == "auto" else args.precision, compile=args.compile)
+                              compile=args.compile)
     large, tiled = [], engine
     if hasattr(engine, "prefetch_tiles"):  # large images: every tile (segment.tile_precompute)
         from ..segment.tile_precompute import split_large
@@ -148,10 +152,11 @@ def precompute_on_ray(args, paths) -> int:
     from ..cluster.workers import make_workers, ray_precompute
     from ..files import cache_root
 
-    spec = engine_spec(args, precision=None if args.precision == "auto" else args.precision, compile=args.compile)
+    spec = engine_spec(args, compile=args.compile)
     root = str(args.cache or cache_root())
     with ray_session(args.ray) as ray:
-        workers = make_workers(ray, spec, root, max_workers=args.ray_workers)
+        workers = make_workers(ray, spec, root, max_workers=args.ray_workers,
+                                   say=lambda line: print(f"clicklabel: {line}", file=sys.stderr))
         bar = tqdm(total=len(paths), unit="image", desc=f"embedding on Ray ({len(workers)} workers)", disable=None)
         stats = ray_precompute(ray, workers, paths, batch=args.batch, progress=bar.update)
         bar.close()
@@ -176,8 +181,6 @@ def add_segment_parsers(sub) -> None:
     p.add_argument("target", help="folder of images or a project")
     add_engine_args(p, engine=False)
     p.add_argument("--batch", type=positive_int, default=8)
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
-                   help="auto = bf16 with the fast encoder on CUDA, else fp32")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the encoder (a minute or more once; pays off over hundreds of images)")
     p.add_argument("--workers", type=positive_int,

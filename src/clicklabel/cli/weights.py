@@ -9,6 +9,10 @@ def _state(name: str, ck) -> str:
     from .. import weights
 
     path = weights.checkpoint_path(name)
+    if ck.gated:
+        from ..weights_hub import state
+
+        return state(ck, path)
     size = path.stat().st_size if path.is_file() else None
     if size is None:
         return "missing"
@@ -25,10 +29,12 @@ def cmd_weights(args) -> int:
         for name, ck in weights.REGISTRY.items():
             fam = FAMILIES[ck.family]
             package = "" if installed(ck.family) else f", needs [{fam.extra}]"
-            rows.append([name, fam.label + package, f"{ck.size / 1e6:,.0f} MB",
-                         "yes" if ck.pinned else "no", ck.pin, _state(name, ck),
-                         ck.url])
-        print_table(rows, ["model", "family", "size", "hash-pinned", "verified by", "here", "URL"])
+            size = f"{'~' if ck.gated else ''}{ck.size / 1e6:,.0f} MB"
+            pin = "huggingface_hub" if ck.gated else ck.pin
+            rows.append([name, fam.label + package, size, "yes" if ck.pinned else "no", pin, _state(name, ck),
+                         ck.licence, "gated: HF_TOKEN" if ck.gated else "open", ck.url])
+        print_table(rows, ["model", "family", "size", "hash-pinned", "verified by", "here", "licence", "access",
+                           "URL"])
         print(f"weights folder: {weights.weights_dir()}")
         return 0
     if args.action == "download":
@@ -36,7 +42,7 @@ def cmd_weights(args) -> int:
             raise ClickLabelError(f"name the model to download: {', '.join(weights.REGISTRY)}")
         print(weights.download(args.name))
         return 0
-    names = [args.name] if args.name else [n for n in weights.REGISTRY if weights.checkpoint_path(n).is_file()]
+    names = [args.name] if args.name else [n for n in weights.REGISTRY if weights.checkpoint_path(n).exists()]
     if not names:
         print(f"no checkpoints in {weights.weights_dir()}")
         return 0
@@ -49,7 +55,7 @@ def cmd_weights(args) -> int:
 
 
 def add_weights_parser(sub) -> None:
-    p = sub.add_parser("weights", help="list, download or verify the official checkpoints (SAM, SAM 2.1, HQ-SAM)")
+    p = sub.add_parser("weights", help="list, download or verify the official checkpoints (every family)")
     p.add_argument("action", choices=["list", "download", "verify"])
     p.add_argument("name", nargs="?")
     p.set_defaults(func=cmd_weights)

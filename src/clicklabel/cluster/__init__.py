@@ -42,6 +42,13 @@ def require_ray(feature: str = "--ray"):
     return ray
 
 
+def last_line(exc: BaseException) -> str:
+    """The line of an exception's text that says what went wrong (Ray's messages carry whole tracebacks)."""
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    text = lines[-1] if lines else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 @contextlib.contextmanager
 def ray_session(address: str | None = None, num_cpus: int | None = None, object_store_mb: int = 512):
     """``--ray`` (address None or 'local'): a private local cluster for this run, shut down at the end.
@@ -58,10 +65,22 @@ def ray_session(address: str | None = None, num_cpus: int | None = None, object_
         else:
             ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
                      object_store_memory=object_store_mb * 2**20, **kw)
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        hint = " (check the cluster token: RAY_AUTH_TOKEN or ~/.ray/auth_token)" if address else ""
-        raise ClusterError(f"cannot start or join the Ray cluster {address or 'local'}: {exc}{hint}") from None
+    except Exception as exc:  # noqa: BLE001 - Ray fails to start in many ways (timeouts, GCS, raylet, sockets)
+        hint = " (check the cluster token: RAY_AUTH_TOKEN or ~/.ray/auth_token)" if address else \
+            " (a loaded machine can be too slow for Ray's start-up: try again)"
+        with contextlib.suppress(Exception):
+            ray.shutdown()  # whatever did start (GCS, raylet) is stopped, not left running
+        raise ClusterError(f"cannot start or join the Ray cluster {address or 'local'}: {last_line(exc)}{hint}") \
+            from None
+    reaper = None
+    if not address or address == "local":  # our own cluster: its agents go when this program is killed
+        from .reaper import start_reaper
+
+        reaper = start_reaper()
     try:
         yield ray
     finally:
         ray.shutdown()
+        if reaper is not None:
+            reaper.kill()
+            reaper.wait()

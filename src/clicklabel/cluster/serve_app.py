@@ -10,6 +10,9 @@ HTTP API (every route but ``/v1/health`` needs ``Authorization: Bearer <token>``
                                  401 no or wrong token (before any byte of the body is read), 409 the key is not
                                  this image's under this server's weights, 411 no length, 413 too large, 415 not
                                  an image
+    POST /v1/concepts/{key}      SAM 3: body {"concept", "exemplars", "negative", "threshold"}; 200 {"instances":
+                                 [{"score", "rle"}]} on the image's cached features (``segment.remote_concepts``);
+                                 404 the image was not uploaded, 400 a bad body or a model without concepts
 
 ``{key}`` is the embedding cache's key (the image's content hash under the weights fingerprint), so the server's
 cache is an ordinary clicklabel cache folder, shared by its replicas, and an image is sent at most once. Concurrent
@@ -24,6 +27,7 @@ import hmac
 import io
 import os
 import re
+import threading
 from collections import OrderedDict
 
 import numpy as np
@@ -63,6 +67,13 @@ def entry_bytes(emb: Embedding) -> bytes:
     return buf.getvalue()
 
 
+def bearer_token(header: str) -> str | None:
+    """The token of an ``Authorization`` header, or None; the scheme's case does not matter (RFC 7235: ``bearer``,
+    ``Bearer`` and ``BEARER`` are one scheme)."""
+    scheme, _, value = header.strip().partition(" ")
+    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
 @serve.deployment(max_ongoing_requests=32, health_check_period_s=5, graceful_shutdown_timeout_s=5)
 @serve.ingress(app)
 class EncoderServer:
@@ -75,6 +86,7 @@ class EncoderServer:
         self.token = token.encode() if token else None
         self.max_upload = max_upload
         self.hot: OrderedDict[str, bytes] = OrderedDict()
+        self._concept_lock = threading.Lock()  # concept prompts set the engine's current image
         if not str(self.engine.device).startswith("cuda"):  # a CPU encodes a batch slower per image than one by
             self._encode.set_max_batch_size(1)  # one (docs/benchmarks.md): batches are for the GPU
 
@@ -82,8 +94,8 @@ class EncoderServer:
     def _auth(self, request: Request) -> None:
         if self.token is None:
             return
-        got = request.headers.get("authorization", "")
-        if not (got.startswith("Bearer ") and hmac.compare_digest(got[7:].strip().encode(), self.token)):
+        got = bearer_token(request.headers.get("authorization", ""))
+        if got is None or not hmac.compare_digest(got.encode(), self.token):
             raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
 
     def _check_key(self, key: str) -> None:
@@ -172,6 +184,29 @@ class EncoderServer:
         except ClickLabelError:  # a full server disk: the answer still goes out, and stays in memory
             pass
         return Response(self._remember(key, emb), media_type=NPZ)
+
+    @app.post("/v1/concepts/{key}")
+    async def concepts(self, key: str, request: Request):
+        from ..segment.remote_concepts import answer
+
+        self._auth(request)
+        self._check_key(key)
+        try:
+            payload = await request.json()
+        except ValueError:
+            raise HTTPException(400, "the body is not JSON") from None
+        emb = await asyncio.to_thread(self.engine.cache.get, key)
+        if emb is None:
+            raise HTTPException(404, f"no embedding for {key} yet (upload the image with PUT)")
+
+        def run():
+            with self._concept_lock:
+                return answer(self.engine, emb, payload)
+
+        try:
+            return await asyncio.to_thread(run)
+        except ClickLabelError as exc:
+            raise HTTPException(400, str(exc)) from None
 
 
 def build(spec: dict, cache_dir: str, token: "str | None", replicas: int = 1, actor_options: "dict | None" = None,

@@ -15,7 +15,7 @@ import socket
 from pathlib import Path
 
 from ..errors import ClickLabelError
-from . import ClusterError, require_ray
+from . import ClusterError, last_line, require_ray
 
 MIN_TOKEN = 16
 
@@ -98,10 +98,8 @@ def start_server(spec: dict, cache_dir: str | Path, token: str | None, host: str
         serve.start(http_options={"host": host, "port": port}, logging_config={"log_level": "WARNING"})
         serve.run(serve_app.build(spec, str(cache_dir), token, replicas, options, int(max_upload_mb * 2**20)),
                   name="clicklabel", route_prefix="/", blocking=False, logging_config={"log_level": "WARNING"})
-    except (RuntimeError, ValueError) as exc:  # a replica that cannot load the model, a port in use
-        first = str(exc).strip().splitlines()
-        raise ClusterError(f"the encoding server did not start: {first[-1] if first else type(exc).__name__}") \
-            from None
+    except Exception as exc:  # noqa: BLE001 - a replica that cannot load the model, a port in use, Ray's own failures
+        raise ClusterError(f"the encoding server did not start: {last_line(exc)}") from None
     shown = f"[{host}]" if ":" in host else host
     return f"http://{shown}:{port}"
 

@@ -87,21 +87,37 @@ def unpack(packed):
     return np.unpackbits(bits, count=int(np.prod(shape))).reshape(shape).astype(bool)
 
 
-def make_workers(ray, spec: dict, cache_root: str | None, max_workers: int | None = None,
-                 cpus_per_worker: int | None = None, ready_timeout: float = 300.0) -> list:
-    """One actor per GPU when the cluster has GPUs; else one per machine with all its CPUs (``cpus_per_worker``
-    overrides): PyTorch spreads one encoding over the cores as well as separate processes would, without a copy
-    of the model per core (vit_h is 2.5 GB) or the cores fighting over memory. Waits until every actor is ready."""
+def worker_plan(ray, max_workers: int | None = None, cpus_per_worker: int | None = None) -> tuple[int, dict, str]:
+    """(number of workers, actor options, why that many in words): one actor per GPU when the cluster has GPUs; else
+    one per machine with all its CPUs (``cpus_per_worker`` overrides): PyTorch spreads one encoding over the cores
+    as well as separate processes would, without a copy of the model per core (vit_h is 2.5 GB) or the cores
+    fighting over memory; ``max_workers`` caps it."""
     res = ray.cluster_resources()
     gpus = int(res.get("GPU", 0))
+    machines = sum(1 for nd in ray.nodes() if nd.get("Alive"))
     if gpus:
         n, opts = gpus, {"num_gpus": 1, "num_cpus": 1}
+        why = f"one per GPU ({gpus} GPU(s) on {machines} machine(s))"
     else:
         if cpus_per_worker is None:
             per_node = [int(nd.get("Resources", {}).get("CPU", 0)) for nd in ray.nodes() if nd.get("Alive")]
             cpus_per_worker = min([c for c in per_node if c] or [1])
-        n, opts = max(1, int(res.get("CPU", 1)) // cpus_per_worker), {"num_cpus": cpus_per_worker}
-    n = min(n, max_workers) if max_workers else n
+        cpus = int(res.get("CPU", 1))
+        n, opts = max(1, cpus // cpus_per_worker), {"num_cpus": cpus_per_worker}
+        why = (f"{cpus} CPU(s) on {machines} machine(s), {cpus_per_worker} CPU(s) per worker (one worker per machine "
+               "uses all its cores; more would split them and copy the model)")
+    if max_workers and max_workers < n:
+        n, why = max_workers, why + f"; capped by --ray-workers {max_workers}"
+    elif max_workers and max_workers > n:
+        why += f"; --ray-workers {max_workers} asked for more than the cluster holds"
+    return n, opts, why
+
+
+def make_workers(ray, spec: dict, cache_root: str | None, max_workers: int | None = None,
+                 cpus_per_worker: int | None = None, ready_timeout: float = 300.0, say=None) -> list:
+    """The workers of ``worker_plan``, each with one model load; waits until every actor is ready. ``say``: called
+    with one line naming how many started and why."""
+    n, opts, why = worker_plan(ray, max_workers, cpus_per_worker)
     # max_task_retries=0: the scheduler retries, so it can count attempts and isolate a file that kills workers
     cls = ray.remote(max_restarts=-1, max_task_retries=0, **opts)(SegmentWorker)
     workers = [cls.remote(spec, cache_root) for _ in range(n)]
@@ -112,6 +128,8 @@ def make_workers(ray, spec: dict, cache_root: str | None, max_workers: int | Non
                            "on the cluster?)") from None
     except ray.exceptions.RayActorError as exc:
         raise ClusterError(f"a Ray worker could not load the model: {exc}") from None
+    if say is not None:
+        say(f"started {n} Ray worker(s): {why}")
     return workers
 
 

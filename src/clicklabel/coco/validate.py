@@ -73,8 +73,8 @@ def as_name(v, what: str) -> str:
     return v.strip()
 
 
-def bbox(v, h: int, w: int) -> tuple[float, float, float, float]:
-    """An XYWH box of four finite numbers, w and h >= 0, inside the image (give or take MARGIN)."""
+def box_numbers(v) -> tuple[float, float, float, float]:
+    """An XYWH box of four finite numbers, w and h >= 0 (wherever it lies)."""
     if not isinstance(v, list) or len(v) != 4 or not all(_number(x) for x in v):
         raise CocoError(f"bbox {_show(v)} is not a list of four numbers x, y, width, height")
     x, y, bw, bh = (float(t) for t in v)
@@ -82,6 +82,12 @@ def bbox(v, h: int, w: int) -> tuple[float, float, float, float]:
         raise CocoError(f"bbox {_show(v)} holds a number that is not finite")
     if bw < 0 or bh < 0:
         raise CocoError(f"bbox {_show(v)} has a negative width or height")
+    return x, y, bw, bh
+
+
+def bbox(v, h: int, w: int) -> tuple[float, float, float, float]:
+    """An XYWH box of four finite numbers, w and h >= 0, inside the image (give or take MARGIN)."""
+    x, y, bw, bh = box_numbers(v)
     if x < -MARGIN * w or y < -MARGIN * h or x + bw > (1 + MARGIN) * w or y + bh > (1 + MARGIN) * h:
         raise CocoError(f"bbox {_show(v)} lies outside its image ({w}x{h})")
     return x, y, bw, bh

@@ -14,11 +14,10 @@ import numpy as np
 
 from ..errors import CocoError
 from ..files import atomic_write
-from ..masks import encode_rle, mask_to_polygons, rle_bbox, tight_bbox
+from ..masks import RASTERISERS, encode_rle, mask_to_polygons, rle_bbox, tight_bbox
 from ..project import Store
-
-EXTRA_KEY = "clicklabel"  # our per-object fields, ignored by COCO readers
-UNLABELLED = "unlabelled"
+from . import carry
+from .carry import EXTRA_KEY, UNLABELLED
 
 
 @dataclass
@@ -31,22 +30,41 @@ class ExportReport:
 
 
 def export_coco(
-    store: Store, out: str | Path, polygons: bool = False, images_root: str | Path | None = None
+    store: Store, out: str | Path, polygons: bool | str = False, images_root: str | Path | None = None,
+    file_names: dict[int, str] | None = None,
 ) -> ExportReport:
-    """Write the project's accepted objects as a COCO instances file (atomically); returns what was written."""
+    """Write the project's accepted objects as a COCO instances file (atomically); returns what was written.
+    ``polygons``: exact polygons instead of RLE, for the readers of a rasteriser (``masks.RASTERISERS``; True is
+    'pycocotools'), RLE kept where polygons cannot be exact. ``file_names``: image id -> the name to write (copies
+    made beside the file: ``copies.copy_images``)."""
+    rasteriser = "pycocotools" if polygons is True else polygons or None
+    if rasteriser is not None and rasteriser not in RASTERISERS:
+        raise CocoError(f"unknown polygon rasteriser {rasteriser!r}; one of {', '.join(RASTERISERS)}")
     rep = ExportReport()
     root = Path(images_root).resolve() if images_root else None
     images = []
+    frames, tracks = store.frame_table(), store.object_tracks()
+    more = carry.extras(store, "images")
     for im in store.images():
         name = im.path
         if root is not None:
             name = Path(os.path.relpath(store.root / im.path, root)).as_posix()
-        images.append({"id": im.id, "file_name": name, "width": im.width, "height": im.height})
+        keep = dict(more.get(im.id, {}))
+        if file_names is not None:
+            name = file_names[im.id]
+        if root is not None or file_names is not None:  # the file names asked for, not the ones they came with
+            keep.pop("file_name", None)
+        images.append({"id": im.id, "file_name": name, "width": im.width, "height": im.height, **keep})
+        if im.id in frames:  # a frame of a sequence: its video and index, as COCO-video formats (TAO) have them
+            images[-1].update(video_id=frames[im.id][0], frame_index=frames[im.id][1])
     rep.images = len(images)
-    cats = [{"id": cid, "name": name, "supercategory": sup or name} for cid, name, sup in store.categories()]
+    more = carry.extras(store, "categories")
+    cats = [{"id": cid, "name": name, "supercategory": sup or name, **more.get(cid, {})}
+            for cid, name, sup in store.categories()]
     unl_id = None
     anns = []
     objects = store.objects(states=("accepted",))
+    more = carry.extras(store, "objects")
     # imported objects keep their annotation ids, so a round trip changes nothing; others get fresh ones
     next_id = max([o.source_id for o in objects if o.source_id is not None] + [0]) + 1
     used: set[int] = set()
@@ -67,31 +85,12 @@ def export_coco(
         if not ob.has_mask:  # box-only until refined: COCO's box-only form
             seg = []
             rep.boxes += 1
-        elif polygons and not ob.iscrowd:
-            poly = mask_to_polygons(ob.mask)
+        elif rasteriser and not ob.iscrowd:
+            poly = mask_to_polygons(ob.mask, rasteriser)
             if poly is None:
                 rep.rle_fallbacks.append(ob.id)
             else:
                 seg = poly
-        extra = {
-            "object_id": ob.id,
-            "label": ob.label,
-            "supercategory": ob.supercategory,
-            "label_status": ob.label_status,
-            "label_confidence": ob.label_confidence,
-            "provenance": ob.provenance,
-            "clicks": ob.clicks,
-            "seconds": ob.seconds,
-            "score": ob.score,
-            "engine": ob.engine,
-            "model": ob.model,
-            "lmm_model": ob.lmm_model,
-            "tokens": ob.prompt_tokens + ob.completion_tokens,
-            "cost": ob.cost,
-            "mask_state": ob.mask_state,
-            "given_bbox": list(ob.given_bbox) if ob.given_bbox else None,  # the box it came with, before refine
-            "review": ob.review,  # why refine wants a person to look at it
-        }
         anns.append(
             {
                 "id": ann_id,
@@ -101,16 +100,21 @@ def export_coco(
                 "area": ob.area,
                 "bbox": _bbox(ob),
                 "iscrowd": int(ob.iscrowd),
-                EXTRA_KEY: {k: v for k, v in extra.items() if v is not None},
+                **{k: v for k, v in more.get(ob.id, {}).items() if k not in carry.ANNOTATION_KEYS},
+                EXTRA_KEY: carry.ours(ob),
             }
         )
+        if ob.id in tracks:  # one object followed through a sequence: one track id on each frame's annotation
+            anns[-1]["track_id"] = tracks[ob.id]
     rep.annotations = len(anns)
+    kept = carry.document_extra(store)  # an imported file's info, licenses, ...
     doc = {
-        "info": {"description": "exported by clicklabel", "version": "1.0"},
-        "licenses": [],
+        "info": kept.pop("info", {"description": "exported by clicklabel", "version": "1.0"}),
+        "licenses": kept.pop("licenses", []),
         "images": images,
         "annotations": anns,
         "categories": cats,
+        **kept,
     }
     write_json(out, doc)
     return rep

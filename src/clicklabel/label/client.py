@@ -15,13 +15,14 @@ from pathlib import Path
 
 import openai  # imported here, not lazily: imports from worker threads can deadlock against other threads' imports
 
-from ..errors import LabelError
+from ..errors import LabelError, ResourceLabelError, ServerDown
 from ..files import cache_path
 from .crop import CropSettings, data_url
 from .prices import Price, cost, load_prices
 from .prompt import SYSTEM_PROMPT, Answer, answer_schema, parse_answer, user_text
 
 FORMATS = ("json_schema", "json_object", "text")
+DOWN_AFTER = 3  # requests that reached no server, with none answered yet, before a run stops: the server is down
 
 
 @dataclass
@@ -61,6 +62,7 @@ class LabelResult:
     completion_tokens: int = 0
     cost: float = 0.0
     cached: bool = False
+    unreachable: bool = False  # no server answered (connection refused, timed out): not this crop's fault
 
     @property
     def ok(self) -> bool:
@@ -83,8 +85,7 @@ class LabelCache:
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, answer TEXT NOT NULL)")
         except (OSError, sqlite3.Error) as exc:
-            raise LabelError(f"the label cache {self.path} cannot be used ({exc}); delete it (it only saves "
-                             "paying twice for the same crop) or set CLICKLABEL_CACHE") from None
+            raise cache_error(exc, self.path) from None
 
     def get(self, key: str) -> Answer | None:
         try:
@@ -101,6 +102,26 @@ class LabelCache:
                 self.conn.execute("INSERT OR REPLACE INTO answers VALUES (?, ?)", (key, json.dumps(answer.__dict__)))
         except sqlite3.Error:  # the cache is busy or its disk full: the answer still goes to the project
             pass
+
+
+def cache_error(exc: BaseException, path: Path) -> LabelError:
+    """The one line for a label cache that cannot be opened: a full disk named as such (SQLite says only
+    "disk I/O error"), else the cause, with what to do."""
+    import errno
+    import shutil
+
+    folder = path.parent if path.parent.is_dir() else cache_path("")
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        free = None
+    full = getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "full" in str(exc).lower() \
+        or (free is not None and free < 1 << 20 and "i/o" in str(exc).lower())
+    if full:
+        return ResourceLabelError(f"the disk holding the label cache {path} is full; free some space (or set "
+                                  "CLICKLABEL_CACHE to a folder on another disk) and try again")
+    return LabelError(f"the label cache {path} cannot be used ({exc}); delete it (it only saves paying twice for "
+                      "the same crop) or set CLICKLABEL_CACHE")
 
 
 class Labeler:
@@ -197,14 +218,25 @@ class Labeler:
             except openai.AuthenticationError:
                 raise LabelError("the API key was refused (401); check OPENAI_API_KEY") from None
             except (openai.APITimeoutError, openai.APIConnectionError) as exc:
-                return LabelResult(None, f"no answer after {self.config.max_retries} retries: {type(exc).__name__}")
+                return LabelResult(None, f"no answer from {self.server} after {self.config.max_retries} retries: "
+                                   f"{_cause(exc, self.config.timeout)}", unreachable=True)
             except openai.APIStatusError as exc:
                 return LabelResult(None, f"server error {exc.status_code} after retries: {_short(exc)}")
             except (openai.APIError, ValueError) as exc:  # e.g. a body that is not JSON
                 return LabelResult(None, f"unusable response: {type(exc).__name__}: {_short(exc)}")
             return self._read(resp, key)
 
+    @property
+    def server(self) -> str:
+        """The address requests go to (the base URL the client resolved)."""
+        return str(self.client.base_url).rstrip("/")
+
     def _read(self, resp, key: str) -> LabelResult:
+        if isinstance(resp, (str, bytes)):  # the SDK hands over a body that is not JSON as it came
+            text = resp.decode("utf-8", "replace") if isinstance(resp, bytes) else resp
+            what = "a web page (HTML)" if text.lstrip()[:1] == "<" else f"text that is not JSON ({_short(text)[:60]!r})"
+            return LabelResult(None, f"{self.server} answered with {what}, not a chat completion: is it an "
+                                     "OpenAI-compatible API address (OPENAI_BASE_URL, usually ending in /v1)?")
         try:
             usage = getattr(resp, "usage", None)
             pt = _count(getattr(usage, "prompt_tokens", 0))
@@ -235,13 +267,21 @@ class Labeler:
         ``before_send(key) -> bool``, if given, is asked right before each request (False: not sent)."""
         queue: asyncio.Queue = asyncio.Queue(maxsize=self.config.concurrency * 2)
         n = self.config.concurrency
+        seen = {"answered": False, "unreachable": 0, "last": ""}
+
+        def down() -> bool:
+            return not seen["answered"] and seen["unreachable"] >= DOWN_AFTER
 
         async def produce():
             if hasattr(crops, "__aiter__"):
                 async for item in crops:
+                    if down():
+                        break
                     await queue.put(item)
             else:
                 for item in crops:
+                    if down():
+                        break
                     await queue.put(item)
             for _ in range(n):
                 await queue.put(None)
@@ -251,13 +291,25 @@ class Labeler:
                 item = await queue.get()
                 if item is None:
                     return
+                if down():  # the server is down for everyone: send nothing more, drain the queue
+                    continue
                 key, crop, *examples = item  # (key, crop) or (key, crop, few-shot examples)
                 if before_send is not None and not before_send(key):
                     continue
-                on_result(key, await self.label(crop, examples[0] if examples else ()))
+                res = await self.label(crop, examples[0] if examples else ())
+                if res.unreachable:
+                    seen["unreachable"] += 1
+                    seen["last"] = res.error or ""
+                elif not res.cached:
+                    seen["answered"] = True
+                on_result(key, res)
 
         _ = self.client  # fail fast on a missing key, before any work
         await asyncio.gather(produce(), *(work() for _ in range(n)))
+        if down():
+            raise ServerDown(f"stopped: the model server answered none of the first {seen['unreachable']} requests "
+                             f"({seen['last']}); check OPENAI_BASE_URL and that the server runs. Objects not sent "
+                             "are still waiting for a label")
 
     async def aclose(self) -> None:
         if self._client is not None:
@@ -284,6 +336,22 @@ def warm_up() -> None:
     interactive program neither imports (imports racing in threads can deadlock) nor stalls it."""
     client = openai.AsyncOpenAI(api_key="-", http_client=openai.DefaultAsyncHttpxClient(verify=tls_context()))
     _ = client.chat.completions
+
+
+def _cause(exc: Exception, timeout: float) -> str:
+    """Why no server answered, in words: the timeout, or the network's own reason (refused, no such host)."""
+    if isinstance(exc, openai.APITimeoutError):
+        return f"each try timed out after {timeout:g} s"
+    reason, seen = " ".join(str(exc).split()), set()
+    cause = exc.__cause__ or exc.__context__
+    while cause is not None and id(cause) not in seen:  # the innermost reason names the socket's error
+        seen.add(id(cause))
+        reason = " ".join(str(cause).split()) or reason
+        if isinstance(cause, OSError) and cause.errno is not None:
+            reason = os.strerror(cause.errno) if cause.errno > 0 else cause.strerror or reason
+            break
+        cause = cause.__cause__ or cause.__context__
+    return f"cannot connect ({reason[:160]})"
 
 
 def _short(exc) -> str:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import socket
 import threading
 import time
 import uuid
@@ -16,6 +14,7 @@ from pathlib import Path
 
 from ..errors import ClickLabelError
 from ..project import Store
+from ..project.leases import lease_owner
 from .client import Labeler, LabelResult
 from .crop import encode_image, object_crop
 from .learn import Examples
@@ -52,9 +51,10 @@ class RunSummary:
 
 
 def objects_to_label(store: Store, relabel_all: bool = False) -> list[int]:
-    """Ids of the accepted objects to send: pending or failed ones, or every one with ``relabel_all``."""
+    """Ids of the accepted objects to send: pending or failed ones, or every one with ``relabel_all``; a track is
+    sent once, from its best frame (``label_objects`` gives the label to the whole track)."""
     statuses = None if relabel_all else ("pending", "failed")
-    return [o.id for o in store.objects(label_status=statuses)]
+    return store.one_per_track([o.id for o in store.objects(label_status=statuses)])
 
 
 def lease_seconds(labeler: Labeler) -> float:
@@ -106,7 +106,7 @@ def label_objects(store: Store, object_ids, labeler: Labeler, progress=None, sto
     remembered = store.get_meta(meta_key)
     if remembered:
         labeler.format = remembered
-    owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+    owner = lease_owner(uuid.uuid4().hex[:12])
     cfg = labeler.config
     learn = None if check or not (cfg.few_shot or cfg.knn_only_above) else Examples(store, cfg.few_shot, cfg.crop)
     if learn is not None and cfg.few_shot and cfg.vocabulary:  # labels people typed are offered too
@@ -223,6 +223,8 @@ def label_objects(store: Store, object_ids, labeler: Labeler, progress=None, sto
         store.set_meta(meta_key, labeler.format)
     if learn is not None:
         summary.without_examples = learn.without
+    if not check:
+        store.spread_track_labels(object_ids)  # a tracked object's label goes to every frame of its track
     return summary
 
 

@@ -30,6 +30,7 @@ class MaskUpdate:
     score: float | None = None
     engine: str | None = None
     model: str | None = None
+    given: bool = True  # keep the box it had as the given box (refine); False: a person's edit of the mask
 
 
 class BoxesMixin:
@@ -54,10 +55,10 @@ class BoxesMixin:
                     if u.mask.shape != (row[3], row[4]):
                         raise StoreError(f"object {u.object_id}: a {u.mask.shape[1]}x{u.mask.shape[0]} mask for a "
                                          f"{row[4]}x{row[3]} image")
+                    given = (before["given_bbox"] or before["bbox"]) if u.given else before["given_bbox"]
                     after.update(rle=encode_rle(u.mask)["counts"], bbox=json.dumps([float(v) for v in box]),
-                                 area=int(np.count_nonzero(u.mask)), mask_state="mask",
-                                 given_bbox=before["given_bbox"] or before["bbox"], score=u.score, engine=u.engine,
-                                 model=u.model)
+                                 area=int(np.count_nonzero(u.mask)), mask_state="mask", given_bbox=given,
+                                 score=u.score, engine=u.engine, model=u.model)
                 self._set_fields(u.object_id, after)
                 self._event("refine", row[2], u.object_id, {"before": before, "after": after})
                 written.append(u.object_id)

@@ -72,8 +72,42 @@ def is_busy(exc: BaseException) -> bool:
     return isinstance(exc, sqlite3.OperationalError) and ("locked" in low or "busy" in low)
 
 
+def check_ours(path: Path) -> None:
+    """Refuse, before anything is written to it, an SQLite file that is not a clicklabel project: another program's
+    database (tables but no clicklabel schema version) or a project whose schema version is unreadable. A missing
+    or empty file and a database with no tables are fine (a new project is made there)."""
+    try:
+        if not path.is_file() or path.stat().st_size == 0:
+            return
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=_TRY_SECONDS)
+    except (OSError, sqlite3.Error):  # cannot look: opening it for real names the cause
+        return
+    try:
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name")]
+        version = None
+        if "meta" in tables:
+            row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            version = row[0] if row else None
+    except sqlite3.Error as exc:
+        if is_busy(exc):  # another program is writing it: the real open waits and says so
+            return
+        raise sqlite_error(exc, path) from None
+    finally:
+        conn.close()
+    if not tables:
+        return
+    if version is None:
+        shown = ", ".join(tables[:5]) + (" ..." if len(tables) > 5 else "")
+        raise StoreError(f"{path} is an SQLite database of another program (tables {shown}), not a clicklabel "
+                         "project; it was left untouched: give another project file name")
+    if not str(version).strip().isdigit() or int(version) < 1:
+        raise StoreError(f"{path}: its schema version {str(version)[:40]!r} is not a version clicklabel wrote "
+                         "(a whole number >= 1); the project is damaged and was left untouched")
+
+
 def connect(path: Path) -> sqlite3.Connection:
     """The project's connection (WAL, autocommit: transactions are explicit)."""
+    check_ours(path)
     conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=_TRY_SECONDS)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")

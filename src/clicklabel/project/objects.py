@@ -89,9 +89,11 @@ class ObjectsMixin:
         source_id: int | None = None,
         event: str | None = "accept",
         mask_state: str = "mask",
+        object_id: int | None = None,
     ) -> int:
         """Write one object (mask or RLE) in one transaction; returns its id. ``state='proposed'`` for proposals.
-        ``mask_state='box'``: an object with a box (``bbox``, its size > 0) and no mask yet; its area is the box's."""
+        ``mask_state='box'``: an object with a box (``bbox``, its size > 0) and no mask yet; its area is the box's.
+        ``object_id``: the id to give it if free (an import of clicklabel's own export keeps its ids)."""
         if provenance not in PROVENANCES:
             raise StoreError(f"unknown provenance {provenance!r}; one of {', '.join(PROVENANCES)}")
         if mask_state not in MASK_STATES:
@@ -125,12 +127,15 @@ class ObjectsMixin:
         status = "done" if label and provenance == "imported" else "pending"
         with self.transaction():
             cid = self._category_id(label, supercategory) if label else None
+            if object_id is not None and self.conn.execute("SELECT 1 FROM objects WHERE id=?",
+                                                           (object_id,)).fetchone():
+                object_id = None
             cur = self.conn.execute(
-                "INSERT INTO objects(image_id, rle, bbox, area, iscrowd, state, category_id, label, supercategory, "
+                "INSERT INTO objects(id, image_id, rle, bbox, area, iscrowd, state, category_id, label, supercategory, "
                 "label_status, provenance, clicks, seconds, score, engine, model, source_id, created, updated, "
-                "mask_state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "mask_state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    image_id, rle["counts"],
+                    object_id, image_id, rle["counts"],
                     json.dumps(list(bbox)), area, iscrowd, state, cid, label, supercategory, status,
                     provenance, clicks, seconds, score, engine, model, source_id, now, now, mask_state,
                 ),

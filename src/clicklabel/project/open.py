@@ -4,6 +4,7 @@ all call these."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +48,17 @@ def open_project(target: str | Path, create: bool = False, root: str | Path | No
     return Store(path, root=root)
 
 
+def remove_new_project(store: Store) -> None:
+    """Close ``store`` and delete its files (the project and SQLite's -wal and -shm beside it): a project that a
+    failed import (or add) had just created is not left behind empty."""
+    store.close()
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        try:
+            store.path.with_name(store.path.name + suffix).unlink(missing_ok=True)
+        except OSError:
+            pass
+
+
 @dataclass
 class AddReport:
     """What ``add_images`` did: ids of the images now in the project (in the order given), how many were new,
@@ -57,13 +69,24 @@ class AddReport:
     skipped: list[str] = field(default_factory=list)
 
 
-def expand_images(items: Iterable[str | Path]) -> list[Path]:
-    """Files and folders -> image files (a folder's images sorted by name, one level deep)."""
+def images_below(folder: Path) -> list[Path]:
+    """The image files in ``folder`` and its sub-folders (hidden ones left out), sorted by path."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        found += [Path(dirpath) / f for f in filenames if Path(f).suffix.lower() in IMAGE_SUFFIXES
+                  and not f.startswith(".")]
+    return sorted(found, key=lambda f: f.relative_to(folder).parts)
+
+
+def expand_images(items: Iterable[str | Path], recursive: bool = False) -> list[Path]:
+    """Files and folders -> image files (a folder's images sorted by name, one level deep; with ``recursive``,
+    its sub-folders' too)."""
     out: list[Path] = []
     for item in items:
         p = Path(item).expanduser()
         if p.is_dir():
-            out.extend(list_images(p))
+            out.extend(images_below(p) if recursive else list_images(p))
         elif p.exists():
             out.append(p)
         else:
@@ -71,11 +94,13 @@ def expand_images(items: Iterable[str | Path]) -> list[Path]:
     return out
 
 
-def add_images(store: Store, items: Iterable[str | Path]) -> AddReport:
-    """Add image files and folders of images to ``store``; files that are not images are skipped and named."""
+def add_images(store: Store, items: Iterable[str | Path], recursive: bool = False) -> AddReport:
+    """Add image files and folders of images (with ``recursive``, their sub-folders' too, each image stored by
+    its path under the project's root: ``cats/a.jpg``) to ``store``; files that are not images are skipped and
+    named."""
     rep = AddReport()
     before = len(store.images())
-    for p in expand_images(items):
+    for p in expand_images(items, recursive):
         if p.suffix.lower() not in IMAGE_SUFFIXES:
             rep.skipped.append(f"{p}: not an image file name ({', '.join(sorted(IMAGE_SUFFIXES))})")
             continue

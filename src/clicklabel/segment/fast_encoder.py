@@ -2,8 +2,9 @@
 decomposed relative-position bias becomes an additive mask). The other switches (bf16, torch.compile,
 batches) are in ``encoder.py``.
 
-Numerically the same arithmetic as stock in fp32 (tested on CPU). Selected automatically on CUDA
-(``SamEngine(fast=None)``), off on CPU unless asked; ``disable`` restores stock.
+Numerically the same arithmetic as stock in fp32 (tested on CPU). Selected by default on every device
+(``SamEngine(fast=None)``: 1.42x the stock encoder on a 2-core AVX2 CPU, docs/benchmarks.md); ``fast=False``
+(``--encoder stock``) and ``disable`` restore stock.
 """
 
 from __future__ import annotations

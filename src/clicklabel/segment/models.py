@@ -44,6 +44,7 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
     Family("sam", "SAM", "segment_anything", None, "sam:SamEngine"),
     Family("sam2.1", "SAM 2.1", "sam2", "sam2", "sam2:Sam2Engine"),
     Family("hq", "HQ-SAM", "segment_anything_hq", "hq", "hq:HqEngine"),
+    Family("sam3", "SAM 3", "transformers.models.sam3", "sam3", "sam3:Sam3Engine"),
 )}
 # SAM 2.1 image encoders: (patch embedding width, number of Hiera blocks) -> size
 SAM2_SIZES = {(96, 12): "tiny", (96, 16): "small", (112, 24): "base_plus", (144, 48): "large"}
@@ -56,6 +57,17 @@ class LoadedModel:
     family: str
     module: object  # the torch module, on the CPU, in eval mode
     path: Path | None  # None: built in memory (``random_model``)
+    lazy: object = None  # ``lazy.LazyEncoderWeights`` when the image encoder is not loaded yet
+
+
+def _sam3_wanted(model: str, checkpoint) -> bool:
+    if model == "sam3":
+        return True
+    if model != "auto" or checkpoint is None:
+        return False
+    from .sam3_model import looks_like_sam3
+
+    return looks_like_sam3(checkpoint)
 
 
 def installed(family: str) -> bool:
@@ -133,9 +145,18 @@ def build(family: str, name: str, state_dict: dict | None = None):
 
 
 def load_model(model: str, checkpoint: str | Path | None = None, download: bool = True,
-               family: str | None = None) -> LoadedModel:
+               family: str | None = None, lazy: bool = False) -> LoadedModel:
     """Load a checkpoint of any family on the CPU. ``model``: a registered name, or 'auto' (needs ``checkpoint``)
-    to take whatever the weights are; ``family``: the engine's family, when it can only run that one."""
+    to take whatever the weights are; ``family``: the engine's family, when it can only run that one; ``lazy``: leave
+    the image encoder unloaded where the family allows it (``lazy.py``)."""
+    if _sam3_wanted(model, checkpoint):  # a folder in the Hugging Face layout (segment.sam3_model)
+        from .sam3_model import load_sam3
+
+        if family not in (None, "sam3"):
+            raise WeightsError(f"the checkpoint holds a SAM 3 model, not a {FAMILIES[family].label} model; "
+                               "pass --model sam3")
+        require("sam3")
+        return load_sam3(checkpoint, download)
     if model == "auto":
         if checkpoint is None:
             raise WeightsError("model 'auto' needs --checkpoint PATH")
@@ -146,7 +167,7 @@ def load_model(model: str, checkpoint: str | Path | None = None, download: bool 
                                   f"make_engine('{model}') builds its engine")
         require(want)  # before any download
     path = resolve_checkpoint(model, checkpoint, download)
-    sd = read_state_dict(path)
+    sd = read_state_dict(path, mmap=lazy)
     try:
         fam, found = detect_model(sd)
     except WeightsError as exc:
@@ -156,8 +177,13 @@ def load_model(model: str, checkpoint: str | Path | None = None, download: bool 
     if family is not None and fam != family:
         raise WeightsError(f"checkpoint {path} holds a {FAMILIES[fam].label} model ({found}), not a "
                            f"{FAMILIES[family].label} model; pass --model {found}")
-    module = build(fam, found, sd)
+    from .lazy import LazyEncoderWeights, build_without_encoder
+
     try:
+        module = build_without_encoder(fam, found, sd) if lazy else None
+        if module is not None:
+            return LoadedModel(found, fam, module, path, LazyEncoderWeights(fam, found, sd))
+        module = build(fam, found, sd)
         module.load_state_dict(sd, strict=True)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0][:200]
@@ -184,6 +210,10 @@ def save_random_checkpoint(path: str | Path, model: str = "vit_b", seed: int = 0
 
     if family_of(model) == "sam":
         return save_sam(path, model, seed)
+    if family_of(model) == "sam3":  # a checkpoint folder in the published layout
+        from .sam3_model import save_pair
+
+        return save_pair(random_model(model, seed).module, path)
     loaded = random_model(model, seed)
     sd = loaded.module.state_dict()
     family = loaded.family
@@ -205,10 +235,16 @@ class Suggestion:
 
 
 def suggest_model(device: str = "auto") -> Suggestion | None:
-    """The CPU default: when ``device`` resolves to the CPU, the registered model that encodes fastest there among
+    """The CPU default: when ``device`` resolves to the CPU, the registered model that encodes fastest here among
     those whose weights are here and whose family is installed, with the reason in words; None on a GPU or when no
-    weights are here (the caller keeps its own default)."""
+    weights are here (the caller keeps its own default). Speeds measured on this machine (``speed.py``) come first;
+    a model not measured here yet is ranked by the reference CPU's time (the registry's ``cpu_s``), scaled by how
+    this machine compared on the models it has measured."""
+    import statistics
+
+    from . import speed
     from .cached import resolve_device
+    from .precision import choose_precision
 
     if resolve_device(device) != "cpu":
         return None
@@ -216,8 +252,14 @@ def suggest_model(device: str = "auto") -> Suggestion | None:
             if ck.cpu_s is not None and weights_present(ck.name) and installed(ck.family)]
     if not here:
         return None
-    best = min(here, key=lambda ck: ck.cpu_s)
-    slow = max(here, key=lambda ck: ck.cpu_s)
-    others = f"; {slow.name}, also here, takes about {slow.cpu_s:.0f} s" if slow is not best else ""
+    seen = speed.measured("cpu", choose_precision("cpu").precision)
+    scale = statistics.median([seen[ck.name] / ck.cpu_s for ck in here if ck.name in seen] or [1.0])
+    secs = {ck.name: seen.get(ck.name, ck.cpu_s * scale) for ck in here}
+    best = min(here, key=lambda ck: secs[ck.name])
+    slow = max(here, key=lambda ck: secs[ck.name])
+    where = lambda n: "measured here" if n in seen else "estimated"  # noqa: E731
+    others = f"; {slow.name}, also here, takes about {secs[slow.name]:.1f} s ({where(slow.name)})" \
+        if slow is not best else ""
     return Suggestion(best.name, f"no GPU: {best.name} is the fastest model whose weights are here (about "
-                                 f"{best.cpu_s:.1f} s per image to encode on a 2-core CPU{others}; docs/models.md)")
+                                 f"{secs[best.name]:.1f} s per image to encode, {where(best.name)}{others}; "
+                                 "clicklabel bench models measures them all)")

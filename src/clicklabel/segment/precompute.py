@@ -5,7 +5,7 @@ Three stages run at once so the device never waits for the CPU:
    window ahead of the encoder, skipping images already in the cache;
 2. the calling thread sends batches to the encoder; on CUDA the next batch is queued before the previous
    batch's features are fetched, so the GPU always has work;
-3. writer threads put the features (float16) into the cache, atomically (no fsync: a cache entry torn by a
+3. writer threads put the features (the cache's precision) into the cache, atomically (no fsync: a cache entry torn by a
    power loss is detected on read and recomputed).
 
 With the GPU fast path (bf16 on CUDA) the encoder resizes on the device (``ImageEncoder.device_resize``): PIL's
@@ -103,7 +103,8 @@ def precompute(
 
     def launch(entries):
         """Queue one batch on the device; returns what ``finish`` needs (asynchronous on CUDA)."""
-        arrays = {k: v.to(torch.float16) for k, v in enc.run_all([e[2] for e in entries], pad_to).items()}
+        stored = torch.float32 if getattr(engine.cache, "precision", "float16") == "float32" else torch.float16
+        arrays = {k: v.to(stored) for k, v in enc.run_all([e[2] for e in entries], pad_to).items()}
         if not cuda:
             return entries, arrays, None
         host = {k: torch.empty(v.shape, dtype=v.dtype, pin_memory=True) for k, v in arrays.items()}

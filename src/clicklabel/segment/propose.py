@@ -128,12 +128,33 @@ def propose(engine, settings: ProposeSettings = ProposeSettings(), existing: lis
         Proposal(masks_np[i], float(iou[k]), float(stab[k]), tuple(float(v) for v in points[k].tolist()))
         for i, k in enumerate(keep.tolist())
     ]
-    out = [p for p in out if p.bbox is not None and p.area >= max(1, settings.min_area)]
+    out = distinct([p for p in out if p.bbox is not None and p.area >= max(1, settings.min_area)],
+                   settings.nms_thresh)
     if existing:
         out = [p for p in out if all(mask_iou(p.mask, m) < settings.dedupe_iou for m in existing)]
     out.sort(key=lambda p: -p.predicted_iou)
     if settings.max_proposals is not None:
         out = out[: settings.max_proposals]
+    return out
+
+
+def distinct(props: list[Proposal], nms_thresh: float) -> list[Proposal]:
+    """``props`` (best first) without repeats: a mask equal to one already kept, or, for masks one pixel thin
+    (their box has no area, so box NMS cannot compare them: 157 copies of one pixel on a 1x1 image), one that
+    overlaps a kept thin mask at mask IoU >= ``nms_thresh``."""
+    seen: set[bytes] = set()
+    thin: list[np.ndarray] = []
+    out = []
+    for p in props:
+        key = np.packbits(p.mask).tobytes()
+        if key in seen:
+            continue
+        if p.bbox[2] <= 1 or p.bbox[3] <= 1:
+            if any(mask_iou(p.mask, m) >= nms_thresh for m in thin):
+                continue
+            thin.append(p.mask)
+        seen.add(key)
+        out.append(p)
     return out
 
 

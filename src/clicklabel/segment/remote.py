@@ -159,12 +159,16 @@ class RemoteEncoder:
     """Stands in for an engine's encoder: ``encode`` fetches from the server; the rest (the resize the prompts'
     coordinates follow, ``prepare``) is the local encoder's."""
 
-    def __init__(self, local, engine, client: EncoderClient, info: dict):
-        self._local, self._engine, self.client, self.info = local, engine, client, info
+    def __init__(self, engine, client: EncoderClient, info: dict):
+        self._local, self._engine, self.client, self.info = None, engine, client, info
         self.precision = str(info.get("precision", "?"))
         self.device = engine.device  # where the decoder runs
 
     def __getattr__(self, name):
+        if name.startswith("__") or name == "_local":
+            raise AttributeError(name)
+        if self._local is None:  # built only when asked for: encoding happens on the server
+            self._local = self._engine.local_encoder()
         return getattr(self._local, name)
 
     def describe(self) -> str:
@@ -193,5 +197,9 @@ def attach_remote(engine, server: str, token: str | None = None, notify: Callabl
     if info["model_id"] != engine.model_id:
         raise RemoteError(f"the server {client.url} encodes with {info['model_id']}, but the local weights are "
                           f"{engine.model_id}: give --model/--checkpoint the same weights as the server")
-    engine.encoder = RemoteEncoder(engine.encoder, engine, client, info)
+    engine.encoder = RemoteEncoder(engine, client, info)
+    if hasattr(engine, "find"):  # SAM 3: concepts go to the server as text (segment.remote_concepts)
+        from .remote_concepts import remote_find
+
+        engine.find = remote_find(engine, client)
     return engine

@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from ..embeddings import Embedding, EmbeddingCache
-from .cached import CachedEngine, default_precision, resolve_device
+from .cached import CachedEngine, resolve_device
 from .encoder import ImageEncoder
+from .precision import choose_precision
 
 __all__ = ["SamEngine", "resolve_device"]
 
@@ -33,6 +34,8 @@ class SamEngine(CachedEngine):
         compile: bool | str = False,
         loaded=None,
     ):
+        from segment_anything.utils.transforms import ResizeLongestSide
+
         from .decoder import FastMaskDecoder
         from .models import LoadedModel
 
@@ -42,16 +45,21 @@ class SamEngine(CachedEngine):
         self.sam = self.module
         self.mask_threshold = float(self.sam.mask_threshold)
         self.decoder = FastMaskDecoder(self.sam)
-        # The encoder fast path (SDPA, bf16) is on by default on CUDA only; fast=False restores stock.
-        # torch.compile is asked for (compile=True or a mode): it costs a minute or more the first time.
-        sdpa = self.device.startswith("cuda") if fast is None else fast
-        self.encoder = ImageEncoder(self.sam, self.device, sdpa=sdpa,
-                                    precision=default_precision(self.device, precision, sdpa), compile=compile)
-        self.transform = self.encoder.transform  # the prompts' coordinates follow the encoder's resize
+        # The encoder's precision follows the hardware (precision.py); SDPA attention is on by default (fp32: the
+        # same arithmetic summed in another order, IoU 0.99999); fast=False restores stock. torch.compile is asked
+        # for (compile=True or a mode): it costs a minute or more the first time.
+        self.precision_choice = choose_precision(self.device, precision, fast)
+        self._sdpa = True if fast is None else fast  # fused attention: stock's arithmetic, 1.4x on an AVX2 CPU
+        self._compile = compile
+        self.transform = ResizeLongestSide(int(self.sam.image_encoder.img_size))  # the prompts follow the resize
+
+    def _make_encoder(self) -> ImageEncoder:
+        return ImageEncoder(self.sam, self.device, sdpa=self._sdpa, precision=self.precision_choice.precision,
+                            compile=self._compile)
 
     @property
     def fast(self) -> bool:
-        return self.encoder.sdpa
+        return self._sdpa
 
     def _prepare_state(self, emb: Embedding):
         features = self._tensor(emb.features)

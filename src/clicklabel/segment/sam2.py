@@ -25,9 +25,10 @@ import numpy as np
 
 from ..embeddings import Embedding, EmbeddingCache
 from ..errors import ClickLabelError
-from .cached import CachedEngine, default_precision
+from .cached import CachedEngine
 from .decoder import resize_matrix
 from .encoder import check_precision, embeddings_from
+from .precision import choose_precision
 
 CONFIGS = {
     "tiny": "configs/sam2.1/sam2.1_hiera_t.yaml",
@@ -130,8 +131,10 @@ class Sam2Engine(CachedEngine):
             raise ClickLabelError("--compile is wired for SAM and HQ-SAM encoders, not SAM 2.1")
         super().__init__(model, checkpoint, device, cache, download, loaded)
         self.net = self.module
-        fast = self.device.startswith("cuda") if fast is None else fast
-        self.encoder = Sam2Encoder(self.net, self.device, default_precision(self.device, precision, fast))
+        self.precision_choice = choose_precision(self.device, precision, fast, cpu_gain=False)
+
+    def _make_encoder(self) -> Sam2Encoder:
+        return Sam2Encoder(self.net, self.device, self.precision_choice.precision)
 
     @staticmethod
     def build_model(name: str):

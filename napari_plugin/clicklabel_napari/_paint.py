@@ -1,0 +1,22 @@
+"""Writing a block into a Labels layer and sending only that region to the screen."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def paint(layer, top: int, left: int, block: np.ndarray) -> None:
+    """Write ``block`` into a Labels layer's data at (top, left) and send only that region to the screen."""
+    rows, cols = slice(top, top + block.shape[0]), slice(left, left + block.shape[1])
+    layer.data[rows, cols] = block
+    if not layer.visible:
+        return  # napari draws the whole layer when it is shown again
+    try:  # napari's partial update (what its brush uses): the region's texture values, then that region only
+        shown = layer._slice.image
+        if layer.contour or shown.raw.shape != layer.data.shape or not np.may_share_memory(shown.raw, layer.data):
+            raise AttributeError("the displayed slice is not the data")
+        shown.view[rows, cols] = layer.colormap._data_to_texture(block)
+        layer._updated_slice = (rows, cols)
+        layer._partial_labels_refresh()
+    except AttributeError:  # another napari, or a contour view: the same picture, drawn in full
+        layer.refresh()
