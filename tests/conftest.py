@@ -244,3 +244,23 @@ def sam3_checkpoint(tmp_path_factory) -> Path:
     from clicklabel.segment.sam3_model import random_pair, save_pair
 
     return save_pair(random_pair("tiny", seed=3), tmp_path_factory.mktemp("sam3") / "sam3-tiny")
+
+
+@pytest.fixture(scope="session")
+def small_predictor():
+    """The stock video predictor (random weights, 128-pixel input, corrections kept as conditioning frames as our
+    tracker keeps them; hole filling off: it needs SAM 2's CUDA extension)."""
+    pytest.importorskip("sam2", reason="SAM 2.1 needs its extra: pip install 'clicklabel[sam2]'")
+    import warnings
+
+    import torch
+    from sam2.build_sam import build_sam2_video_predictor
+
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        p = build_sam2_video_predictor("configs/sam2.1/sam2.1_hiera_t.yaml", None, device="cpu",
+                                       hydra_overrides_extra=["++model.image_size=128",
+                                                              "++model.add_all_frames_to_correct_as_cond=true"])
+    p.fill_hole_area = 0
+    return p

@@ -42,23 +42,6 @@ def write_mp4(path, frames, fps=10):
 
 
 @pytest.fixture(scope="session")
-def small_predictor():
-    """The stock video predictor (random weights, 128-pixel input, corrections kept as conditioning frames as our
-    tracker keeps them; hole filling off: it needs SAM 2's CUDA extension)."""
-    import torch
-    from sam2.build_sam import build_sam2_video_predictor
-
-    torch.manual_seed(0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        p = build_sam2_video_predictor("configs/sam2.1/sam2.1_hiera_t.yaml", None, device="cpu",
-                                       hydra_overrides_extra=["++model.image_size=128",
-                                                              "++model.add_all_frames_to_correct_as_cond=true"])
-    p.fill_hole_area = 0
-    return p
-
-
-@pytest.fixture(scope="session")
 def frame_dir(tmp_path_factory):
     from PIL import Image
 

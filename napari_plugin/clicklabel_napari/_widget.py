@@ -4,6 +4,7 @@ each owning its state and talking to the session and the layers through the hub 
 - Annotate (``_annotate``; its canvas part ``_prompting``): clicks and boxes, accept, the image's objects
 - Review (``_review``): SAM's proposals, accepted or rejected one by one
 - Audit (``_audit``): box-only objects refined, flagged objects and the class audit's disagreements decided
+- Track (``_track``): a sequence's frames, SAM 2.1 following an object through them, its tracks
 - Labels (``_labelling``): the labelling model's settings and background labelling
 - Project (``_project``, ``_engine``): the folder, the export, the engine
 - Keys: what every key does
@@ -40,6 +41,7 @@ from ._labelling import LabelsPanel
 from ._lean import quick_gil, warm_glyphs
 from ._project import ProjectPanel
 from ._review import ReviewPanel
+from ._track import TrackPanel
 from ._workbench import TaskBar, Workbench, build_header
 
 Image.init()  # PIL's image plugins (the labeller encodes crops), loaded here rather than in a worker
@@ -53,6 +55,8 @@ Brush, eraser or fill on 'clicklabel objects': changes that object's mask (Ctrl+
 <b>Review mode</b> (P proposes)<br>
 A or Enter: accept &nbsp; X: reject &nbsp; S: skip &nbsp; click: correct the highlighted proposal<br>
 Esc: leave the correction, then the review (P comes back to it)<br>
+<b>Sequences</b> (Track tab)<br>
+T: propagate the selected (or last accepted) object through the frames &nbsp; the slider: any frame<br>
 <b>Everywhere</b><br>
 N / B: next / previous image &nbsp; D: image done &nbsp; L: label pending objects<br>
 Ctrl+Z / Ctrl+Shift+Z: undo / redo<br>
@@ -83,6 +87,7 @@ class ClickLabelWidget(QWidget):
         self.audit = AuditPanel(bench, self.nav, self.prompter)
         self.labels = LabelsPanel(bench, self.prompter, self.annotate.go_to_object, labeler, auto_label)
         self.project = ProjectPanel(bench, self.nav, self.labels.load_settings)
+        self.track = TrackPanel(bench, self.nav, self.annotate.table.selected_ids, self)
         self.nav.opened.connect(self._opened)
         self.stop_btn.changed.connect(lambda *_: run(bench, self.stop))
         self._glyphs = warm_glyphs(napari_viewer, self, lambda: self.prompter.answering)
@@ -91,7 +96,7 @@ class ClickLabelWidget(QWidget):
         keys.setWordWrap(True)
         self.tabs = QTabWidget()
         for title, part in (("Annotate", self.annotate), ("Review", self.review), ("Audit", self.audit),
-                            ("Labels", self.labels), ("Project", self.project)):
+                            ("Track", self.track), ("Labels", self.labels), ("Project", self.project)):
             self.tabs.addTab(part.page, title)
         self.tabs.addTab(page(keys), "Keys")
         layout = QVBoxLayout(self)
@@ -116,7 +121,8 @@ class ClickLabelWidget(QWidget):
         return {"Enter": p.accept, "Escape": p.clear, "m": p.cycle, "g": p.accept_manual,
                 "n": lambda: nav.go(+1), "b": lambda: nav.go(-1), "d": nav.image_done,
                 "l": self.labels.label_pending, "p": review.propose, "a": lambda: review.decide(True),
-                "x": lambda: review.decide(False), "s": review.skip, "Control-z": annotate.undo,
+                "x": lambda: review.decide(False), "s": review.skip, "t": self.track.propagate,
+                "Control-z": annotate.undo,
                 "Control-Shift-z": annotate.redo}
 
     def _bind_keys(self, target) -> None:
@@ -168,7 +174,8 @@ class ClickLabelWidget(QWidget):
     def busy(self) -> bool:
         """Something is on its way: an image loading, an answer, proposing, refining, an engine loading, a redraw."""
         return (self.nav.loading is not None or self.prompter.answering or self.review.proposing
-                or self.audit.refining or self.project.engine.loading or self.bench.drawing_pending)
+                or self.audit.refining or self.project.engine.loading or self.track.propagating
+                or self.bench.drawing_pending)
 
     def say(self, text: str) -> None:
         self.bench.say(text)

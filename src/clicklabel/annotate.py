@@ -39,6 +39,7 @@ from .project import (
 from .project import accept_above as _accept_above
 from .review import ReviewActions
 from .segment.base import MaskResult, Prompt
+from .sequence_actions import SequenceActions
 
 if TYPE_CHECKING:
     from .label.neighbours import Vote
@@ -79,7 +80,7 @@ class PromptJob:
         return self
 
 
-class AnnotationSession(ReviewActions, ConceptActions, TileActions):
+class AnnotationSession(ReviewActions, ConceptActions, SequenceActions, TileActions):
     """A project, an engine, and the image being annotated."""
 
     def __init__(self, store: Store, engine):
@@ -387,16 +388,6 @@ class AnnotationSession(ReviewActions, ConceptActions, TileActions):
         from .label import label_objects
 
         return label_objects(self.store, list(object_ids), labeler, progress=progress, stop=stop, check=check)
-
-
-    def track(self, object_id: int, direction: str | None = None, progress=None, stop=None, on_frame=None, **options):
-        """Propagate an accepted object through its sequence with this session's SAM 2.1 model (``track.session``:
-        also the frame stack, the tracks list and one label per track); returns a ``TrackReport``."""
-        from .track.session import track_accepted, video_model_for
-
-        if getattr(self, "_video", (None, None))[0] is not self.engine:
-            self._video = (self.engine, video_model_for(self.engine))
-        return track_accepted(self.store, self._video[1], object_id, direction, progress, stop, on_frame, **options)
 
 
 def polygon_mask(vertices_xy: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
