@@ -15,10 +15,18 @@ from qtpy.QtCore import QObject, Signal
 from clicklabel.errors import ClickLabelError
 
 from ._controls import buttons, row
-from ._layers import crop_of
+from ._paint import crop_of
+from ._proposal_layer import waiting_view
 from ._workers import quiet_worker
 
 JOB = "finding"
+
+
+def _find(session, concepts, **kwargs):
+    """Worker thread: the classes found and stored, then what the review shows (in its order, drawn)."""
+    rep = session.propose_concepts(concepts, **kwargs)
+    waiting = session.concept_review_order()
+    return rep, waiting, waiting_view(waiting, session.image.shape[:2])
 
 
 class FindPart(QObject):
@@ -90,7 +98,7 @@ class FindPart(QObject):
         self.review.prompter.clear_prompt()
         s.clear()
         stop = threading.Event()
-        worker = quiet_worker(s.propose_concepts, text, exemplars=exemplars, grounding=grounding,
+        worker = quiet_worker(_find, s, text, exemplars=exemplars, grounding=grounding,
                               threshold=float(self.threshold.value),
                               progress=self.bench.reporter(JOB, stop), stop=stop,
                               on_concept=lambda name, found: self.arrived.emit(name, [crop_of(i.mask) for i in found]))
@@ -134,13 +142,13 @@ class FindPart(QObject):
         self.review.reload(force=True)
         self.say(str(exc) if isinstance(exc, ClickLabelError) else f"Finding failed: {exc}")
 
-    def _found(self, rep) -> None:
+    def _found(self, result) -> None:
+        rep, waiting, (crops, drawn) = result
         self._done()
         s = self.bench.session
-        if s is None or s.image is None:
+        if s is None or s.image is None or (waiting and waiting[0].image_id != s.current.id):
             return
-        waiting = s.concept_review_order()
-        self.review.show_waiting(waiting, {ob.id: (ob.rle["counts"], crop_of(ob.mask)) for ob in waiting})
+        self.review.show_waiting(waiting, crops, drawn)
         found = ", ".join(f"{k} {v}" for k, v in rep.found.items()) or "nothing"
         refused = f"; {len(rep.refused)} box(es) refused: {rep.refused[0]}" if rep.refused else ""
         stopped = " (stopped early)" if rep.cancelled else ""

@@ -23,6 +23,7 @@ from clicklabel.errors import ClickLabelError
 
 from ._io import PROJECT_KEY
 from ._layers import crop_of
+from ._proposal_layer import waiting_view
 from ._workers import quiet_worker
 
 _threads = {"busy": 0, "full": None}
@@ -74,6 +75,7 @@ class Opened:
     crops: dict  # object id -> (RLE counts, crop_of(mask))
     waiting: list = field(default_factory=list)  # proposals waiting for a decision
     proposal_crops: dict = field(default_factory=dict)
+    proposal_planes: tuple | None = None  # what the proposals layer is drawn from (``_review.waiting_view``)
 
 
 def _read(session: AnnotationSession, index: int) -> Opened:
@@ -90,8 +92,8 @@ def _read(session: AnnotationSession, index: int) -> Opened:
             (r, c), m = crop
             labels[r : r + m.shape[0], c : c + m.shape[1]][m] = ob.id
     waiting = session.proposals(index)
-    proposal_crops = {ob.id: (ob.rle["counts"], crop_of(ob.mask)) for ob in waiting}
-    return Opened(index, image, objects, labels, crops, waiting, proposal_crops)
+    proposal_crops, drawn = waiting_view(waiting, image.shape[:2])
+    return Opened(index, image, objects, labels, crops, waiting, proposal_crops, drawn)
 
 
 def _embed(session: AnnotationSession, image: np.ndarray) -> None:

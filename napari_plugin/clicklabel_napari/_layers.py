@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from clicklabel.masks import tight_bbox
-
 from ._lean import fixed_extent, quiet_layer_list, steady_label_colours, steady_mesh_colours, still_thumbnail
-from ._paint import paint
+from ._paint import crop_of, paint  # noqa: F401  (crop_of: imported from here by the panels)
 from ._proposal_layer import PROPOSAL_COLOURS, ProposalPainter
 
 IMAGE = "image"  # the key of the image layer (its name is the image's)
@@ -62,15 +60,6 @@ def object_text(ob, vote=None) -> str:
 def point_size(h: int, w: int) -> int:
     """The prompt points' size for an image of this size."""
     return max(6, min(h, w) // 60)
-
-
-def crop_of(mask: np.ndarray):
-    """((row, col), the mask inside its tight box), or None for an empty mask. Any thread."""
-    box = tight_bbox(mask)
-    if box is None:
-        return None
-    x, y, w, h = box
-    return (y, x), np.ascontiguousarray(mask[y : y + h, x : x + w])
 
 
 # Layers whose thumbnails stay as first drawn, and layers whose data never changes the viewer's ranges (_lean.py)
@@ -343,8 +332,8 @@ class LayerSet:
         self._colours, self._texts = colours, texts
 
     # -- proposals (drawn by ``_proposal_layer.ProposalPainter``) ----------------------------------------------
-    def show_proposals(self, crops: dict[int, tuple], classes: dict[int, str] | None = None) -> None:
-        self.painter.show(self.proposals, crops, classes)
+    def show_proposals(self, crops: dict[int, tuple], classes: dict[int, str] | None = None, drawn=None) -> None:
+        self.painter.show(self.proposals, crops, classes, drawn)
         _show(self.proposals, bool(crops))
 
     def highlight(self, proposal_id: int | None) -> None:

@@ -1,8 +1,11 @@
-"""Writing a block into a Labels layer and sending only that region to the screen."""
+"""A mask cut to its box (``crop_of``, any thread), and a block written into a Labels layer with only that region
+sent to the screen (``paint``)."""
 
 from __future__ import annotations
 
 import numpy as np
+
+from clicklabel.masks import tight_bbox
 
 
 def paint(layer, top: int, left: int, block: np.ndarray) -> None:
@@ -20,3 +23,12 @@ def paint(layer, top: int, left: int, block: np.ndarray) -> None:
         layer._partial_labels_refresh()
     except AttributeError:  # another napari, or a contour view: the same picture, drawn in full
         layer.refresh()
+
+
+def crop_of(mask: np.ndarray):
+    """((row, col), the mask inside its tight box), or None for an empty mask. Any thread."""
+    box = tight_bbox(mask)
+    if box is None:
+        return None
+    x, y, w, h = box
+    return (y, x), np.ascontiguousarray(mask[y : y + h, x : x + w])

@@ -9,7 +9,7 @@ import zlib
 
 import numpy as np
 
-from ._paint import paint
+from ._paint import crop_of, paint
 
 WAITING, HIGHLIGHTED = 1, 2  # values on the proposals layer; a class's colour is CLASS_BASE + its index
 CLASS_BASE = 3
@@ -27,6 +27,18 @@ def class_value(label: str | None) -> int:
     return CLASS_BASE + zlib.crc32(label.strip().lower().encode()) % len(CLASS_COLOURS)
 
 
+def planes(shape, crops: dict[int, tuple], classes: dict[int, str] | None = None):
+    """(coverage count, tint) of the proposals ``crops`` (id -> crop_of(mask)) on an image of ``shape``: what the
+    layer is drawn from; any thread (a worker computes them, so that showing many proposals is one data hand-over)."""
+    cover = np.zeros(shape, np.uint16)
+    tint = np.full(shape, WAITING, np.uint8)
+    for pid, ((r, c), m) in crops.items():
+        cover[r : r + m.shape[0], c : c + m.shape[1]] += m
+        if classes and pid in classes:  # (a class-blind one keeps the default: no masked write per proposal)
+            tint[r : r + m.shape[0], c : c + m.shape[1]][m] = class_value(classes[pid])
+    return cover, tint
+
+
 class ProposalPainter:
     """What the proposals layer shows, and how to change it at the cost of a proposal's box."""
 
@@ -41,13 +53,10 @@ class ProposalPainter:
         self._tint = np.zeros(shape, np.uint8)
         self._proposals, self._highlighted = {}, None
 
-    def show(self, layer, crops: dict[int, tuple], classes: dict[int, str] | None = None) -> None:
-        """The waiting proposals (id -> crop_of(mask); ``classes``: id -> class name), all drawn at once."""
-        cover = np.zeros(layer.data.shape, np.uint16)
-        tint = np.full(layer.data.shape, WAITING, np.uint8)
-        for pid, ((r, c), m) in crops.items():
-            cover[r : r + m.shape[0], c : c + m.shape[1]] += m
-            tint[r : r + m.shape[0], c : c + m.shape[1]][m] = class_value((classes or {}).get(pid))
+    def show(self, layer, crops: dict[int, tuple], classes: dict[int, str] | None = None, drawn=None) -> None:
+        """The waiting proposals (id -> crop_of(mask); ``classes``: id -> class name), all drawn at once;
+        ``drawn``: their ``planes``, when a worker made them already."""
+        cover, tint = drawn if drawn is not None else planes(layer.data.shape, crops, classes)
         self._cover, self._tint, self._proposals, self._highlighted = cover, tint, dict(crops), None
         if crops or layer.data.any():
             layer.data = np.where(cover > 0, tint, 0).astype(np.uint8)
@@ -84,3 +93,11 @@ class ProposalPainter:
                 part = hm[top - hr : bottom - hr, left - hc : right - hc]
                 block[top - r0 : bottom - r0, left - c0 : right - c0][part] = HIGHLIGHTED
         paint(layer, r0, c0, block)
+
+
+def waiting_view(proposals, shape) -> tuple[dict, tuple]:
+    """Any thread: each proposal's crop (its mask decoded once; id -> (RLE counts, crop)), and the planes the layer
+    is drawn from (a found class in its colour)."""
+    crops = {ob.id: (ob.rle["counts"], crop_of(ob.mask)) for ob in proposals}
+    shown = {oid: crop for oid, (_, crop) in crops.items() if crop is not None}
+    return crops, planes(shape, shown, {ob.id: ob.label for ob in proposals if ob.provenance == "concept"})

@@ -20,15 +20,10 @@ from clicklabel.segment.propose import ProposeSettings
 
 from ._controls import buttons, page, row
 from ._find import FindPart
-from ._layers import crop_of
+from ._proposal_layer import waiting_view
 from ._workers import quiet_worker
 
 JOB = "proposing"
-
-
-def _crops(proposals) -> dict:
-    """Worker thread: each proposal's crop (its mask decoded once)."""
-    return {ob.id: (ob.rle["counts"], crop_of(ob.mask)) for ob in proposals}
 
 
 class ReviewPanel:
@@ -128,7 +123,7 @@ class ReviewPanel:
     def _propose_in_worker(self, settings, progress, stop):
         report = self.session.propose(settings, progress=progress, stop=stop)
         waiting = self.session.proposals()
-        return report, waiting, _crops(waiting), settings
+        return report, waiting, waiting_view(waiting, self.session.image.shape[:2]), settings
 
     def _done(self) -> None:
         self._worker = self._stop = None
@@ -140,11 +135,11 @@ class ReviewPanel:
         self.say(str(exc) if isinstance(exc, ClickLabelError) else f"proposing failed: {exc}")
 
     def _proposed(self, result) -> None:
-        report, waiting, crops, settings = result
+        report, waiting, (crops, drawn), settings = result
         self._done()
         if self.session is None or (waiting and waiting[0].image_id != self.session.current.id):
             return  # another image is shown by now; its own proposals show when it is opened again
-        self.show_waiting(waiting, crops)
+        self.show_waiting(waiting, crops, drawn)
         stopped = " (stopped early)" if report.cancelled else ""
         if not waiting:
             self.say(f"SAM proposed nothing here{stopped}: {self._why_none(settings)}")
@@ -160,13 +155,14 @@ class ReviewPanel:
                 f"{settings.stability_thresh:.2f}, min area {settings.min_area}): lower them in this tab, or click "
                 "the objects.")
 
-    def show_waiting(self, waiting, crops) -> None:
-        """The image's waiting proposals on their layer (review paused until P)."""
+    def show_waiting(self, waiting, crops, drawn=None) -> None:
+        """The image's waiting proposals on their layer (review paused until P); ``drawn``: the layer's planes,
+        when a worker made them (``waiting_view``)."""
         for oid, (counts, crop) in crops.items():
             self.bench.layers.remember(oid, counts, crop)
         self.proposed = list(waiting)
         self.bench.layers.show_proposals({oid: crop for oid, (_, crop) in crops.items() if crop is not None},
-                                         {ob.id: ob.label for ob in waiting if ob.provenance == "concept"})
+                                         {ob.id: ob.label for ob in waiting if ob.provenance == "concept"}, drawn)
         self.reviewing = False
         self._at = 0
         self.show_info()

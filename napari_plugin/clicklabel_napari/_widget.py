@@ -148,7 +148,7 @@ class ClickLabelWidget(QWidget):
 
     def _opened(self, op) -> None:
         self._keep_keys()
-        self.review.show_waiting(op.waiting, op.proposal_crops)
+        self.review.show_waiting(op.waiting, op.proposal_crops, op.proposal_planes)
 
     def stop(self) -> None:
         """The bar's Stop: ends the newest job that can be stopped (proposing keeps what was found, refining and
