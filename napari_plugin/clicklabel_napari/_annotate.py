@@ -128,7 +128,10 @@ class AnnotatePanel:
             self.focus(oid, note)
         else:
             s = self.bench.session
-            self.say(f"{s.current.path}: click an object, or drag a box around it.{self.bench.engine_note}")
+            tiles = s.tile_status()
+            where = (f" A large image: SAM works in {tiles[1]} tiles at full resolution ({tiles[0]} ready; the "
+                     "others are encoded where you click)." if tiles else "")
+            self.say(f"{s.current.path}: click an object, or drag a box around it.{where}{self.bench.engine_note}")
 
     def focus(self, object_id: int, note: str | None = None) -> None:
         """Select the object's row, bring it into view, and say why it was stepped to (``note``)."""

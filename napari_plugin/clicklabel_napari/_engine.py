@@ -61,8 +61,9 @@ def _build(spec: dict):
 
         remote = dict(server=spec["server"], token=read_token(spec["token_file"]), notify=spec["notify"])
     model = "auto" if spec["checkpoint"] else spec["name"]
+    tiles = {} if remote else {"tiles": "auto"}  # a large photo in tiles at full resolution (segment.tiled)
     engine = make_engine("remote" if remote else "sam", model=model, checkpoint=spec["checkpoint"],
-                         device=spec["device"], download=False, encoder=spec["encoder"], **remote)
+                         device=spec["device"], download=False, encoder=spec["encoder"], **remote, **tiles)
     release_threads()
     return engine
 
