@@ -177,7 +177,7 @@ class LabelsPanel:
             return
         # Labels that arrive show on their boxes and in the counter line; only failures are worth a notification.
         self._cost += summary.cost
-        if self._cost:
+        if self._cost >= 0.00005:  # (a local server's answers cost nothing)
             self.bench.count("labels", f"labels cost ${self._cost:.4f} so far")
         if self.bench.status.text().startswith("Labelling ") and not self._queue:  # L's own text, now answered
             self.say(f"Labelled {summary.labelled} object(s)" +

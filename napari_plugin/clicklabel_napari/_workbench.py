@@ -152,7 +152,7 @@ def build_header(parent: QWidget):
     counter = QLabel("")
     counter.setWordWrap(True)
     counter.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
-    _fixed_lines(counter, 2)
+    _fixed_lines(counter, 2, 6)
     busy = QWidget(parent)
     row = QHBoxLayout(busy)
     row.setContentsMargins(0, 0, 0, 0)
