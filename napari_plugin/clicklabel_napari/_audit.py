@@ -116,8 +116,8 @@ class AuditPanel:
         engine = self.session.engine
         self.say(f"Refining {todo} box(es) with {engine.name} {engine.model} ...")
         worker = quiet_worker(self.session.refine, progress=self.bench.reporter(JOB, stop), stop=stop)
-        worker.returned.connect(self._refined)
-        worker.errored.connect(self._failed)
+        worker.returned.connect(self.bench.guard(self._refined))
+        worker.errored.connect(self.bench.guard(self._failed))
         self._worker = worker
         self.bench.lock(JOB, "Refine is running on this image: wait for it, or press Stop.")
         self.bench.tasks.start(JOB, "refining boxes", total=todo, stop=stop.set)

@@ -133,8 +133,8 @@ class EngineChooser:
             f"SAM from {spec['checkpoint']}" if spec["checkpoint"] else f"SAM {spec['name']}"
         worker = quiet_worker(_build, spec)
         self._loading = (worker, then)
-        worker.returned.connect(lambda engine: self._built(worker, spec, engine, fallback))
-        worker.errored.connect(lambda exc: self._failed(worker, spec, exc, fallback))
+        worker.returned.connect(self.bench.guard(lambda engine: self._built(worker, spec, engine, fallback)))
+        worker.errored.connect(self.bench.guard(lambda exc: self._failed(worker, spec, exc, fallback)))
         self.load_btn.enabled = False
         self.bench.lock(JOB, "Wait a moment: the engine is loading (see the bar).")
         self.bench.tasks.start(JOB, JOB, stop=lambda: self._abandon(worker))
@@ -211,8 +211,8 @@ class EngineChooser:
             self.say("GrabCut needs no weights: choose a SAM model in the engine box (Project tab) first.")
             return
         worker = quiet_worker(fetch, name)
-        worker.returned.connect(self._downloaded)
-        worker.errored.connect(lambda exc: self._downloaded((None, str(exc))))
+        worker.returned.connect(self.bench.guard(self._downloaded))
+        worker.errored.connect(self.bench.guard(lambda exc: self._downloaded((None, str(exc)))))
         self.bench.tasks.start("downloading", f"downloading {name}")
         self.say(f"Downloading SAM {name}'s weights ...")
         worker.start()

@@ -102,8 +102,8 @@ class FindPart(QObject):
                               threshold=float(self.threshold.value),
                               progress=self.bench.reporter(JOB, stop), stop=stop,
                               on_concept=lambda name, found: self.arrived.emit(name, [crop_of(i.mask) for i in found]))
-        worker.returned.connect(self._found)
-        worker.errored.connect(self._failed)
+        worker.returned.connect(self.bench.guard(self._found))
+        worker.errored.connect(self.bench.guard(self._failed))
         self._worker = worker
         self._shown = {}
         self.bench.lock(JOB, "Finding objects on this image: wait, or press Stop, before changing images.",

@@ -181,8 +181,8 @@ class Navigator(QObject):
 
     def _start(self, fn, args, done) -> None:
         worker = quiet_worker(fn, *args)
-        worker.returned.connect(done)
-        worker.errored.connect(self._failed)
+        worker.returned.connect(self.bench.guard(done))
+        worker.errored.connect(self.bench.guard(self._failed))
         worker.start()
 
     def _say_counter(self, index: int) -> None:

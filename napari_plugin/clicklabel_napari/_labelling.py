@@ -148,8 +148,8 @@ class LabelsPanel:
         labeler.client  # noqa: B018 - made here, in the main thread (the SDK's lazy imports are done: warm_up)
         self._stop = stop = threading.Event()
         worker = quiet_worker(self.session.label, ids, labeler, progress=self.bench.reporter(JOB, stop), stop=stop)
-        worker.returned.connect(self._labelled)
-        worker.errored.connect(self._error)
+        worker.returned.connect(self.bench.guard(self._labelled))
+        worker.errored.connect(self.bench.guard(self._error))
         self._worker = worker
         self.bench.tasks.start(JOB, JOB, total=len(ids), stop=self.stop)
         worker.start()

@@ -68,8 +68,8 @@ class ProjectPanel:
             self.say("Open a project first: the export writes the whole project.")
             return None
         worker = quiet_worker(s.export, path, bool(self.polygons.value))
-        worker.returned.connect(lambda rep: self._exported(rep, path))
-        worker.errored.connect(lambda exc: self._export_failed(exc))
+        worker.returned.connect(self.bench.guard(lambda rep: self._exported(rep, path)))
+        worker.errored.connect(self.bench.guard(lambda exc: self._export_failed(exc)))
         self.bench.tasks.start("exporting", "exporting")
         self.say(f"Exporting to {path} ...")
         worker.start()

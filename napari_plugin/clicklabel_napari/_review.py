@@ -108,8 +108,8 @@ class ReviewPanel:
         self._stop = stop = threading.Event()
         report = self.bench.reporter(JOB, stop)
         self._worker = quiet_worker(self._propose_in_worker, settings, report, stop)
-        self._worker.returned.connect(self._proposed)
-        self._worker.errored.connect(self._failed)
+        self._worker.returned.connect(self.bench.guard(self._proposed))
+        self._worker.errored.connect(self.bench.guard(self._failed))
         self.bench.lock(JOB, "SAM is proposing objects for this image: wait, or press Stop, before changing "
                              "images.", prompts=False)
         self.bench.tasks.start(JOB, JOB, total=1, stop=lambda: self._stopping(stop))

@@ -131,8 +131,8 @@ class TrackPanel(QObject):
         worker = quiet_worker(s.track, ids[0], self.direction.value, progress=self.bench.reporter(JOB, stop),
                               stop=stop, on_frame=lambda t, oid: self.frame_done.emit(t, oid),
                               min_score=float(self.min_score.value))
-        worker.returned.connect(self._tracked)
-        worker.errored.connect(self._failed)
+        worker.returned.connect(self.bench.guard(self._tracked))
+        worker.errored.connect(self.bench.guard(self._failed))
         self._worker = worker
         self.bench.lock(JOB, "SAM 2.1 is propagating through this sequence: wait, or press Stop, before changing "
                              "frames.")

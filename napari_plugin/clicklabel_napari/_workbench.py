@@ -190,7 +190,7 @@ class Workbench(QObject):
         self._draw_hooked = False
         self._alive = {"yes": True, "stops": []}
         self.notice.connect(self.say)
-        self.progress.connect(tasks.update)
+        self.progress.connect(self.guard(tasks.update))
 
     # -- the lines at the top --------------------------------------------------------------------------------------
     def say(self, text: str) -> None:
@@ -242,6 +242,12 @@ class Workbench(QObject):
                 self.progress.emit(job, done, total)
 
         return report
+
+    def guard(self, fn):
+        """``fn`` for a worker's result: it does nothing once the widget is gone (the panels are not Qt objects, so
+        Qt does not drop their connections when the widget is deleted)."""
+        alive = self._alive
+        return lambda *args: fn(*args) if alive["yes"] else None
 
     def shutdown(self) -> None:
         """The widget is gone: workers stop reporting and are asked to stop."""

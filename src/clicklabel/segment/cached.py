@@ -142,6 +142,11 @@ class CachedEngine(ABC):
     def encoder(self, value) -> None:
         self._encoder = value
 
+    @property
+    def input_side(self) -> int:
+        """The encoder's input size (the long side it sees), known without building the encoder."""
+        return int(self.encoder.size)
+
     def ensure_encoder(self):
         """Build the image encoder now (benchmarks, warm-ups); returns it."""
         return self.encoder

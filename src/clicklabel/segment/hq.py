@@ -66,6 +66,10 @@ class HqEngine(CachedEngine):
 
         self.transform = ResizeLongestSide(int(self.sam.image_encoder.img_size))
 
+    @property
+    def input_side(self) -> int:
+        return int(self.sam.image_encoder.img_size)  # (the encoder itself is built on its first image)
+
     def _make_encoder(self) -> ImageEncoder:
         return ImageEncoder(self.sam, self.device, sdpa=self._sdpa, precision=self.precision_choice.precision,
                             compile=self._compile, outputs=self._outputs)

@@ -53,6 +53,10 @@ class SamEngine(CachedEngine):
         self._compile = compile
         self.transform = ResizeLongestSide(int(self.sam.image_encoder.img_size))  # the prompts follow the resize
 
+    @property
+    def input_side(self) -> int:
+        return int(self.sam.image_encoder.img_size)  # (the encoder itself is built on its first image)
+
     def _make_encoder(self) -> ImageEncoder:
         return ImageEncoder(self.sam, self.device, sdpa=self._sdpa, precision=self.precision_choice.precision,
                             compile=self._compile)

@@ -133,6 +133,10 @@ class Sam2Engine(CachedEngine):
         self.net = self.module
         self.precision_choice = choose_precision(self.device, precision, fast, cpu_gain=False)
 
+    @property
+    def input_side(self) -> int:
+        return int(self.net.image_size)  # (the encoder itself is built on its first image)
+
     def _make_encoder(self) -> Sam2Encoder:
         return Sam2Encoder(self.net, self.device, self.precision_choice.precision)
 

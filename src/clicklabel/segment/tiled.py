@@ -49,6 +49,12 @@ class TiledEngine:
         self._current: str | None = None  # the key of the inner engine's current embedding
         self._tile_encoder = None
 
+    @property
+    def side(self) -> int:
+        """The inner encoder's input size, read without building the encoder where the engine can tell it."""
+        side = getattr(self.inner, "input_side", None)
+        return int(side) if side is not None else int(self.inner.encoder.size)
+
     def __getattr__(self, name):  # name, model, model_id, device, cache, encoder, ...: the inner engine's
         if name == "inner":
             raise AttributeError(name)
@@ -66,7 +72,7 @@ class TiledEngine:
 
     # -- images ---------------------------------------------------------------------------------------------
     def plan(self, shape) -> TileGrid | None:
-        return plan_tiles(self.tiles, int(self.inner.encoder.size), int(shape[0]), int(shape[1]))
+        return plan_tiles(self.tiles, self.side, int(shape[0]), int(shape[1]))
 
     def set_image(self, image: np.ndarray) -> None:
         """Make ``image`` current: a small one as the inner engine does (encoded now), a large one only hashed
@@ -106,7 +112,7 @@ class TiledEngine:
         import cv2
 
         h, w = self.image.shape[:2]
-        s = self.inner.encoder.size / max(h, w)
+        s = self.side / max(h, w)
         return cv2.resize(self.image, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
 
     def _embedding(self, key: str, pixels: np.ndarray) -> Embedding:
