@@ -28,7 +28,7 @@ Each was found by profiling the UI thread between a click and its mask on screen
   widget's texts are rendered ahead, one per timer tick while the annotator is not waiting for an answer.
 
 Every function leaves napari as it was when it does not look as expected (another napari version). Tested with
-napari 0.9.2 (vispy 0.15); each patch has a GUI test in tests/test_napari_drawing.py that fails when napari changes
+napari 0.9.2 (vispy 0.17); each patch has a GUI test in tests/test_napari_drawing.py that fails when napari changes
 under it.
 """
 
