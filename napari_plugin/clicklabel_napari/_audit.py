@@ -14,7 +14,6 @@ from clicklabel.errors import ClickLabelError
 
 from ._controls import buttons, page, row
 from ._table import ObjectsTable
-from ._workers import quiet_worker
 
 FILTERS = {"flagged for review": "flagged", "disagreements with the model": "disagreements", "all objects": None}
 JOB = "refining"
@@ -115,18 +114,14 @@ class AuditPanel:
         self._stop = stop = threading.Event()
         engine = self.session.engine
         self.say(f"Refining {todo} box(es) with {engine.name} {engine.model} ...")
-        worker = quiet_worker(self.session.refine, progress=self.bench.reporter(JOB, stop), stop=stop)
-        worker.returned.connect(self.bench.guard(self._refined))
-        worker.errored.connect(self.bench.guard(self._failed))
-        self._worker = worker
-        self.bench.lock(JOB, "Refine is running on this image: wait for it, or press Stop.")
-        self.bench.tasks.start(JOB, "refining boxes", total=todo, stop=stop.set)
-        worker.start()
+        self._worker = self.bench.start_job(
+            JOB, "refining boxes", self.session.refine, progress=self.bench.reporter(JOB, stop), stop=stop,
+            done=self._refined, failed=self._failed, total=todo, cancel=stop.set,
+            lock="Refine is running on this image: wait for it, or press Stop.")
 
     def _finished(self) -> None:
         self._worker = self._stop = None
-        self.bench.unlock(JOB)
-        self.bench.tasks.finish(JOB)
+        self.bench.end_job(JOB)
         self.bench.changed.emit()
 
     def _refined(self, rep) -> None:

@@ -17,7 +17,6 @@ from clicklabel.errors import ClickLabelError
 from ._controls import buttons, row
 from ._paint import crop_of
 from ._proposal_layer import waiting_view
-from ._workers import quiet_worker
 
 JOB = "finding"
 
@@ -98,20 +97,16 @@ class FindPart(QObject):
         self.review.prompter.clear_prompt()
         s.clear()
         stop = threading.Event()
-        worker = quiet_worker(_find, s, text, exemplars=exemplars, grounding=grounding,
-                              threshold=float(self.threshold.value),
-                              progress=self.bench.reporter(JOB, stop), stop=stop,
-                              on_concept=lambda name, found: self.arrived.emit(name, [crop_of(i.mask) for i in found]))
-        worker.returned.connect(self.bench.guard(self._found))
-        worker.errored.connect(self.bench.guard(self._failed))
-        self._worker = worker
-        self._shown = {}
-        self.bench.lock(JOB, "Finding objects on this image: wait, or press Stop, before changing images.",
-                        prompts=False)
         how = "SAM 3" if grounding is None else f"{grounding.model} (boxes) and {s.engine.name} (masks)"
-        self.bench.tasks.start(JOB, JOB, total=1 if grounding is not None else len(text.split(",")), stop=stop.set)
+        self._shown = {}
         self.say(f"Finding {text} with {how} ...")
-        worker.start()
+        self._worker = self.bench.start_job(
+            JOB, JOB, _find, s, text, exemplars=exemplars, grounding=grounding, threshold=float(self.threshold.value),
+            progress=self.bench.reporter(JOB, stop), stop=stop,
+            on_concept=lambda name, found: self.arrived.emit(name, [crop_of(i.mask) for i in found]),
+            done=self._found, failed=self._failed, cancel=stop.set,
+            total=1 if grounding is not None else len(text.split(",")),
+            lock="Finding objects on this image: wait, or press Stop, before changing images.", prompts=False)
 
     def _grounding(self):
         """The multimodal model that finds the boxes for an engine without concept prompts (None: said why)."""
@@ -134,8 +129,7 @@ class FindPart(QObject):
 
     def _done(self) -> None:
         self._worker = None
-        self.bench.unlock(JOB)
-        self.bench.tasks.finish(JOB)
+        self.bench.end_job(JOB)
 
     def _failed(self, exc) -> None:
         self._done()

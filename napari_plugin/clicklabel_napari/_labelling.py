@@ -12,7 +12,6 @@ from magicgui.widgets import Container, LineEdit, PushButton, SpinBox
 from napari.utils.notifications import show_info, show_warning
 
 from ._controls import buttons, page, row
-from ._workers import quiet_worker
 
 JOB = "labelling"
 
@@ -147,12 +146,9 @@ class LabelsPanel:
         labeler = self._labeler()
         labeler.client  # noqa: B018 - made here, in the main thread (the SDK's lazy imports are done: warm_up)
         self._stop = stop = threading.Event()
-        worker = quiet_worker(self.session.label, ids, labeler, progress=self.bench.reporter(JOB, stop), stop=stop)
-        worker.returned.connect(self.bench.guard(self._labelled))
-        worker.errored.connect(self.bench.guard(self._error))
-        self._worker = worker
-        self.bench.tasks.start(JOB, JOB, total=len(ids), stop=self.stop)
-        worker.start()
+        self._worker = self.bench.start_job(JOB, JOB, self.session.label, ids, labeler,
+                                            progress=self.bench.reporter(JOB, stop), stop=stop,
+                                            done=self._labelled, failed=self._error, total=len(ids), cancel=self.stop)
 
     def stop(self) -> None:
         """Stop sending crops; answers already received are stored, the rest stay pending (L sends them)."""
@@ -164,7 +160,7 @@ class LabelsPanel:
     def _finished(self) -> None:
         self._worker = None
         self._stop = None
-        self.bench.tasks.finish(JOB)
+        self.bench.end_job(JOB)
 
     def _labelled(self, summary) -> None:
         if self.prompter.hold_for_answer(lambda: self._labelled(summary)):  # a click's mask is drawn first

@@ -21,7 +21,6 @@ from clicklabel.segment.propose import ProposeSettings
 from ._controls import buttons, page, row
 from ._find import FindPart
 from ._proposal_layer import waiting_view
-from ._workers import quiet_worker
 
 JOB = "proposing"
 
@@ -107,14 +106,11 @@ class ReviewPanel:
         settings = self.propose_settings()
         self._stop = stop = threading.Event()
         report = self.bench.reporter(JOB, stop)
-        self._worker = quiet_worker(self._propose_in_worker, settings, report, stop)
-        self._worker.returned.connect(self.bench.guard(self._proposed))
-        self._worker.errored.connect(self.bench.guard(self._failed))
-        self.bench.lock(JOB, "SAM is proposing objects for this image: wait, or press Stop, before changing "
-                             "images.", prompts=False)
-        self.bench.tasks.start(JOB, JOB, total=1, stop=lambda: self._stopping(stop))
         self.say(f"SAM is proposing objects on a {settings.grid}x{settings.grid} grid (Stop ends it) ...")
-        self._worker.start()
+        self._worker = self.bench.start_job(
+            JOB, JOB, self._propose_in_worker, settings, report, stop, done=self._proposed, failed=self._failed,
+            total=1, cancel=lambda: self._stopping(stop), prompts=False,
+            lock="SAM is proposing objects for this image: wait, or press Stop, before changing images.")
 
     def _stopping(self, stop: threading.Event) -> None:
         stop.set()
@@ -127,8 +123,7 @@ class ReviewPanel:
 
     def _done(self) -> None:
         self._worker = self._stop = None
-        self.bench.unlock(JOB)
-        self.bench.tasks.finish(JOB)
+        self.bench.end_job(JOB)
 
     def _failed(self, exc) -> None:
         self._done()

@@ -15,7 +15,6 @@ from qtpy.QtWidgets import QLabel, QSlider, QTableWidget, QTableWidgetItem
 from clicklabel.errors import ClickLabelError
 
 from ._controls import buttons, page, row
-from ._workers import quiet_worker
 
 JOB = "propagating"
 
@@ -128,17 +127,12 @@ class TrackPanel(QObject):
                      "sequence.")
             return
         stop = threading.Event()
-        worker = quiet_worker(s.track, ids[0], self.direction.value, progress=self.bench.reporter(JOB, stop),
-                              stop=stop, on_frame=lambda t, oid: self.frame_done.emit(t, oid),
-                              min_score=float(self.min_score.value))
-        worker.returned.connect(self.bench.guard(self._tracked))
-        worker.errored.connect(self.bench.guard(self._failed))
-        self._worker = worker
-        self.bench.lock(JOB, "SAM 2.1 is propagating through this sequence: wait, or press Stop, before changing "
-                             "frames.")
-        self.bench.tasks.start(JOB, JOB, total=len(self._frames), stop=stop.set)
         self.say(f"Propagating #{ids[0]} through {len(self._frames)} frames ({self.direction.value}) ...")
-        worker.start()
+        self._worker = self.bench.start_job(
+            JOB, JOB, s.track, ids[0], self.direction.value, progress=self.bench.reporter(JOB, stop), stop=stop,
+            on_frame=lambda t, oid: self.frame_done.emit(t, oid), min_score=float(self.min_score.value),
+            done=self._tracked, failed=self._failed, total=len(self._frames), cancel=stop.set,
+            lock="SAM 2.1 is propagating through this sequence: wait, or press Stop, before changing frames.")
 
     def _frame_done(self, t: int, object_id) -> None:
         """A frame's mask was written: the frame on screen is redrawn when it is that one."""
@@ -147,8 +141,7 @@ class TrackPanel(QObject):
 
     def _done(self) -> None:
         self._worker = None
-        self.bench.unlock(JOB)
-        self.bench.tasks.finish(JOB)
+        self.bench.end_job(JOB)
         self.bench.changed.emit()
 
     def _failed(self, exc) -> None:

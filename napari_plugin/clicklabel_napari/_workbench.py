@@ -243,6 +243,28 @@ class Workbench(QObject):
 
         return report
 
+    def start_job(self, name: str, text: str, fn, *args, done, failed, total: int = 0, cancel=None,
+                  lock: str | None = None, prompts: bool = True, **kwargs):
+        """Run ``fn(*args, **kwargs)`` in a worker as the job ``name``: on the bar as ``text`` (``total`` 0 counts
+        seconds; ``cancel``, a callable, lets Stop end it), the image locked with ``lock`` (the words saying why;
+        ``prompts``: clicks wait too), then ``done(result)`` or ``failed(exception)`` while the widget lives.
+        Returns the worker (started); ``end_job(name)`` ends what this started."""
+        from ._workers import quiet_worker
+
+        worker = quiet_worker(fn, *args, **kwargs)
+        worker.returned.connect(self.guard(done))
+        worker.errored.connect(self.guard(failed))
+        if lock is not None:
+            self.lock(name, lock, prompts)
+        self.tasks.start(name, text, total=total, stop=cancel)
+        worker.start()
+        return worker
+
+    def end_job(self, name: str) -> None:
+        """The job ``name`` is over: its lock and its place on the bar go."""
+        self.unlock(name)
+        self.tasks.finish(name)
+
     def guard(self, fn):
         """``fn`` for a worker's result: it does nothing once the widget is gone (the panels are not Qt objects, so
         Qt does not drop their connections when the widget is deleted)."""
