@@ -327,10 +327,10 @@ def architecture_name(arch: tuple) -> str:
 
 def build_sam(arch: tuple):
     """An untrained SAM model with the given encoder architecture, built by segment_anything's own builder."""
-    from segment_anything.build_sam import _build_sam
+    from .sam_import import sam_part
 
     dim, depth, heads, glob = arch
-    return _build_sam(
+    return sam_part("build_sam")._build_sam(
         encoder_embed_dim=dim,
         encoder_depth=depth,
         encoder_num_heads=heads,

@@ -2,20 +2,39 @@
 
 A click on a cached image needs the prompt encoder and the mask decoder only (a few MB), yet building and loading a
 whole SAM vit_b (90 M encoder weights: random initialisation by the builder, then a 375 MB copy) took most of a
-``clicklabel segment`` run on a cached image. Here the checkpoint is memory-mapped, the model is built on PyTorch's
-``meta`` device (shapes, no memory, no initialisation), and only the weights outside the image encoder are put in
+``clicklabel segment`` run on a cached image. Here the checkpoint is memory-mapped, the model is built with
+``torch.nn.init`` held still (its tensors allocated, never written: no time, and untouched pages take no memory),
+the image encoder is moved to PyTorch's ``meta`` device (shapes only), and only the weights outside it are put in
 place (``assign``: the mapped tensors themselves, no copy). ``complete`` builds the real encoder the first time an
-image is encoded.
-
-Builders that cannot run on the meta device (SAM 2.1's Hiera and HQ-SAM's TinyViT compute with their tensors while
-building) are loaded whole at once: those are the light models, where the encoder is a few tens of MB.
+image is encoded. (Building on the meta device directly imports ``torch._dynamo`` for its random tensors: a second
+more per process.)
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
 ENCODER_PREFIX = "image_encoder."
+_BUILD = threading.Lock()  # init functions are held still process-wide: one build at a time
+
+
+@contextlib.contextmanager
+def uninitialised():
+    """Modules built inside keep their tensors as allocated: ``torch.nn.init``'s in-place initialisers do nothing
+    (the weights are loaded or replaced right after). Other threads' builds wait for it (``building``)."""
+    from torch.nn import init
+
+    names = [n for n in vars(init) if n.endswith("_") and not n.startswith("_") and callable(getattr(init, n))]
+    saved = {n: getattr(init, n) for n in names}
+    with _BUILD:
+        for n in names:
+            setattr(init, n, lambda tensor, *args, **kwargs: tensor)
+        try:
+            yield
+        finally:
+            for n, fn in saved.items():
+                setattr(init, n, fn)
 
 
 class LazyEncoderWeights:
@@ -33,7 +52,8 @@ class LazyEncoderWeights:
                 return
             from .models import build
 
-            full = build(self.family, self.name, self._sd)
+            with _BUILD:  # never inside another thread's ``uninitialised``
+                full = build(self.family, self.name, self._sd)
             full.load_state_dict(self._sd, strict=True)
             module.image_encoder = full.image_encoder.to(device).eval()
             for name, buf in full.named_buffers():  # non-persistent buffers the meta build left empty
@@ -47,16 +67,15 @@ class LazyEncoderWeights:
 
 def build_without_encoder(family: str, name: str, state_dict: dict):
     """The model with every weight outside the image encoder loaded and the encoder left on the meta device, or
-    None when the family's builder cannot build on the meta device. Raises RuntimeError when the weights outside the
-    encoder do not fit the architecture (as a strict load would)."""
-    import torch
-
+    None when the family's builder fails so (the caller loads the whole model). Raises RuntimeError when the weights
+    outside the encoder do not fit the architecture (as a strict load would)."""
     from .models import build
 
     try:
-        with torch.device("meta"):
+        with uninitialised():
             module = build(family, name, state_dict)
-    except Exception:  # noqa: BLE001 - any builder failure on meta: the caller loads the whole model instead
+        module.image_encoder.to("meta")
+    except Exception:  # noqa: BLE001 - any builder failure: the caller loads the whole model instead
         return None
     rest = {k: v for k, v in state_dict.items() if not k.startswith(ENCODER_PREFIX)}
     missing, unexpected = module.load_state_dict(rest, strict=False, assign=True)

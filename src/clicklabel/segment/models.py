@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ClickLabelError, WeightsError
+from ..sam_import import PACKAGE as SAM_PACKAGE
+from ..sam_import import sam_part
 from ..weights import (
     ARCHITECTURES,
     REGISTRY,
@@ -85,7 +87,10 @@ def require(family: str) -> None:
         with warnings.catch_warnings():  # timm (under HQ-SAM) warns about its own deprecated imports and names
             warnings.simplefilter("ignore", FutureWarning)
             warnings.filterwarnings("ignore", "Overwriting .* in registry", UserWarning)
-            importlib.import_module(fam.package)
+            if fam.package == SAM_PACKAGE:
+                sam_part("modeling")  # not the package's __init__ (its predictor imports torchvision: seconds)
+            else:
+                importlib.import_module(fam.package)
     except ImportError as exc:
         raise ClickLabelError(
             f"{fam.label} models need the {fam.extra} extra ({exc.name or fam.package} is not installed): "

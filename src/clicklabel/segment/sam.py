@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from copy import deepcopy
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ from .cached import CachedEngine, resolve_device
 from .encoder import ImageEncoder
 from .precision import choose_precision
 
-__all__ = ["SamEngine", "resolve_device"]
+__all__ = ["LongestSide", "SamEngine", "resolve_device"]
 
 
 class SamEngine(CachedEngine):
@@ -34,8 +35,6 @@ class SamEngine(CachedEngine):
         compile: bool | str = False,
         loaded=None,
     ):
-        from segment_anything.utils.transforms import ResizeLongestSide
-
         from .decoder import FastMaskDecoder
         from .models import LoadedModel
 
@@ -51,7 +50,7 @@ class SamEngine(CachedEngine):
         self.precision_choice = choose_precision(self.device, precision, fast)
         self._sdpa = True if fast is None else fast  # fused attention: stock's arithmetic, 1.4x on an AVX2 CPU
         self._compile = compile
-        self.transform = ResizeLongestSide(int(self.sam.image_encoder.img_size))  # the prompts follow the resize
+        self.transform = LongestSide(int(self.sam.image_encoder.img_size))  # the prompts follow the resize
 
     @property
     def input_side(self) -> int:
@@ -95,3 +94,28 @@ class SamEngine(CachedEngine):
         with torch.inference_mode():
             sparse, _ = self.decoder.pe(points=(pts, labels), boxes=None, masks=None)
             return self.decoder.decode_filtered(self._state, sparse, min_score)
+
+
+class LongestSide:
+    """Prompts in the encoder's input frame: ``segment_anything``'s ``ResizeLongestSide`` for coordinates and
+    boxes (the same arithmetic), for a model whose longest input side is ``target_length``."""
+
+    def __init__(self, target_length: int):
+        self.target_length = int(target_length)
+
+    @staticmethod
+    def get_preprocess_shape(oldh: int, oldw: int, long_side_length: int) -> tuple[int, int]:
+        scale = long_side_length * 1.0 / max(oldh, oldw)
+        return int(oldh * scale + 0.5), int(oldw * scale + 0.5)
+
+    def apply_coords(self, coords: np.ndarray, original_size) -> np.ndarray:
+        old_h, old_w = original_size
+        new_h, new_w = self.get_preprocess_shape(old_h, old_w, self.target_length)
+        coords = deepcopy(coords).astype(float)
+        coords[..., 0] = coords[..., 0] * (new_w / old_w)
+        coords[..., 1] = coords[..., 1] * (new_h / old_h)
+        return coords
+
+    def apply_boxes(self, boxes: np.ndarray, original_size) -> np.ndarray:
+        boxes = self.apply_coords(boxes.reshape(-1, 2, 2), original_size)
+        return boxes.reshape(-1, 4)
