@@ -52,9 +52,13 @@ def test_cpu_choice_follows_the_hardware_with_the_reason(monkeypatch, auto_preci
 
 
 def test_engine_and_cli_say_the_precision(monkeypatch, auto_precision, tiny_checkpoint, tmp_path, capsys):
+    from clicklabel.segment import openvino_encoder
+
     monkeypatch.setattr(precision, "cpu_flags", lambda: AVX2_ONLY)
+    monkeypatch.setattr(openvino_encoder, "openvino_missing", lambda: "OpenVINO is not installed")
     eng = make_engine("sam", "auto", tiny_checkpoint, device="cpu", cache=EmbeddingCache(tmp_path / "c"))
     assert eng.precision == "fp32" and eng.encoder.precision == "fp32" and eng.encoder.describe() == "fp32 + SDPA"
+    assert "clicklabel[openvino]" in eng.precision_choice.reason
     monkeypatch.setattr(precision, "cpu_flags", lambda: XEON_BF16)
     eng = make_engine("sam", "auto", tiny_checkpoint, device="cpu", cache=EmbeddingCache(tmp_path / "c"))
     assert eng.precision == "bf16" and eng.encoder.describe() == "bf16 + SDPA"

@@ -224,7 +224,7 @@ def add_bench_parser(sub) -> None:
     p.add_argument("--boxes", type=positive_int, default=20, help="refine: boxes on the 1024x768 image")
     p.add_argument("--batch", default="1,8", help="encoder: batch sizes, comma separated")
     p.add_argument("--no-compile", action="store_true", help="encoder: leave out the torch.compile rows")
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "openvino"],
                    help="latency, models: our encoder's (auto: bf16 where the hardware computes it); encoder: the "
                         "reduced precision to try (auto: bf16 on CUDA, fp32 on a CPU)")
     p.add_argument("--pairs", type=positive_int, help="latency: interleaved encoder pairs (default 3 on a CPU, 10 on "

@@ -106,9 +106,10 @@ def add_engine_args(p: argparse.ArgumentParser, engine: bool = True, remote: boo
     p.add_argument("--checkpoint", help="your own checkpoint file (no hash check)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     p.add_argument("--encoder", default="auto", choices=ENCODER_CHOICES, help=ENCODER_HELP)
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "openvino"],
                    help="the image encoder's arithmetic; auto = bf16 where the hardware computes it (a CPU with "
-                        "avx512_bf16/AMX, a recent GPU), else fp32; the reason is printed")
+                        "avx512_bf16/AMX, a recent GPU); on other CPUs OpenVINO in fp32 for SAM and HQ-SAM where "
+                        "it is installed (clicklabel[openvino]), else fp32; the reason is printed")
     p.add_argument("--cache-precision", default="float16", choices=["float16", "float32"],
                    help="embeddings stored in the cache: float16 (half the disk; masks of an fp32 encoding agree with "
                         "the fresh ones at IoU ~0.9999) or float32 (the same masks as fresh)")

@@ -66,6 +66,9 @@ class ImageEncoder:
         from segment_anything.utils.transforms import ResizeLongestSide
 
         check_precision(precision)
+        if precision == "openvino":  # (OpenVinoEncoder builds this part in fp32)
+            raise ClickLabelError("precision openvino is the OpenVINO encoder's (clicklabel bench latency "
+                                  "--precision openvino measures it); PyTorch's encoder runs fp32 or bf16")
         self.sam = sam
         self.device = device
         self.size = int(sam.image_encoder.img_size)

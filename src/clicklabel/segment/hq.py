@@ -59,7 +59,7 @@ class HqEngine(CachedEngine):
         self.sam = self.module
         self.mask_threshold = float(self.sam.mask_threshold)
         vit = hasattr(self.sam.image_encoder, "blocks")  # HQ-SAM's ViTs gain from bf16 on a CPU; its TinyViT not
-        self.precision_choice = choose_precision(self.device, precision, fast, cpu_gain=vit)
+        self.precision_choice = choose_precision(self.device, precision, fast, cpu_gain=vit, openvino=True)
         self._sdpa = True if fast is None else fast  # fused attention: stock's arithmetic, 1.4x on an AVX2 CPU
         self._compile = compile
         from segment_anything.utils.transforms import ResizeLongestSide
@@ -71,6 +71,10 @@ class HqEngine(CachedEngine):
         return int(self.sam.image_encoder.img_size)  # (the encoder itself is built on its first image)
 
     def _make_encoder(self) -> ImageEncoder:
+        if self.precision_choice.precision == "openvino":
+            from .openvino_encoder import engine_encoder
+
+            return engine_encoder(self, self._outputs)
         return ImageEncoder(self.sam, self.device, sdpa=self._sdpa, precision=self.precision_choice.precision,
                             compile=self._compile, outputs=self._outputs)
 

@@ -10,7 +10,9 @@ instructions PyTorch emulates bf16 and the encoder runs several times slower, so
 - CUDA: bf16 where the GPU has it (compute capability 8.0+);
 - Apple MPS: bf16 where autocast on MPS takes it (PyTorch 2.x on macOS 14+);
 - CPU: bf16 where the CPU reports ``avx512_bf16`` or ``amx_bf16`` (x86) or ``bf16`` (Arm) and oneDNN is not told to
-  stay below them (``ONEDNN_MAX_CPU_ISA``); fp32 otherwise.
+  stay below them (``ONEDNN_MAX_CPU_ISA``); elsewhere, for encoders OpenVINO speeds up (SAM's and HQ-SAM's ViTs),
+  OpenVINO in fp32 where it is installed (``openvino_encoder.py``: stock's arithmetic, 2.5x on vit_b); fp32 otherwise.
+  ``--precision openvino`` asks for it on any CPU.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import platform
 from dataclasses import dataclass
 from pathlib import Path
 
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16", "openvino")  # openvino: fp32 arithmetic in OpenVINO (CPU)
 CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16", "bf16")  # x86 (AMX, AVX-512 BF16), then Arm's FEAT_BF16
 # ONEDNN_MAX_CPU_ISA values that leave out every bf16 instruction (oneDNN's ISA names, lower case)
 _ISA_WITHOUT_BF16 = ("sse41", "avx", "avx2", "avx2_vnni", "avx2_vnni_2", "avx512_core", "avx512_core_vnni")
@@ -85,13 +87,16 @@ def check_precision(precision: str) -> None:
 
 
 def choose_precision(device: str, asked: str | None = None, fast: bool | None = None,
-                     cpu_gain: bool = True) -> Choice:
-    """The encoder's precision on ``device`` (already resolved): ``asked`` ('fp32', 'bf16'; None or 'auto': choose),
-    ``fast`` False for the stock encoder (fp32); ``cpu_gain`` False for encoders that bf16 does not speed up on a CPU
-    (measured: SAM 2.1's Hiera 1.06x, HQ-SAM's TinyViT 1.24x with masks at IoU 0.98; docs/benchmarks.md).
+                     cpu_gain: bool = True, openvino: bool = False) -> Choice:
+    """The encoder's precision on ``device`` (already resolved): ``asked`` ('fp32', 'bf16', 'openvino'; None or
+    'auto': choose), ``fast`` False for the stock encoder (fp32); ``cpu_gain`` False for encoders that bf16 does not
+    speed up on a CPU (measured: SAM 2.1's Hiera 1.06x, HQ-SAM's TinyViT 1.24x with masks at IoU 0.98;
+    docs/benchmarks.md); ``openvino`` True for encoders that run in OpenVINO (``openvino_encoder.py``).
     ``CLICKLABEL_PRECISION`` stands in for an ``asked`` of None."""
     if asked in (None, "auto"):
         asked = os.environ.get("CLICKLABEL_PRECISION", "").strip().lower() or None
+    if asked == "openvino":
+        return _openvino_asked(device, openvino)
     if asked not in (None, "auto"):
         check_precision(asked)
         if asked == "bf16" and device == "cpu" and not cpu_bf16()[0]:
@@ -115,4 +120,27 @@ def choose_precision(device: str, asked: str | None = None, fast: bool | None = 
         return Choice("fp32", f"{why}, but bf16 does not speed up this encoder on a CPU: fp32")
     if ok:
         return Choice("bf16", f"{why}: bf16 autocast (--precision fp32 for stock arithmetic)")
+    if openvino and fast is not False:
+        from .openvino_encoder import openvino_missing
+
+        if openvino_missing() is None:
+            return Choice("openvino", f"{why}: OpenVINO in fp32, stock's arithmetic (converted once per model; "
+                                      "--precision fp32 for PyTorch)")
+        return Choice("fp32", f"{why}: fp32 (bf16 would be emulated; pip install 'clicklabel[openvino]' for "
+                              "OpenVINO, ~2.5x here)")
     return Choice("fp32", f"{why}: fp32 (bf16 would be emulated, slower)")
+
+
+def _openvino_asked(device: str, supported: bool) -> Choice:
+    from ..errors import ClickLabelError
+    from .openvino_encoder import openvino_missing
+
+    if device != "cpu":
+        raise ClickLabelError(f"precision openvino runs the encoder on the CPU, not on {device}; use --device cpu")
+    if not supported:
+        raise ClickLabelError("precision openvino is for SAM and HQ-SAM encoders; use fp32 or bf16")
+    problem = openvino_missing()
+    if problem:
+        raise ClickLabelError(problem)
+    return Choice("openvino", "asked for" + (" (CLICKLABEL_PRECISION)" if os.environ.get("CLICKLABEL_PRECISION")
+                                             else ""))

@@ -47,7 +47,7 @@ class SamEngine(CachedEngine):
         # The encoder's precision follows the hardware (precision.py); SDPA attention is on by default (fp32: the
         # same arithmetic summed in another order, IoU 0.99999); fast=False restores stock. torch.compile is asked
         # for (compile=True or a mode): it costs a minute or more the first time.
-        self.precision_choice = choose_precision(self.device, precision, fast)
+        self.precision_choice = choose_precision(self.device, precision, fast, openvino=True)
         self._sdpa = True if fast is None else fast  # fused attention: stock's arithmetic, 1.4x on an AVX2 CPU
         self._compile = compile
         self.transform = LongestSide(int(self.sam.image_encoder.img_size))  # the prompts follow the resize
@@ -57,6 +57,10 @@ class SamEngine(CachedEngine):
         return int(self.sam.image_encoder.img_size)  # (the encoder itself is built on its first image)
 
     def _make_encoder(self) -> ImageEncoder:
+        if self.precision_choice.precision == "openvino":
+            from .openvino_encoder import engine_encoder
+
+            return engine_encoder(self)
         return ImageEncoder(self.sam, self.device, sdpa=self._sdpa, precision=self.precision_choice.precision,
                             compile=self._compile)
 

@@ -1,0 +1,135 @@
+"""The image encoder compiled by OpenVINO, in fp32: the fast path of CPUs without bf16 instructions.
+
+On a CPU without bf16 (AVX2, AVX-512 without BF16), PyTorch's fp32 encoder gains little from SDPA or channels-last,
+and dynamic int8 moves the masks (IoU 0.968 on vit_b); OpenVINO's CPU runtime ran SAM vit_b's encoder 2.5x faster
+than stock in the same fp32 arithmetic (masks IoU 1.0000; docs/benchmarks.md, `benchmarks/cpu_paths.py`).
+
+The model is converted once per checkpoint (``ov.convert_model`` traces the PyTorch encoder, with the fused
+attention of ``fast_encoder``) and kept as OpenVINO IR beside the embedding cache (``encoders/``; vit_b: 360 MB of
+fp32 weights, stored uncompressed so the arithmetic stays fp32), with OpenVINO's compiled-model cache next to it;
+later processes compile the IR from there. The encoder's outputs (SAM: the features; HQ-SAM: the features and the
+intermediate embeddings) come back in the PyTorch module's own structure (``torch.utils._pytree``). Everything
+else (resize, normalisation, padding) is ``ImageEncoder``'s, so embeddings are keyed and cached as any other.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import warnings
+from pathlib import Path
+
+from ..errors import ClickLabelError
+from .encoder import ImageEncoder
+
+FORMAT = 1  # bump when the conversion changes: older IR files are then converted again
+
+
+def openvino_missing() -> str | None:
+    """None when OpenVINO can be imported, else the line that says how to install it."""
+    import importlib.util
+
+    try:
+        if importlib.util.find_spec("openvino") is not None:
+            return None
+    except (ImportError, ValueError):
+        pass
+    return "OpenVINO is not installed: pip install 'clicklabel[openvino]'"
+
+
+def ir_paths(folder: Path, key: str, size: int) -> tuple[Path, Path]:
+    """(model .xml, output layout .json) of the converted encoder of weights ``key`` at input ``size``."""
+    import openvino as ov
+
+    stem = f"{key}-{size}-ov{ov.get_version().split('-')[0]}-f{FORMAT}"
+    return folder / f"{stem}.xml", folder / f"{stem}.json"
+
+
+def convert(image_encoder, size: int, xml: Path, layout: Path) -> None:
+    """Trace ``image_encoder`` at a (1, 3, size, size) input and save it as fp32 OpenVINO IR at ``xml`` (+ .bin),
+    with the structure of its outputs in ``layout``; written under temporary names, then renamed."""
+    import openvino as ov
+    import torch
+    from torch.utils import _pytree
+
+    spec = []
+
+    class Flat(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x):
+            leaves, tree = _pytree.tree_flatten(self.inner(x))
+            spec[:] = [tree]
+            return tuple(leaves)
+
+    xml.parent.mkdir(parents=True, exist_ok=True)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # the ViT's shape arithmetic, fixed at one size
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.trace's deprecation (OpenVINO's converter uses it)
+        model = ov.convert_model(Flat(image_encoder).eval(), example_input=torch.zeros((1, 3, size, size)))
+    tmp = xml.with_name(f".{xml.stem}.{os.getpid()}.xml")
+    ov.save_model(model, str(tmp), compress_to_fp16=False)
+    layout.write_text(json.dumps({"tree": _pytree.treespec_dumps(spec[0])}))
+    os.replace(tmp.with_suffix(".bin"), xml.with_suffix(".bin"))
+    os.replace(tmp, xml)
+
+
+class OpenVinoEncoder(ImageEncoder):
+    """``ImageEncoder`` whose encoder runs in OpenVINO (fp32, the CPU); ``folder``: where converted models are kept,
+    ``key``: the weights' identity (the engine's ``model_id``)."""
+
+    def __init__(self, sam, folder: Path, key: str, outputs=None):
+        problem = openvino_missing()
+        if problem:
+            raise ClickLabelError(problem)
+        super().__init__(sam, "cpu", sdpa=True, precision="fp32", outputs=outputs)
+        self.precision = "openvino"
+        self._lock = threading.Lock()  # one inference request: one image at a time
+        self.converted_s = None  # seconds the conversion took, when this encoder converted the model
+        self._compiled, self._tree = self._load(Path(folder), key)
+
+    def describe(self) -> str:
+        return "OpenVINO fp32"
+
+    def _load(self, folder: Path, key: str):
+        import openvino as ov
+        import torch
+        from torch.utils import _pytree
+
+        xml, layout = ir_paths(folder, key, self.size)
+        if not (xml.exists() and xml.with_suffix(".bin").exists() and layout.exists()):
+            started = time.perf_counter()
+            self.activate()  # the fused attention: OpenVINO fuses it too
+            convert(self.sam.image_encoder, self.size, xml, layout)
+            self.converted_s = time.perf_counter() - started
+        core = ov.Core()
+        core.set_property({"CACHE_DIR": str(folder / "compiled")})
+        compiled = core.compile_model(str(xml), "CPU", {
+            "INFERENCE_PRECISION_HINT": "f32",  # stock's arithmetic, not the bf16 OpenVINO picks where it can
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_NUM_THREADS": torch.get_num_threads(),  # what OMP_NUM_THREADS / torch were told
+        })
+        return compiled, _pytree.treespec_loads(json.loads(layout.read_text())["tree"])
+
+    def forward(self, x):
+        """The encoder on a normalised, padded (B, 3, S, S) float tensor: each image through OpenVINO, the outputs
+        in the PyTorch encoder's structure."""
+        import torch
+        from torch.utils import _pytree
+
+        rows = []
+        with self._lock:
+            for i in range(x.shape[0]):
+                result = self._compiled(x[i : i + 1].float().contiguous().numpy())
+                rows.append([torch.from_numpy(out.copy()) for out in result.to_tuple()])
+        leaves = [torch.cat(parts) for parts in zip(*rows)]
+        return _pytree.tree_unflatten(leaves, self._tree)
+
+
+def engine_encoder(engine, outputs=None) -> OpenVinoEncoder:
+    """The OpenVINO encoder of a SAM or HQ-SAM engine, its converted models kept beside its embedding cache."""
+    return OpenVinoEncoder(engine.sam, Path(engine.cache.folder).parent / "encoders", engine.model_id, outputs)

@@ -1,0 +1,79 @@
+"""The image encoder in OpenVINO (fp32), the fast path of CPUs without bf16: chosen there with its reason, the same
+features and masks as PyTorch's fp32 encoder, converted once per model and reused by later engines."""
+
+import numpy as np
+import pytest
+
+from clicklabel.bench.agreement import engine_masks, fixed_prompts, ious
+from clicklabel.cli import main
+from clicklabel.embeddings import EmbeddingCache
+from clicklabel.errors import ClickLabelError
+from clicklabel.segment import make_engine, precision
+from clicklabel.segment.precision import choose_precision
+
+from conftest import SAMPLES, sample
+
+pytest.importorskip("openvino", reason="the OpenVINO path needs its extra: pip install 'clicklabel[openvino]'")
+
+AVX2_ONLY = frozenset("fpu sse2 avx avx2 fma".split())
+
+
+def rel_l2(a, b) -> float:
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+def test_chosen_on_a_cpu_without_bf16_for_sam_and_hq_only(monkeypatch):
+    monkeypatch.delenv("CLICKLABEL_PRECISION", raising=False)
+    monkeypatch.setattr(precision, "cpu_flags", lambda: AVX2_ONLY)
+    sam = choose_precision("cpu", openvino=True)
+    assert sam.precision == "openvino" and "no bf16 instructions" in sam.reason and "OpenVINO" in sam.reason
+    assert choose_precision("cpu", openvino=False).precision == "fp32"  # SAM 2.1: not an OpenVINO encoder here
+    assert choose_precision("cpu", fast=False, openvino=True).precision == "fp32"  # the stock encoder stays stock
+    assert choose_precision("cpu", "openvino", openvino=True).reason == "asked for"
+    with pytest.raises(ClickLabelError, match="on the CPU"):
+        choose_precision("cuda", "openvino", openvino=True)
+    with pytest.raises(ClickLabelError, match="SAM and HQ-SAM"):
+        choose_precision("cpu", "openvino", openvino=False)
+
+
+def test_same_features_and_masks_as_pytorch_and_converted_once(tiny_checkpoint, tiny_engine, tmp_path):
+    img = sample("chelsea")
+    eng = make_engine("sam", "auto", tiny_checkpoint, device="cpu", precision="openvino",
+                      cache=EmbeddingCache(tmp_path / "embeddings"))
+    enc = eng.ensure_encoder()
+    assert enc.describe() == "OpenVINO fp32" and eng.precision == "openvino" and enc.converted_s is not None
+    ours, fresh = eng.encode(img), tiny_engine.encode(img)
+    assert ours.features.shape == fresh.features.shape and ours.input_size == fresh.input_size
+    assert rel_l2(ours.features, fresh.features) < 1e-4
+    prompts = fixed_prompts(*img.shape[:2])
+    assert min(ious(engine_masks(tiny_engine, fresh, prompts), engine_masks(tiny_engine, ours, prompts))) >= 0.99
+    assert list((tmp_path / "encoders").glob("*.xml"))  # kept beside the embeddings
+    # a later engine (a new process, a new session) compiles the kept model: no conversion, the same numbers
+    again = make_engine("sam", "auto", tiny_checkpoint, device="cpu", precision="openvino",
+                        cache=EmbeddingCache(tmp_path / "embeddings"))
+    assert again.ensure_encoder().converted_s is None
+    same = again.encode(img).features
+    assert rel_l2(same, ours.features) < 1e-5  # (the saved model compiles to the same graph up to float rounding)
+    two = again.encoder.encode([img, sample("coffee")])  # a batch goes through one image at a time
+    assert np.array_equal(two[0].features, same) and two[1].original_size == sample("coffee").shape[:2]
+
+
+def test_hq_sam_keeps_its_extra_outputs(hq_checkpoint, tmp_path):
+    img = sample("coffee")
+    ref = make_engine("sam", "hq_vit_tiny", hq_checkpoint, device="cpu", precision="fp32",
+                      cache=EmbeddingCache(tmp_path / "a", disk=False))
+    ov = make_engine("sam", "hq_vit_tiny", hq_checkpoint, device="cpu", precision="openvino",
+                     cache=EmbeddingCache(tmp_path / "b"))
+    a, b = ref.encode(img), ov.encode(img)
+    assert set(a.extra) == set(b.extra) == {"hq_features"}
+    assert rel_l2(b.features, a.features) < 1e-4 and rel_l2(b.extra["hq_features"], a.extra["hq_features"]) < 1e-4
+
+
+def test_cli_says_it_and_refuses_it_for_sam2(tiny_checkpoint, sam2_checkpoint, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CLICKLABEL_CACHE", str(tmp_path / "cache"))
+    argv = ["segment", str(SAMPLES / "rocket.jpg"), "--point", "60,60", "--device", "cpu", "--precision", "openvino"]
+    assert main(argv + ["--model", "auto", "--checkpoint", str(tiny_checkpoint)]) == 0
+    assert "encoder precision openvino: asked for" in capsys.readouterr().err
+    assert main(argv + ["--model", "sam2.1_hiera_tiny", "--checkpoint", str(sam2_checkpoint)]) == 2
+    err = capsys.readouterr().err
+    assert "precision openvino is for SAM and HQ-SAM encoders" in err and "Traceback" not in err
