@@ -22,17 +22,21 @@ def rel_l2(a, b) -> float:
     return float(np.linalg.norm(a - b) / np.linalg.norm(b))
 
 
-def test_chosen_on_a_cpu_without_bf16_for_sam_and_hq_only(monkeypatch):
+def test_chosen_where_bf16_does_not_pay(monkeypatch):
     monkeypatch.delenv("CLICKLABEL_PRECISION", raising=False)
     monkeypatch.setattr(precision, "cpu_flags", lambda: AVX2_ONLY)
     sam = choose_precision("cpu", openvino=True)
     assert sam.precision == "openvino" and "no bf16 instructions" in sam.reason and "OpenVINO" in sam.reason
-    assert choose_precision("cpu", openvino=False).precision == "fp32"  # SAM 2.1: not an OpenVINO encoder here
+    assert choose_precision("cpu", openvino=False).precision == "fp32"  # SAM 3: not an OpenVINO encoder
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx512_bf16"}))
+    assert choose_precision("cpu", openvino=True).precision == "bf16"  # the ViTs: bf16 autocast
+    tiny = choose_precision("cpu", cpu_gain=False, openvino=True)  # TinyViT, Hiera: bf16 does not pay, OpenVINO does
+    assert tiny.precision == "openvino" and "does not speed up" in tiny.reason
     assert choose_precision("cpu", fast=False, openvino=True).precision == "fp32"  # the stock encoder stays stock
     assert choose_precision("cpu", "openvino", openvino=True).reason == "asked for"
     with pytest.raises(ClickLabelError, match="on the CPU"):
         choose_precision("cuda", "openvino", openvino=True)
-    with pytest.raises(ClickLabelError, match="SAM and HQ-SAM"):
+    with pytest.raises(ClickLabelError, match="SAM, HQ-SAM and SAM 2.1"):
         choose_precision("cpu", "openvino", openvino=False)
 
 
@@ -69,11 +73,32 @@ def test_hq_sam_keeps_its_extra_outputs(hq_checkpoint, tmp_path):
     assert rel_l2(b.features, a.features) < 1e-4 and rel_l2(b.extra["hq_features"], a.extra["hq_features"]) < 1e-4
 
 
-def test_cli_says_it_and_refuses_it_for_sam2(tiny_checkpoint, sam2_checkpoint, tmp_path, monkeypatch, capsys):
+def test_sam2_backbone_in_openvino_gives_the_same_masks(sam2_checkpoint, tmp_path):
+    img = sample("coffee")
+    ref = make_engine("sam", "sam2.1_hiera_tiny", sam2_checkpoint, device="cpu", precision="fp32",
+                      cache=EmbeddingCache(tmp_path / "a", disk=False))
+    ov = make_engine("sam", "sam2.1_hiera_tiny", sam2_checkpoint, device="cpu", precision="openvino",
+                     cache=EmbeddingCache(tmp_path / "b"))
+    a, b = ref.encode(img), ov.encode(img)
+    assert ov.encoder.describe() == "OpenVINO fp32" and set(a.extra) == set(b.extra) and a.extra
+    assert rel_l2(b.features, a.features) < 1e-4
+    assert all(rel_l2(b.extra[k], a.extra[k]) < 1e-4 for k in a.extra)
+    prompts = fixed_prompts(*img.shape[:2])
+    assert min(ious(engine_masks(ref, a, prompts), engine_masks(ref, b, prompts))) >= 0.99
+
+
+def test_cli_says_it_and_refuses_it_where_it_does_not_run(tiny_checkpoint, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("CLICKLABEL_CACHE", str(tmp_path / "cache"))
     argv = ["segment", str(SAMPLES / "rocket.jpg"), "--point", "60,60", "--device", "cpu", "--precision", "openvino"]
     assert main(argv + ["--model", "auto", "--checkpoint", str(tiny_checkpoint)]) == 0
     assert "encoder precision openvino: asked for" in capsys.readouterr().err
-    assert main(argv + ["--model", "sam2.1_hiera_tiny", "--checkpoint", str(sam2_checkpoint)]) == 2
+    assert main(["bench", "encoder", "--random-weights", "--device", "cpu", "--precision", "openvino"]) == 2
     err = capsys.readouterr().err
-    assert "precision openvino is for SAM and HQ-SAM encoders" in err and "Traceback" not in err
+    assert "bench latency --precision openvino" in err and "Traceback" not in err
+
+
+def test_pytorchs_encoder_refuses_the_openvino_name(tiny_engine):
+    from clicklabel.segment.encoder import ImageEncoder
+
+    with pytest.raises(ClickLabelError, match="OpenVINO encoder's"):
+        ImageEncoder(tiny_engine.sam, "cpu", precision="openvino")

@@ -140,7 +140,7 @@ def test_unknown_cache_precision_is_one_clear_error(tmp_path):
 
 def test_suggestion_uses_speeds_measured_here(monkeypatch, tmp_path):
     from clicklabel import weights
-    from clicklabel.segment.models import suggest_model
+    from clicklabel.segment.models import auto_cpu_precision, suggest_model
 
     monkeypatch.setenv("CLICKLABEL_WEIGHTS", str(tmp_path))
     monkeypatch.setenv("CLICKLABEL_CACHE", str(tmp_path / "c"))
@@ -148,7 +148,8 @@ def test_suggestion_uses_speeds_measured_here(monkeypatch, tmp_path):
     for name in names:
         with open(weights.checkpoint_path(name), "wb") as f:
             f.truncate(weights.REGISTRY[name].size)
-    prec = choose_precision("cpu").precision
+    prec = choose_precision("cpu").precision  # (the suite pins fp32: every model's choice)
+    assert {auto_cpu_precision(weights.REGISTRY[n]) for n in names} == {prec}
     ref_fastest = min(names, key=lambda n: weights.REGISTRY[n].cpu_s)
     slowest = max(names, key=lambda n: weights.REGISTRY[n].cpu_s)
     assert suggest_model("cpu").model == ref_fastest and "estimated" in suggest_model("cpu").reason

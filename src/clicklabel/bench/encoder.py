@@ -121,6 +121,9 @@ def bench_encoder(
     from ..segment.encoder import ImageEncoder
     from ..segment.precompute import precompute
 
+    if precision == "openvino":
+        raise ClickLabelError("bench encoder times PyTorch's techniques; OpenVINO's encoder is timed by "
+                              "`clicklabel bench latency --precision openvino`")
     low = precision or ("bf16" if device.startswith("cuda") else "fp32")
     rows_to_run = [t for t in techniques(low) if compile or "compile" not in t[1]]
     big = sorted(b for b in set(batches) if b > 1)

@@ -249,7 +249,6 @@ def suggest_model(device: str = "auto") -> Suggestion | None:
 
     from . import speed
     from .cached import resolve_device
-    from .precision import choose_precision
 
     if resolve_device(device) != "cpu":
         return None
@@ -257,7 +256,8 @@ def suggest_model(device: str = "auto") -> Suggestion | None:
             if ck.cpu_s is not None and weights_present(ck.name) and installed(ck.family)]
     if not here:
         return None
-    seen = speed.measured("cpu", choose_precision("cpu").precision)
+    seen = {ck.name: secs for ck in here
+            if (secs := speed.measured("cpu", auto_cpu_precision(ck)).get(ck.name)) is not None}
     scale = statistics.median([seen[ck.name] / ck.cpu_s for ck in here if ck.name in seen] or [1.0])
     secs = {ck.name: seen.get(ck.name, ck.cpu_s * scale) for ck in here}
     best = min(here, key=lambda ck: secs[ck.name])
@@ -268,3 +268,12 @@ def suggest_model(device: str = "auto") -> Suggestion | None:
     return Suggestion(best.name, f"no GPU: {best.name} is the fastest model whose weights are here (about "
                                  f"{secs[best.name]:.1f} s per image to encode, {where(best.name)}{others}; "
                                  "clicklabel bench models measures them all)")
+
+
+def auto_cpu_precision(ck) -> str:
+    """The precision an engine of registered model ``ck`` chooses on this CPU (the speed records are per precision):
+    the ViTs of SAM and HQ-SAM (and SAM 3) gain from bf16; SAM, HQ-SAM and SAM 2.1 run in OpenVINO otherwise."""
+    from .precision import choose_precision
+
+    gain = ck.family in ("sam", "sam3") or (ck.family == "hq" and ck.name != "hq_vit_tiny")
+    return choose_precision("cpu", cpu_gain=gain, openvino=ck.family in ("sam", "hq", "sam2.1")).precision

@@ -78,46 +78,38 @@ def convert(image_encoder, size: int, xml: Path, layout: Path) -> None:
     os.replace(tmp, xml)
 
 
-class OpenVinoEncoder(ImageEncoder):
-    """``ImageEncoder`` whose encoder runs in OpenVINO (fp32, the CPU); ``folder``: where converted models are kept,
-    ``key``: the weights' identity (the engine's ``model_id``)."""
+class Compiled:
+    """A PyTorch module from (1, 3, S, S) images to tensors (any nesting), converted and compiled by OpenVINO (fp32):
+    called on a (B, 3, S, S) batch, each image goes through OpenVINO and the outputs come back in the module's own
+    structure. ``make``: the module (or a function returning it, called only when a conversion is needed);
+    ``folder``: where converted models are kept; ``key``: the weights' identity; ``size``: S."""
 
-    def __init__(self, sam, folder: Path, key: str, outputs=None):
-        problem = openvino_missing()
-        if problem:
-            raise ClickLabelError(problem)
-        super().__init__(sam, "cpu", sdpa=True, precision="fp32", outputs=outputs)
-        self.precision = "openvino"
-        self._lock = threading.Lock()  # one inference request: one image at a time
-        self.converted_s = None  # seconds the conversion took, when this encoder converted the model
-        self._compiled, self._tree = self._load(Path(folder), key)
-
-    def describe(self) -> str:
-        return "OpenVINO fp32"
-
-    def _load(self, folder: Path, key: str):
+    def __init__(self, make, size: int, folder: Path, key: str):
         import openvino as ov
         import torch
         from torch.utils import _pytree
 
-        xml, layout = ir_paths(folder, key, self.size)
+        problem = openvino_missing()
+        if problem:
+            raise ClickLabelError(problem)
+        self._lock = threading.Lock()  # one inference request: one image at a time
+        self.converted_s = None  # seconds the conversion took, when this object converted the model
+        folder = Path(folder)
+        xml, layout = ir_paths(folder, key, size)
         if not (xml.exists() and xml.with_suffix(".bin").exists() and layout.exists()):
             started = time.perf_counter()
-            self.activate()  # the fused attention: OpenVINO fuses it too
-            convert(self.sam.image_encoder, self.size, xml, layout)
+            convert(make() if callable(make) and not isinstance(make, torch.nn.Module) else make, size, xml, layout)
             self.converted_s = time.perf_counter() - started
         core = ov.Core()
         core.set_property({"CACHE_DIR": str(folder / "compiled")})
-        compiled = core.compile_model(str(xml), "CPU", {
+        self._compiled = core.compile_model(str(xml), "CPU", {
             "INFERENCE_PRECISION_HINT": "f32",  # stock's arithmetic, not the bf16 OpenVINO picks where it can
             "PERFORMANCE_HINT": "LATENCY",
             "INFERENCE_NUM_THREADS": torch.get_num_threads(),  # what OMP_NUM_THREADS / torch were told
         })
-        return compiled, _pytree.treespec_loads(json.loads(layout.read_text())["tree"])
+        self._tree = _pytree.treespec_loads(json.loads(layout.read_text())["tree"])
 
-    def forward(self, x):
-        """The encoder on a normalised, padded (B, 3, S, S) float tensor: each image through OpenVINO, the outputs
-        in the PyTorch encoder's structure."""
+    def __call__(self, x):
         import torch
         from torch.utils import _pytree
 
@@ -130,6 +122,33 @@ class OpenVinoEncoder(ImageEncoder):
         return _pytree.tree_unflatten(leaves, self._tree)
 
 
+class OpenVinoEncoder(ImageEncoder):
+    """``ImageEncoder`` (SAM, HQ-SAM) whose encoder runs in OpenVINO (fp32, the CPU); ``folder``: where converted
+    models are kept, ``key``: the weights' identity (the engine's ``model_id``)."""
+
+    def __init__(self, sam, folder: Path, key: str, outputs=None):
+        problem = openvino_missing()
+        if problem:
+            raise ClickLabelError(problem)
+        super().__init__(sam, "cpu", sdpa=True, precision="fp32", outputs=outputs)
+        self.precision = "openvino"
+        self.activate()  # the fused attention, which OpenVINO fuses too
+        self.compiled = Compiled(sam.image_encoder, self.size, folder, key)
+        self.converted_s = self.compiled.converted_s
+
+    def describe(self) -> str:
+        return "OpenVINO fp32"
+
+    def forward(self, x):
+        """The encoder on a normalised, padded (B, 3, S, S) float tensor, in the PyTorch encoder's structure."""
+        return self.compiled(x)
+
+
+def encoders_folder(engine) -> Path:
+    """Where an engine's converted encoders are kept: beside its embedding cache."""
+    return Path(engine.cache.folder).parent / "encoders"
+
+
 def engine_encoder(engine, outputs=None) -> OpenVinoEncoder:
-    """The OpenVINO encoder of a SAM or HQ-SAM engine, its converted models kept beside its embedding cache."""
-    return OpenVinoEncoder(engine.sam, Path(engine.cache.folder).parent / "encoders", engine.model_id, outputs)
+    """The OpenVINO encoder of a SAM or HQ-SAM engine."""
+    return OpenVinoEncoder(engine.sam, encoders_folder(engine), engine.model_id, outputs)

@@ -58,7 +58,8 @@ class Sam2Encoder:
     sdpa = False  # Hiera already uses PyTorch's fused attention
     compile_mode = None
 
-    def __init__(self, model, device: str, precision: str = "fp32"):
+    def __init__(self, model, device: str, precision: str = "fp32", compiled=None):
+        """``compiled``: the backbone (``model.forward_image``) compiled by OpenVINO (precision 'openvino')."""
         check_precision(precision)
         with warnings.catch_warnings():  # SAM2Transforms wraps its resize in torch.jit.script, which warns
             warnings.simplefilter("ignore", FutureWarning)
@@ -69,9 +70,10 @@ class Sam2Encoder:
         self.device = device
         self.precision = precision
         self.size = int(model.image_size)
+        self._backbone = compiled or model.forward_image
 
     def describe(self) -> str:
-        return self.precision
+        return "OpenVINO fp32" if self.precision == "openvino" else self.precision
 
     def prepare(self, image: np.ndarray) -> Sam2Prepared:
         """The stock predictor's transform of an RGB uint8 image (thread-safe, no device work)."""
@@ -88,7 +90,7 @@ class Sam2Encoder:
         x = torch.stack([p.pixels for p in batch]).to(self.device)
         autocast = torch.autocast("cuda" if self.device.startswith("cuda") else "cpu", dtype=torch.bfloat16)
         with torch.inference_mode(), autocast if self.precision == "bf16" else contextlib.nullcontext():
-            _, feats, _, _ = m._prepare_backbone_features(m.forward_image(x))
+            _, feats, _, _ = m._prepare_backbone_features(self._backbone(x))
             if m.directly_add_no_mem_embed:
                 feats[-1] = feats[-1] + m.no_mem_embed
         maps = [f.permute(1, 2, 0).reshape(b, -1, s // k, s // k) for f, k in zip(feats, (4, 8, 16))]
@@ -97,6 +99,21 @@ class Sam2Encoder:
     def encode(self, images: Sequence[np.ndarray]):
         prepared = [self.prepare(img) for img in images]
         return embeddings_from(self.run_all(prepared), prepared)
+
+
+def backbone_module(net):
+    """SAM 2.1's ``forward_image`` as a module (what OpenVINO converts)."""
+    import torch
+
+    class ForwardImage(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x):
+            return self.net.forward_image(x)
+
+    return ForwardImage().eval()
 
 
 @dataclass
@@ -131,14 +148,20 @@ class Sam2Engine(CachedEngine):
             raise ClickLabelError("--compile is wired for SAM and HQ-SAM encoders, not SAM 2.1")
         super().__init__(model, checkpoint, device, cache, download, loaded)
         self.net = self.module
-        self.precision_choice = choose_precision(self.device, precision, fast, cpu_gain=False)
+        self.precision_choice = choose_precision(self.device, precision, fast, cpu_gain=False, openvino=True)
 
     @property
     def input_side(self) -> int:
         return int(self.net.image_size)  # (the encoder itself is built on its first image)
 
     def _make_encoder(self) -> Sam2Encoder:
-        return Sam2Encoder(self.net, self.device, self.precision_choice.precision)
+        compiled = None
+        if self.precision_choice.precision == "openvino":
+            from .openvino_encoder import Compiled, encoders_folder
+
+            compiled = Compiled(lambda: backbone_module(self.net), int(self.net.image_size), encoders_folder(self),
+                                self.model_id)
+        return Sam2Encoder(self.net, self.device, self.precision_choice.precision, compiled)
 
     @staticmethod
     def build_model(name: str):
