@@ -68,3 +68,12 @@ def test_cpu_paths_script_runs_and_reports_each_path():
     assert {"fp32 SDPA", "dynamic int8 (Linear)", "bf16 autocast"} <= rows
     loads = re.search(r"load average ([0-9.]+) -> ([0-9.]+)", out)
     assert loads and all(np.isfinite(float(v)) for v in loads.groups())
+
+
+def test_second_run_script_times_a_first_and_a_cached_run(tiny_checkpoint):
+    out = run_script("benchmarks/second_run.py", "--model", "auto", "--checkpoint", str(tiny_checkpoint),
+                     "--pairs", "1")
+    row = next(r for r in out.splitlines() if r.startswith("| 1 |")).strip("| ").split(" | ")
+    first, second = float(row[2]), float(row[4])
+    assert first > 0 and second > 0 and abs(float(row[6]) - second / first) < 0.002
+    assert "second / first: median" in out
