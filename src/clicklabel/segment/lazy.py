@@ -22,7 +22,8 @@ _BUILD = threading.Lock()  # init functions are held still process-wide: one bui
 @contextlib.contextmanager
 def uninitialised():
     """Modules built inside keep their tensors as allocated: ``torch.nn.init``'s in-place initialisers do nothing
-    (the weights are loaded or replaced right after). Other threads' builds wait for it (``building``)."""
+    (the weights are loaded or replaced right after). Two such builds never overlap (a lock); a module built by
+    another thread meanwhile, outside it, would keep its allocated values too (clicklabel builds none so)."""
     from torch.nn import init
 
     names = [n for n in vars(init) if n.endswith("_") and not n.startswith("_") and callable(getattr(init, n))]
@@ -52,7 +53,7 @@ class LazyEncoderWeights:
                 return
             from .models import build
 
-            with _BUILD:  # never inside another thread's ``uninitialised``
+            with uninitialised():  # every weight is loaded right after (strict): no random initialisation
                 full = build(self.family, self.name, self._sd)
             full.load_state_dict(self._sd, strict=True)
             module.image_encoder = full.image_encoder.to(device).eval()
