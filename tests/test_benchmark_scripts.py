@@ -77,3 +77,16 @@ def test_second_run_script_times_a_first_and_a_cached_run(tiny_checkpoint):
     first, second = float(row[2]), float(row[4])
     assert first > 0 and second > 0 and abs(float(row[6]) - second / first) < 0.002
     assert "second / first: median" in out
+
+
+@pytest.mark.gui
+def test_gui_latency_script_runs_in_the_real_widget():
+    """A few of each action in the real widget (a small random SAM, small images): the script's plumbing, and its
+    last line carries every figure."""
+    out = run_script("benchmarks/gui_latency.py", "--model", "tiny", "--image-size", "320x240", "--clicks", "3",
+                     "--switches", "2", "--reviews", "2", "--drags", "1", "--proposals", "10", "--pause", "0.05",
+                     timeout=600)
+    last = out.strip().splitlines()[-1]
+    assert re.search(r"click p50 [0-9.]+ ms p90 [0-9.]+ ms \(decoder alone p90 [0-9.]+ ms\); switch p50 [0-9.]+ ms; "
+                     r"review p50 [0-9.]+ ms; drag first paint p50 [0-9.]+ ms; max UI gap [0-9.]+ ms; load engine "
+                     r"max gap [0-9.]+ ms", last), last
