@@ -9,6 +9,7 @@ from clicklabel.cli import main
 from clicklabel.embeddings import EmbeddingCache
 from clicklabel.errors import ClickLabelError
 from clicklabel.segment import make_engine, precision
+from clicklabel.segment.lazy import encoder_loaded
 from clicklabel.segment.precision import choose_precision
 
 from conftest import SAMPLES, sample
@@ -46,6 +47,7 @@ def test_same_features_and_masks_as_pytorch_and_converted_once(tiny_checkpoint, 
                       cache=EmbeddingCache(tmp_path / "embeddings"))
     enc = eng.ensure_encoder()
     assert enc.describe() == "OpenVINO fp32" and eng.precision == "openvino" and enc.converted_s is not None
+    assert encoder_loaded(eng.module)  # converting needs the weights
     ours, fresh = eng.encode(img), tiny_engine.encode(img)
     assert ours.features.shape == fresh.features.shape and ours.input_size == fresh.input_size
     assert rel_l2(ours.features, fresh.features) < 1e-4
@@ -56,6 +58,7 @@ def test_same_features_and_masks_as_pytorch_and_converted_once(tiny_checkpoint, 
     again = make_engine("sam", "auto", tiny_checkpoint, device="cpu", precision="openvino",
                         cache=EmbeddingCache(tmp_path / "embeddings"))
     assert again.ensure_encoder().converted_s is None
+    assert not encoder_loaded(again.module)  # the kept model needs none of PyTorch's encoder weights
     same = again.encode(img).features
     assert rel_l2(same, ours.features) < 1e-5  # (the saved model compiles to the same graph up to float rounding)
     two = again.encoder.encode([img, sample("coffee")])  # a batch goes through one image at a time

@@ -132,8 +132,8 @@ class CachedEngine(ABC):
         if self._encoder is None:
             with self._encoder_guard:
                 if self._encoder is None:
-                    if self._lazy is not None:
-                        self._lazy.complete(self.module, self.device)
+                    if self._needs_encoder_weights():
+                        self.load_encoder_weights()
                     self._encoder = self._make_encoder()
                     self.encoder_builds += 1
         return self._encoder
@@ -141,6 +141,16 @@ class CachedEngine(ABC):
     @encoder.setter
     def encoder(self, value) -> None:
         self._encoder = value
+
+    def load_encoder_weights(self) -> None:
+        """Put the image encoder's weights in the model, if it was loaded without them (``lazy.py``); once."""
+        if self._lazy is not None:
+            self._lazy.complete(self.module, self.device)
+
+    def _needs_encoder_weights(self) -> bool:
+        """Whether building this engine's encoder needs the PyTorch image encoder's weights (an encoder converted
+        for OpenVINO and kept on disk does not)."""
+        return True
 
     @property
     def input_side(self) -> int:
@@ -154,8 +164,7 @@ class CachedEngine(ABC):
     def local_encoder(self):
         """A new image encoder of this engine's own (what ``encoder`` builds), whatever ``encoder`` was replaced by."""
         with self._encoder_guard:
-            if self._lazy is not None:
-                self._lazy.complete(self.module, self.device)
+            self.load_encoder_weights()
             self.encoder_builds += 1
             return self._make_encoder()
 

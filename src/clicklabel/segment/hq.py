@@ -70,6 +70,11 @@ class HqEngine(CachedEngine):
     def input_side(self) -> int:
         return int(self.sam.image_encoder.img_size)  # (the encoder itself is built on its first image)
 
+    def _needs_encoder_weights(self) -> bool:
+        from .openvino_encoder import needs_weights
+
+        return needs_weights(self)
+
     def _make_encoder(self) -> ImageEncoder:
         if self.precision_choice.precision == "openvino":
             from .openvino_encoder import engine_encoder

@@ -96,7 +96,7 @@ class Compiled:
         self.converted_s = None  # seconds the conversion took, when this object converted the model
         folder = Path(folder)
         xml, layout = ir_paths(folder, key, size)
-        if not (xml.exists() and xml.with_suffix(".bin").exists() and layout.exists()):
+        if not kept(folder, key, size):
             started = time.perf_counter()
             convert(make() if callable(make) and not isinstance(make, torch.nn.Module) else make, size, xml, layout)
             self.converted_s = time.perf_counter() - started
@@ -144,11 +144,28 @@ class OpenVinoEncoder(ImageEncoder):
         return self.compiled(x)
 
 
+def kept(folder: Path, key: str, size: int) -> bool:
+    """Whether the converted model of weights ``key`` at input ``size`` is in ``folder`` (OpenVINO installed)."""
+    if openvino_missing():
+        return False
+    xml, layout = ir_paths(Path(folder), key, size)
+    return xml.exists() and xml.with_suffix(".bin").exists() and layout.exists()
+
+
+def needs_weights(engine) -> bool:
+    """Whether ``engine``'s encoder needs the PyTorch encoder's weights: not when it runs a kept OpenVINO model."""
+    return engine.precision_choice.precision != "openvino" or \
+        not kept(encoders_folder(engine), engine.model_id, engine.input_side)
+
+
 def encoders_folder(engine) -> Path:
     """Where an engine's converted encoders are kept: beside its embedding cache."""
     return Path(engine.cache.folder).parent / "encoders"
 
 
 def engine_encoder(engine, outputs=None) -> OpenVinoEncoder:
-    """The OpenVINO encoder of a SAM or HQ-SAM engine."""
+    """The OpenVINO encoder of a SAM or HQ-SAM engine (the PyTorch encoder's weights loaded first when a conversion
+    is needed)."""
+    if needs_weights(engine):
+        engine.load_encoder_weights()
     return OpenVinoEncoder(engine.sam, encoders_folder(engine), engine.model_id, outputs)

@@ -154,13 +154,21 @@ class Sam2Engine(CachedEngine):
     def input_side(self) -> int:
         return int(self.net.image_size)  # (the encoder itself is built on its first image)
 
+    def _needs_encoder_weights(self) -> bool:
+        from .openvino_encoder import needs_weights
+
+        return needs_weights(self)
+
     def _make_encoder(self) -> Sam2Encoder:
         compiled = None
         if self.precision_choice.precision == "openvino":
             from .openvino_encoder import Compiled, encoders_folder
 
-            compiled = Compiled(lambda: backbone_module(self.net), int(self.net.image_size), encoders_folder(self),
-                                self.model_id)
+            def backbone():
+                self.load_encoder_weights()  # (already there unless the kept model went missing meanwhile)
+                return backbone_module(self.net)
+
+            compiled = Compiled(backbone, int(self.net.image_size), encoders_folder(self), self.model_id)
         return Sam2Encoder(self.net, self.device, self.precision_choice.precision, compiled)
 
     @staticmethod
