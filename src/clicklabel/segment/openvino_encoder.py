@@ -1,15 +1,18 @@
-"""The image encoder compiled by OpenVINO, in fp32: the fast path of CPUs without bf16 instructions.
+"""The image encoder compiled by OpenVINO, in fp32: the fast path of CPUs where bf16 does not pay.
 
 On a CPU without bf16 (AVX2, AVX-512 without BF16), PyTorch's fp32 encoder gains little from SDPA or channels-last,
-and dynamic int8 moves the masks (IoU 0.968 on vit_b); OpenVINO's CPU runtime ran SAM vit_b's encoder 2.5x faster
-than stock in the same fp32 arithmetic (masks IoU 1.0000; docs/benchmarks.md, `benchmarks/cpu_paths.py`).
+and dynamic int8 moves the masks (IoU 0.968 on vit_b); OpenVINO's CPU runtime ran SAM vit_b's encoder 2.2-3x faster
+than stock in the same fp32 arithmetic (masks IoU 0.99998; docs/benchmarks.md), HQ-SAM's TinyViT 1.9x and SAM 2.1's
+Hiera backbone 1.1x, which bf16 does not speed up.
 
-The model is converted once per checkpoint (``ov.convert_model`` traces the PyTorch encoder, with the fused
-attention of ``fast_encoder``) and kept as OpenVINO IR beside the embedding cache (``encoders/``; vit_b: 360 MB of
-fp32 weights, stored uncompressed so the arithmetic stays fp32), with OpenVINO's compiled-model cache next to it;
-later processes compile the IR from there. The encoder's outputs (SAM: the features; HQ-SAM: the features and the
-intermediate embeddings) come back in the PyTorch module's own structure (``torch.utils._pytree``). Everything
-else (resize, normalisation, padding) is ``ImageEncoder``'s, so embeddings are keyed and cached as any other.
+The model is converted once per checkpoint (``torch.export`` of the PyTorch encoder, with the fused attention of
+``fast_encoder``, then ``ov.convert_model``; OpenVINO's own tracing where export fails) and kept as OpenVINO IR
+beside the embedding cache (``encoders/``; vit_b: 360 MB of fp32 weights, stored uncompressed so the arithmetic
+stays fp32), with OpenVINO's compiled-model cache next to it; later processes compile the IR from there, without
+PyTorch's encoder weights. The encoder's outputs (SAM: the features; HQ-SAM: the features and the intermediate
+embeddings; SAM 2.1: the backbone's maps) come back in the PyTorch module's own structure (``torch.utils._pytree``).
+Everything else (resize, normalisation, padding) is the PyTorch encoder's, so embeddings are keyed and cached as any
+other.
 """
 
 from __future__ import annotations
@@ -67,10 +70,14 @@ def convert(image_encoder, size: int, xml: Path, layout: Path) -> None:
             return tuple(leaves)
 
     xml.parent.mkdir(parents=True, exist_ok=True)
+    flat, example = Flat(image_encoder).eval(), torch.zeros((1, 3, size, size))
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)  # the ViT's shape arithmetic, fixed at one size
         warnings.simplefilter("ignore", FutureWarning)  # torch.jit.trace's deprecation (OpenVINO's converter uses it)
-        model = ov.convert_model(Flat(image_encoder).eval(), example_input=torch.zeros((1, 3, size, size)))
+        try:  # torch.export follows the model on fake tensors: vit_b in 13 s at 1.1 GB, where tracing ran it for real
+            model = ov.convert_model(torch.export.export(flat, (example,)))  # (56 s, 4.0 GB)
+        except Exception:  # noqa: BLE001 - a model export cannot capture: OpenVINO traces it instead
+            model = ov.convert_model(flat, example_input=example)
     tmp = xml.with_name(f".{xml.stem}.{os.getpid()}.xml")
     ov.save_model(model, str(tmp), compress_to_fp16=False)
     layout.write_text(json.dumps({"tree": _pytree.treespec_dumps(spec[0])}))
