@@ -65,23 +65,13 @@ def test_same_features_and_masks_as_pytorch_and_converted_once(tiny_checkpoint, 
     assert np.array_equal(two[0].features, same) and two[1].original_size == sample("coffee").shape[:2]
 
 
-def test_hq_sam_keeps_its_extra_outputs(hq_checkpoint, tmp_path):
-    img = sample("coffee")
-    ref = make_engine("sam", "hq_vit_tiny", hq_checkpoint, device="cpu", precision="fp32",
+@pytest.mark.parametrize("model, fixture", [("hq_vit_tiny", "hq_checkpoint"), ("sam2.1_hiera_tiny", "sam2_checkpoint")])
+def test_other_families_keep_their_extra_outputs_and_masks(model, fixture, request, tmp_path):
+    """HQ-SAM's encoder (features + intermediate embeddings) and SAM 2.1's backbone (a dict of maps) converted."""
+    img, checkpoint = sample("coffee"), request.getfixturevalue(fixture)
+    ref = make_engine("sam", model, checkpoint, device="cpu", precision="fp32",
                       cache=EmbeddingCache(tmp_path / "a", disk=False))
-    ov = make_engine("sam", "hq_vit_tiny", hq_checkpoint, device="cpu", precision="openvino",
-                     cache=EmbeddingCache(tmp_path / "b"))
-    a, b = ref.encode(img), ov.encode(img)
-    assert set(a.extra) == set(b.extra) == {"hq_features"}
-    assert rel_l2(b.features, a.features) < 1e-4 and rel_l2(b.extra["hq_features"], a.extra["hq_features"]) < 1e-4
-
-
-def test_sam2_backbone_in_openvino_gives_the_same_masks(sam2_checkpoint, tmp_path):
-    img = sample("coffee")
-    ref = make_engine("sam", "sam2.1_hiera_tiny", sam2_checkpoint, device="cpu", precision="fp32",
-                      cache=EmbeddingCache(tmp_path / "a", disk=False))
-    ov = make_engine("sam", "sam2.1_hiera_tiny", sam2_checkpoint, device="cpu", precision="openvino",
-                     cache=EmbeddingCache(tmp_path / "b"))
+    ov = make_engine("sam", model, checkpoint, device="cpu", precision="openvino", cache=EmbeddingCache(tmp_path / "b"))
     a, b = ref.encode(img), ov.encode(img)
     assert ov.encoder.describe() == "OpenVINO fp32" and set(a.extra) == set(b.extra) and a.extra
     assert rel_l2(b.features, a.features) < 1e-4

@@ -50,7 +50,7 @@ def ir_paths(folder: Path, key: str, size: int) -> tuple[Path, Path]:
     return folder / f"{stem}.xml", folder / f"{stem}.json"
 
 
-def convert(image_encoder, size: int, xml: Path, layout: Path) -> None:
+def convert(image_encoder, size: int, xml: Path, layout: Path, export: bool = True) -> None:
     """Trace ``image_encoder`` at a (1, 3, size, size) input and save it as fp32 OpenVINO IR at ``xml`` (+ .bin),
     with the structure of its outputs in ``layout``; written under temporary names, then renamed."""
     import openvino as ov
@@ -74,9 +74,13 @@ def convert(image_encoder, size: int, xml: Path, layout: Path) -> None:
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)  # the ViT's shape arithmetic, fixed at one size
         warnings.simplefilter("ignore", FutureWarning)  # torch.jit.trace's deprecation (OpenVINO's converter uses it)
-        try:  # torch.export follows the model on fake tensors: vit_b in 13 s at 1.1 GB, where tracing ran it for real
-            model = ov.convert_model(torch.export.export(flat, (example,)))  # (56 s, 4.0 GB)
-        except Exception:  # noqa: BLE001 - a model export cannot capture: OpenVINO traces it instead
+        model = None
+        if export:  # torch.export follows the model on fake tensors: vit_b in 13 s at 1.1 GB (tracing: 56 s, 4.0 GB)
+            try:
+                model = ov.convert_model(torch.export.export(flat, (example,)))
+            except Exception:  # noqa: BLE001 - a model export cannot capture: OpenVINO traces it instead
+                model = None
+        if model is None:
             model = ov.convert_model(flat, example_input=example)
     tmp = xml.with_name(f".{xml.stem}.{os.getpid()}.xml")
     ov.save_model(model, str(tmp), compress_to_fp16=False)
@@ -89,9 +93,11 @@ class Compiled:
     """A PyTorch module from (1, 3, S, S) images to tensors (any nesting), converted and compiled by OpenVINO (fp32):
     called on a (B, 3, S, S) batch, each image goes through OpenVINO and the outputs come back in the module's own
     structure. ``make``: the module (or a function returning it, called only when a conversion is needed);
-    ``folder``: where converted models are kept; ``key``: the weights' identity; ``size``: S."""
+    ``folder``: where converted models are kept; ``key``: the weights' identity; ``size``: S; ``export``: False for
+    modules OpenVINO must trace (``torch.export`` writes into their attributes, and OpenVINO cannot read what it
+    exports of them)."""
 
-    def __init__(self, make, size: int, folder: Path, key: str):
+    def __init__(self, make, size: int, folder: Path, key: str, export: bool = True):
         import openvino as ov
         import torch
         from torch.utils import _pytree
@@ -105,7 +111,8 @@ class Compiled:
         xml, layout = ir_paths(folder, key, size)
         if not kept(folder, key, size):
             started = time.perf_counter()
-            convert(make() if callable(make) and not isinstance(make, torch.nn.Module) else make, size, xml, layout)
+            module = make() if callable(make) and not isinstance(make, torch.nn.Module) else make
+            convert(module, size, xml, layout, export)
             self.converted_s = time.perf_counter() - started
         core = ov.Core()
         core.set_property({"CACHE_DIR": str(folder / "compiled")})

@@ -168,7 +168,8 @@ class Sam2Engine(CachedEngine):
                 self.load_encoder_weights()  # (already there unless the kept model went missing meanwhile)
                 return backbone_module(self.net)
 
-            compiled = Compiled(backbone, int(self.net.image_size), encoders_folder(self), self.model_id)
+            compiled = Compiled(backbone, int(self.net.image_size), encoders_folder(self), self.model_id,
+                                export=False)  # its position encodings cache tensors during export
         return Sam2Encoder(self.net, self.device, self.precision_choice.precision, compiled)
 
     @staticmethod
