@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import numpy as np
 from magicgui.widgets import PushButton
+from qtpy.QtCore import QTimer
 
 from clicklabel.errors import ClickLabelError
 
+from ._boxes import object_text
 from ._controls import buttons, page, row
-from ._layers import object_text
 from ._prompting import Prompter
 from ._table import ObjectsTable, status_cell
 
@@ -128,6 +129,7 @@ class AnnotatePanel:
             self.focus(oid, note)
         else:
             s = self.bench.session
+            self.prompter.tiles.show()
             tiles = s.tile_status()
             where = (f" A large image: SAM works in {tiles[1]} tiles at full resolution ({tiles[0]} ready; the "
                      "others are encoded where you click)." if tiles else "")
@@ -170,6 +172,11 @@ class AnnotatePanel:
         s = self.bench.session
         layer = self.bench.layers.objects
         if self._painting or s is None or s.image is None or layer is None or not self.bench.ready():
+            return
+        if self.bench.layers.frame is not None:  # a large image: the layer shows the visible region, not the masks
+            QTimer.singleShot(0, lambda: self.bench.layers.viewport.follow(force=True))  # the stroke undone
+            self.say("Brush strokes change masks on images up to 4096 pixels; on this large image delete the object "
+                     "and click or box it again.")
             return
         touched: set[int] = set()
         for atom in event.value:
