@@ -144,6 +144,20 @@ def test_a_large_image_is_a_pyramid_with_overlays_painted_where_the_camera_looks
     assert _window_value(layers.objects, x + r - 4, y) == oid and _window_value(layers.objects, x + r + 4, y) == 0
     _drawn_in_place(viewer, qtbot, layers.objects, x, y, 2 * r, tmp_path / "native.png")
 
+    # a waiting proposal: drawn, highlighted, kept through a repaint, dropped
+    from clicklabel_napari._proposal_layer import HIGHLIGHTED, WAITING
+
+    px, py = x + 300, y - 10
+    layers.show_proposals({-1: ((py, px), np.ones((20, 30), bool))})
+    assert layers.proposals.visible and _window_value(layers.proposals, px + 5, py + 5) == WAITING
+    layers.highlight(-1)
+    assert _window_value(layers.proposals, px + 5, py + 5) == HIGHLIGHTED
+    assert layers.viewport.follow(force=True)  # painted again: the highlight stays
+    assert _window_value(layers.proposals, px + 5, py + 5) == HIGHLIGHTED
+    assert _window_value(layers.objects, x, y) == oid
+    layers.drop_proposal(-1)
+    assert not layers.proposals.visible and _window_value(layers.proposals, px + 5, py + 5) == 0
+
     # panning away paints the region the camera shows now; coming back paints the object again, in its place
     repaints = layers.viewport.repaints
     viewer.camera.center = (500, 600)

@@ -71,13 +71,13 @@ class ProposalPainter:
     def drop(self, layer, proposal_id: int) -> int:
         """A decided proposal leaves the layer; how many still wait."""
         crop = self._proposals.get(proposal_id)
+        if self._highlighted == proposal_id:  # (before the repaint: a dropped highlight stayed magenta)
+            self._highlighted = None
         if crop is not None:
             (r, c), m = crop
             self._cover[r : r + m.shape[0], c : c + m.shape[1]] -= m
             self._repaint(layer, proposal_id)
             del self._proposals[proposal_id]
-            if self._highlighted == proposal_id:
-                self._highlighted = None
         return len(self._proposals)
 
     def _repaint(self, layer, proposal_id: int) -> None:
