@@ -184,3 +184,39 @@ def test_a_large_image_is_a_pyramid_with_overlays_painted_where_the_camera_looks
     wait_ready(qtbot, w)
     assert layers.image.multiscale and layers.frame is not None
     qtbot.waitUntil(lambda: _window_value(layers.objects, x, y) == oid, timeout=10_000)
+
+
+@pytest.mark.gui
+def test_the_counter_says_which_tiles_are_ready_and_the_tiles_around_a_click_are_encoded_ahead(
+        make_napari_viewer, qtbot, tmp_path, tiny_checkpoint):
+    from clicklabel.embeddings import EmbeddingCache
+    from clicklabel.segment.sam import SamEngine
+    from clicklabel.segment.tiled import TiledEngine
+    from clicklabel_napari._tiles import JOB
+    from clicklabel_napari._widget import ClickLabelWidget
+
+    engine = TiledEngine(SamEngine("auto", tiny_checkpoint, device="cpu", cache=EmbeddingCache(tmp_path / "emb")),
+                         512)
+    viewer = make_napari_viewer(show=True)
+    w = ClickLabelWidget(viewer, engine=engine, auto_label=False)
+    viewer.window.add_dock_widget(w, name="clicklabel", area="right")
+    w.open_folder(str(_big_folder(tmp_path)))
+    wait_ready(qtbot, w)
+    ready, total = w.session.tile_status()
+    assert total > 9 and f"tiles {ready}/{total} ready" in w.counter.text()
+    assert "tiles at full resolution" in w.status.text()
+    x, y, _ = DISK
+    viewer.camera.center, viewer.camera.zoom = (y, x), 1.0
+    qtbot.waitUntil(lambda: w.layers.frame.step == 1, timeout=10_000)
+    w.prompter.tiles.rings = 2  # (a random model's mask reaches the 3 x 3 tiles around the click: the click
+    _click(viewer, w.layers.preview, x, y)  # encodes those itself; two rings leave some to encode ahead)
+    qtbot.waitUntil(lambda: w.session.state.preview is not None and not w.prompter.answering, timeout=60_000)
+    qtbot.waitUntil(lambda: not w.bench.tasks.running(JOB), timeout=120_000)  # the neighbours, in a worker
+    now = w.session.tile_status()[0]
+    assert w.prompter.tiles.encoded > 0 and now >= ready + w.prompter.tiles.encoded
+    centre = engine.grid.owner(x, y)
+    around = [ok for t, ok in zip(engine.grid, engine.tiles_ready())
+              if abs(t.row - centre.row) <= 2 and abs(t.col - centre.col) <= 2]
+    assert len(around) > 9 and all(around)
+    assert f"tiles {now}/{total} ready" in w.counter.text() and w.progress.isHidden()
+    assert w.prompter.accept() is not None and w.session.objects()[0].rle["size"] == [H, W]
