@@ -2,6 +2,8 @@
 memory), objects stored at native resolution and drawn where they are, and back to a small image's full-size
 layers. Real Qt mouse events on napari's canvas (under xvfb-run); each test waits for events and states."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
@@ -143,6 +145,8 @@ def test_a_large_image_is_a_pyramid_with_overlays_painted_where_the_camera_looks
     assert _window_value(layers.objects, x, y) == oid and _window_value(layers.objects, x + 2 * r, y) == 0
     assert _window_value(layers.objects, x + r - 4, y) == oid and _window_value(layers.objects, x + r + 4, y) == 0
     _drawn_in_place(viewer, qtbot, layers.objects, x, y, 2 * r, tmp_path / "native.png")
+    w.annotate._on_paint(SimpleNamespace(value=[]))  # a brush stroke would paint a sample of the image: refused
+    assert "Brush strokes change masks on images up to 4096 pixels" in w.status.text()
 
     # a waiting proposal: drawn, highlighted, kept through a repaint, dropped
     from clicklabel_napari._proposal_layer import HIGHLIGHTED, WAITING
