@@ -15,7 +15,7 @@ from qtpy.QtCore import Qt  # noqa: E402
 from qtpy.QtTest import QTest  # noqa: E402
 
 import clicklabel_napari  # noqa: E402,F401  (keeps Triton out before any OpenGL context exists)
-from clicklabel_napari._viewport import Frame  # noqa: E402
+from clicklabel_napari._viewport import Frame, camera  # noqa: E402
 
 from conftest import sample_folder, wait_ready  # noqa: E402
 
@@ -128,8 +128,8 @@ def test_a_large_image_is_a_pyramid_with_overlays_painted_where_the_camera_looks
         assert layer.data.size * 8 < H * W and layer.scale[0] > 1
 
     x, y, r = DISK
-    viewer.camera.center = (y, x)
-    viewer.camera.zoom = 1.0
+    camera(viewer).center = (y, x)
+    camera(viewer).zoom = 1.0
     qtbot.waitUntil(lambda: layers.frame.step == 1, timeout=10_000)  # painted again once the camera rested
     assert layers.objects.data.size * 8 < H * W
     _click(viewer, layers.preview, x, y)
@@ -164,15 +164,15 @@ def test_a_large_image_is_a_pyramid_with_overlays_painted_where_the_camera_looks
 
     # panning away paints the region the camera shows now; coming back paints the object again, in its place
     repaints = layers.viewport.repaints
-    viewer.camera.center = (500, 600)
+    camera(viewer).center = (500, 600)
     qtbot.waitUntil(lambda: layers.viewport.repaints > repaints, timeout=10_000)
     assert _window_value(layers.objects, x, y) == -1 and _window_value(layers.objects, 600, 500) == 0
-    viewer.camera.center = (y, x + r)
-    viewer.camera.zoom = 0.3  # zoomed out: every 2nd pixel
+    camera(viewer).center = (y, x + r)
+    camera(viewer).zoom = 0.3  # zoomed out: every 2nd pixel
     qtbot.waitUntil(lambda: layers.frame.step == 2, timeout=10_000)
     assert _window_value(layers.objects, x, y) == oid and _window_value(layers.objects, x + 2 * r, y) == 0
     assert layers.objects.data.size * 8 < H * W
-    _drawn_in_place(viewer, qtbot, layers.objects, x, y, 2 * r * viewer.camera.zoom, tmp_path / "large.png")
+    _drawn_in_place(viewer, qtbot, layers.objects, x, y, 2 * r * camera(viewer).zoom, tmp_path / "large.png")
 
     # a small image: one level, full-size overlays, drawn one image pixel per layer pixel
     w.nav.go(+1)
@@ -210,7 +210,7 @@ def test_the_counter_says_which_tiles_are_ready_and_the_tiles_around_a_click_are
     assert total > 9 and f"tiles {ready}/{total} ready" in w.counter.text()
     assert "tiles at full resolution" in w.status.text()
     x, y, _ = DISK
-    viewer.camera.center, viewer.camera.zoom = (y, x), 1.0
+    camera(viewer).center, camera(viewer).zoom = (y, x), 1.0
     qtbot.waitUntil(lambda: w.layers.frame.step == 1, timeout=10_000)
     w.prompter.tiles.rings = 2  # (a random model's mask reaches the 3 x 3 tiles around the click: the click
     _click(viewer, w.layers.preview, x, y)  # encodes those itself; two rings leave some to encode ahead)

@@ -72,6 +72,12 @@ class Frame:
         return self.box[1] + row * self.step, self.box[0] + col * self.step
 
 
+def camera(viewer):
+    """The viewer's camera (``viewer.scene.camera`` since napari 0.9, where ``viewer.camera`` is deprecated)."""
+    scene = getattr(viewer, "scene", None)
+    return scene.camera if scene is not None and hasattr(scene, "camera") else viewer.camera
+
+
 def place(layer, frame: Frame | None) -> None:
     """Put an overlay layer's pixels where ``frame`` says (None: one layer pixel per image pixel)."""
     scale, translate = ((1.0, 1.0), (0.0, 0.0)) if frame is None else (frame.scale, frame.translate)
@@ -89,8 +95,9 @@ def _step(zoom: float) -> int:
 def wanted_frame(viewer, image_shape) -> tuple[Frame, tuple[int, int, int, int]]:
     """The frame for the camera's view now: the visible region with ``MARGIN`` around it, at the largest power-of-two
     step that keeps a layer pixel no bigger than a screen pixel."""
-    zoom = max(float(viewer.camera.zoom), 1e-9)
-    cy, cx = np.asarray(viewer.camera.center, dtype=float)[-2:]
+    cam = camera(viewer)
+    zoom = max(float(cam.zoom), 1e-9)
+    cy, cx = np.asarray(cam.center, dtype=float)[-2:]
     ch, cw = (float(v) for v in viewer.canvas.size)
     half_h, half_w = ch / zoom / 2, cw / zoom / 2
     step = _step(zoom)
@@ -116,8 +123,8 @@ class Viewport:
         self._timer.setSingleShot(True)
         self._timer.setInterval(REPAINT_MS)
         self._timer.timeout.connect(self.follow)
-        viewer.camera.events.center.connect(self._moved)
-        viewer.camera.events.zoom.connect(self._moved)
+        camera(viewer).events.center.connect(self._moved)
+        camera(viewer).events.zoom.connect(self._moved)
         viewer.canvas.events.size.connect(self._moved)
 
     @property
