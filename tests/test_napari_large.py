@@ -108,6 +108,34 @@ def _drawn_in_place(viewer, qtbot, layer, x: float, y: float, size: float, path)
     assert abs((cols.max() - cols.min()) / ratio - size) <= 3 and abs((rows.max() - rows.min()) / ratio - size) <= 3
 
 
+def _stroke_kept_beyond_the_window(viewer, qtbot, w, oid: int, x: int, y: int) -> None:
+    """Zoomed in on (x, y), the object's right edge, so that the painted region holds part of the object only: a
+    brush stroke there is stored, and the object's pixels outside the region stay."""
+    from gui_input import canvas_point, canvas_widget
+
+    layers, cam = w.layers, camera(viewer)
+    cam.center, cam.zoom = (y, x), 4.0
+    layers.viewport.follow(force=True)  # (zooming in stays inside the region painted at zoom 1: painted anew here)
+    assert layers.frame.box[0] > x - 2 * DISK[2] and layers.frame.step == 1
+    before = w.session.object(oid).mask
+    layer = layers.objects
+    viewer.layers.selection.active = layer
+    layer.mode, layer.brush_size, layer.selected_label = "paint", 5, oid
+    (ty, tx) = layer.translate
+    sx, sy = x + 8, y  # just outside the disk
+    widget, pos = canvas_widget(viewer), canvas_point(viewer, sx - tx, sy - ty, layer)
+    QTest.mousePress(widget, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, pos)
+    QTest.mouseRelease(widget, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, pos)
+    qtbot.waitUntil(lambda: w.session.object(oid).mask[sy, sx], timeout=10_000)
+    after = w.session.object(oid).mask
+    assert (after & before).sum() == before.sum() and after.sum() > before.sum()  # the stroke added, nothing lost
+    assert f"#{oid} repainted" in w.status.text()
+    layer.mode = "pan_zoom"
+    viewer.layers.selection.active = layers.image
+    cam.center, cam.zoom = (y, x - DISK[2]), 1.0  # back to the disk's centre
+    layers.viewport.follow(force=True)
+
+
 @pytest.mark.gui
 def test_a_large_image_is_a_pyramid_with_overlays_painted_where_the_camera_looks(make_napari_viewer, qtbot,
                                                                                  tmp_path):
@@ -145,8 +173,7 @@ def test_a_large_image_is_a_pyramid_with_overlays_painted_where_the_camera_looks
     assert _window_value(layers.objects, x, y) == oid and _window_value(layers.objects, x + 2 * r, y) == 0
     assert _window_value(layers.objects, x + r - 4, y) == oid and _window_value(layers.objects, x + r + 4, y) == 0
     _drawn_in_place(viewer, qtbot, layers.objects, x, y, 2 * r, tmp_path / "native.png")
-    w.annotate._on_paint(SimpleNamespace(value=[]))  # a brush stroke would paint a sample of the image: refused
-    assert "Brush strokes change masks on images up to 4096 pixels" in w.status.text()
+    _stroke_kept_beyond_the_window(viewer, qtbot, w, oid, x + r, y)
 
     # a waiting proposal: drawn, highlighted, kept through a repaint, dropped
     from clicklabel_napari._proposal_layer import HIGHLIGHTED, WAITING
@@ -172,6 +199,8 @@ def test_a_large_image_is_a_pyramid_with_overlays_painted_where_the_camera_looks
     qtbot.waitUntil(lambda: layers.frame.step == 2, timeout=10_000)
     assert _window_value(layers.objects, x, y) == oid and _window_value(layers.objects, x + 2 * r, y) == 0
     assert layers.objects.data.size * 8 < H * W
+    w.annotate._on_paint(SimpleNamespace(value=[]))  # a stroke now would paint a sample of the image: refused
+    assert "brush strokes work at full resolution" in w.status.text()
     _drawn_in_place(viewer, qtbot, layers.objects, x, y, 2 * r * camera(viewer).zoom, tmp_path / "large.png")
 
     # a small image: one level, full-size overlays, drawn one image pixel per layer pixel
