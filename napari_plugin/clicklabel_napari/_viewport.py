@@ -14,7 +14,7 @@ import numpy as np
 from clicklabel.large_images import view_box
 
 REPAINT_MS = 100  # the camera rests this long before the region is painted again
-MARGIN = 0.5  # the region painted around the visible one, in parts of its size on each side
+MARGIN = 0.25  # the region painted around the visible one, in parts of its size on each side
 
 
 def _span(start: int, length: int, origin: int, count: int, step: int) -> tuple[int, int, int]:
@@ -67,10 +67,6 @@ class Frame:
         part = m[dr : dr + (k1 - k0 - 1) * st + 1 : st, dc : dc + (j1 - j0 - 1) * st + 1 : st]
         return (k0, j0), np.ascontiguousarray(part)
 
-    def to_image(self, row: float, col: float) -> tuple[float, float]:
-        """Image (row, col) of a layer pixel."""
-        return self.box[1] + row * self.step, self.box[0] + col * self.step
-
 
 def camera(viewer):
     """The viewer's camera (``viewer.scene.camera`` since napari 0.9, where ``viewer.camera`` is deprecated)."""
@@ -88,13 +84,14 @@ def place(layer, frame: Frame | None) -> None:
 
 
 def _step(zoom: float) -> int:
-    """The largest power of two no larger than the image pixels per screen pixel (at least 1)."""
-    return 1 << max(0, int(np.floor(np.log2(1 / zoom)))) if zoom < 1 else 1
+    """The power of two nearest the image pixels per screen pixel (at least 1): a layer pixel is 0.7-1.4 screen
+    pixels, so a layer holds about 1.5 x 1.5 screens' pixels with its margin, whatever the zoom."""
+    return 1 << max(0, int(np.round(np.log2(1 / zoom)))) if zoom < 1 else 1
 
 
 def wanted_frame(viewer, image_shape) -> tuple[Frame, tuple[int, int, int, int]]:
-    """The frame for the camera's view now: the visible region with ``MARGIN`` around it, at the largest power-of-two
-    step that keeps a layer pixel no bigger than a screen pixel."""
+    """The frame for the camera's view now, and the visible region: that region with ``MARGIN`` around it, every
+    ``_step(zoom)``-th pixel."""
     cam = camera(viewer)
     zoom = max(float(cam.zoom), 1e-9)
     cy, cx = np.asarray(cam.center, dtype=float)[-2:]
