@@ -199,6 +199,7 @@ def test_a_large_image_is_a_pyramid_with_overlays_painted_where_the_camera_looks
     qtbot.waitUntil(lambda: layers.frame.step == 2, timeout=10_000)
     assert _window_value(layers.objects, x, y) == oid and _window_value(layers.objects, x + 2 * r, y) == 0
     assert layers.objects.data.size * 8 < H * W
+    assert list(layers.boxes.edge_width) == [4.0] and layers.prompts.current_size == 24  # 2 and 12 screen pixels
     w.annotate._on_paint(SimpleNamespace(value=[]))  # a stroke now would paint a sample of the image: refused
     assert "brush strokes work at full resolution" in w.status.text()
     _drawn_in_place(viewer, qtbot, layers.objects, x, y, 2 * r * camera(viewer).zoom, tmp_path / "large.png")
@@ -212,6 +213,7 @@ def test_a_large_image_is_a_pyramid_with_overlays_painted_where_the_camera_looks
     assert viewer.layers.index(layers.image) == 0 and layers.frame is None
     for layer in (layers.objects, layers.preview, layers.proposals):
         assert layer.data.shape == small and tuple(layer.scale) == (1, 1) and tuple(layer.translate) == (0, 0)
+    assert layers.boxes.current_edge_width == 2 and layers.prompts.current_size == max(6, min(small) // 60)
     w.nav.go(-1)  # and large again: its object painted in the visible region
     qtbot.waitUntil(lambda: w.session.index == 0, timeout=30_000)
     wait_ready(qtbot, w)

@@ -17,7 +17,7 @@ from ._boxes import object_text, outline, text_features
 from ._lean import fixed_extent, quiet_layer_list, steady_label_colours, steady_mesh_colours, still_thumbnail
 from ._paint import crop_of, paint, record_crop  # noqa: F401  (crop_of: imported from here by the panels)
 from ._proposal_layer import PROPOSAL_COLOURS, ProposalPainter
-from ._viewport import Frame, Viewport, place
+from ._viewport import BOX_PX, POINT_PX, Frame, Viewport, place
 
 IMAGE = "image"  # the key of the image layer (its name is the image's)
 PROMPTS = "clicklabel prompts"
@@ -150,8 +150,8 @@ class LayerSet:
             if len(self._layers[key].data):
                 self._layers[key].data = []
         self.clear_points()
-        if self.prompts.current_size != point_size(h, w):
-            self.prompts.current_size = point_size(h, w)
+        self._sizes(point_size(h, w) if self.frame is None else POINT_PX * self.frame.step,
+                    2.0 if self.frame is None else BOX_PX * self.frame.step)
         for key in (OBJECTS, PREVIEW, PROPOSALS):
             place(self._layers[key], self.frame)
         if first or made:
@@ -350,6 +350,19 @@ class LayerSet:
             _show(self.proposals, False)
 
     # -- a large image's overlays, painted for the visible region (``_viewport``) ------------------------------------
+    def _sizes(self, point: float, width: float) -> None:
+        """The prompt points' size and the boxes' edge width, in image pixels (a large image's follow the zoom)."""
+        pts = self.prompts
+        if pts is not None and pts.current_size != point:
+            pts.current_size = point
+            if len(pts.data):
+                pts.size = point
+        for layer in (self.boxes, self.manual):
+            if layer is not None and layer.current_edge_width != width:
+                layer.current_edge_width = width
+                if layer.nshapes:
+                    layer.edge_width = width
+
     def _fit(self, crop):
         return crop if self.frame is None else self.frame.fit(crop)
 
@@ -362,6 +375,7 @@ class LayerSet:
                 layer.data = np.zeros(frame.shape, dtype)
                 place(layer, frame)
         self._painted, self._preview_box = None, None
+        self._sizes(POINT_PX * frame.step, BOX_PX * frame.step)
         if self.objects is not None:
             self.show_objects(self._objects, frame.image_shape)
         self.show_preview(self._preview_crop)

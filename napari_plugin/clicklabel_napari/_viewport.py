@@ -15,6 +15,7 @@ from clicklabel.large_images import view_box
 
 REPAINT_MS = 100  # the camera rests this long before the region is painted again
 MARGIN = 0.25  # the region painted around the visible one, in parts of its size on each side
+POINT_PX, BOX_PX = 12.0, 2.0  # a large image's prompt points and box edges on the screen (their sizes follow the step)
 
 
 def _span(start: int, length: int, origin: int, count: int, step: int) -> tuple[int, int, int]:
