@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from clicklabel.large_images import needs_pyramid, rle_crop
 from clicklabel.masks import tight_bbox
+from clicklabel.segment.region import RegionMask
 
 
 def paint(layer, top: int, left: int, block: np.ndarray) -> None:
@@ -36,8 +38,6 @@ def crop_of(mask: np.ndarray):
 
 def result_crop(result):
     """crop_of(an engine's mask): a region mask (a large image's) is cut from its region, never made full size."""
-    from clicklabel.segment.region import RegionMask
-
     if isinstance(result, RegionMask):
         if result.bbox is None:
             return None
@@ -48,8 +48,6 @@ def result_crop(result):
 
 def record_crop(ob):
     """crop_of(a stored object's mask): on a large image decoded over its box only (``large_images.rle_crop``)."""
-    from clicklabel.large_images import needs_pyramid, rle_crop
-
     if needs_pyramid(ob.rle["size"]):
         return rle_crop(ob.rle)
     return crop_of(ob.mask)

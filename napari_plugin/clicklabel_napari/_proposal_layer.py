@@ -9,6 +9,8 @@ import zlib
 
 import numpy as np
 
+from clicklabel.large_images import needs_pyramid
+
 from ._paint import paint, record_crop
 
 WAITING, HIGHLIGHTED = 1, 2  # values on the proposals layer; a class's colour is CLASS_BASE + its index
@@ -99,8 +101,6 @@ def waiting_view(proposals, shape) -> tuple[dict, tuple | None]:
     """Any thread: each proposal's crop (its mask decoded once; id -> (RLE counts, crop)), and the planes the layer
     is drawn from (a found class in its colour); no planes for a large image (its layer shows the visible region,
     ``_viewport``)."""
-    from clicklabel.large_images import needs_pyramid
-
     crops = {ob.id: (ob.rle["counts"], record_crop(ob)) for ob in proposals}
     if needs_pyramid(shape):
         return crops, None
