@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import numpy as np
 from magicgui.widgets import PushButton
+from qtpy.QtCore import QTimer
 
 from clicklabel.errors import ClickLabelError
 
+from ._boxes import object_text
 from ._controls import buttons, page, row
-from ._layers import object_text
 from ._prompting import Prompter
 from ._table import ObjectsTable, status_cell
 
@@ -22,6 +23,15 @@ def _painted(atom):
         return np.unique(atom.old_values), np.array([atom.new_value])
     _, before, after = atom
     return np.unique(before), np.unique(after)
+
+
+def _beyond_window(ob, shown: np.ndarray, frame) -> np.ndarray:
+    """The full-size mask of a stroke on a large image's objects layer at full resolution (``frame.step`` 1): what the
+    layer shows inside its region, the object's stored mask (``ob``; None for a new one) outside it."""
+    mask = ob.mask if ob is not None else np.zeros(frame.image_shape, bool)
+    x0, y0, x1, y1 = frame.box
+    mask[y0:y1, x0:x1] = shown
+    return mask
 
 
 class AnnotatePanel:
@@ -128,6 +138,7 @@ class AnnotatePanel:
             self.focus(oid, note)
         else:
             s = self.bench.session
+            self.prompter.tiles.show()
             tiles = s.tile_status()
             where = (f" A large image: SAM works in {tiles[1]} tiles at full resolution ({tiles[0]} ready; the "
                      "others are encoded where you click)." if tiles else "")
@@ -166,25 +177,33 @@ class AnnotatePanel:
     def _on_paint(self, event) -> None:
         """A stroke of napari's brush, eraser or fill on the objects layer: each object it touched gets the mask the
         layer now shows; a stroke with a label that is no object of this image makes a new object (provenance
-        manual). Every change is one undoable action in the project."""
+        manual). Every change is one undoable action in the project. On a large image the layer holds the visible
+        region: strokes count at full resolution only."""
         s = self.bench.session
         layer = self.bench.layers.objects
         if self._painting or s is None or s.image is None or layer is None or not self.bench.ready():
+            return
+        frame = self.bench.layers.frame  # a large image's layer holds the visible region (``_viewport``)
+        if frame is not None and frame.step > 1:  # every step-th pixel: a stroke would paint a sample of the image
+            QTimer.singleShot(0, lambda: self.bench.layers.viewport.follow(force=True))  # the stroke undone
+            self.say("On a large image, brush strokes work at full resolution: zoom in until one image pixel is at "
+                     "least one screen pixel, then paint (the stroke just made was undone).")
             return
         touched: set[int] = set()
         for atom in event.value:
             before, after = _painted(atom)
             touched.update(int(v) for v in np.concatenate([before, after]) if v)
-        mine = {ob.id for ob in s.objects()}
+        mine = {ob.id: ob for ob in s.objects()}
         changed, new = [], []
         for value in sorted(touched):
-            mask = np.asarray(layer.data) == value
+            shown = np.asarray(layer.data) == value
+            mask = shown if frame is None else _beyond_window(mine.get(value), shown, frame)
             if value in mine:
                 if s.paint_mask(value, mask):
                     changed.append(value)
-            elif mask.any():
+            elif shown.any():
                 oid = s.accept_manual(mask)
-                layer.data[mask] = oid
+                layer.data[shown] = oid
                 new.append(oid)
         self.bench.changed.emit()
         if new:

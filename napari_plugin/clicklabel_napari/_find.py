@@ -15,7 +15,7 @@ from qtpy.QtCore import QObject, Signal
 from clicklabel.errors import ClickLabelError
 
 from ._controls import buttons, row
-from ._paint import crop_of
+from ._paint import result_crop
 from ._proposal_layer import waiting_view
 
 JOB = "finding"
@@ -103,7 +103,7 @@ class FindPart(QObject):
         self._worker = self.bench.start_job(
             JOB, JOB, _find, s, text, exemplars=exemplars, grounding=grounding, threshold=float(self.threshold.value),
             progress=self.bench.reporter(JOB, stop), stop=stop,
-            on_concept=lambda name, found: self.arrived.emit(name, [crop_of(i.mask) for i in found]),
+            on_concept=lambda name, found: self.arrived.emit(name, [result_crop(i) for i in found]),
             done=self._found, failed=self._failed, cancel=stop.set,
             total=1 if grounding is not None else len(text.split(",")),
             lock="Finding objects on this image: wait, or press Stop, before changing images.", prompts=False)

@@ -20,9 +20,10 @@ from qtpy.QtCore import QObject, QTimer, Signal
 
 from clicklabel.annotate import AnnotationSession
 from clicklabel.errors import ClickLabelError
+from clicklabel.large_images import needs_pyramid, pyramid
 
 from ._io import PROJECT_KEY
-from ._layers import crop_of
+from ._paint import record_crop
 from ._proposal_layer import waiting_view
 from ._workers import quiet_worker
 
@@ -71,29 +72,32 @@ class Opened:
     index: int
     image: np.ndarray
     objects: list
-    labels: np.ndarray  # the objects drawn (value = id)
+    labels: np.ndarray | None  # the objects drawn (value = id); None for a large image (``_viewport`` paints them)
     crops: dict  # object id -> (RLE counts, crop_of(mask))
     waiting: list = field(default_factory=list)  # proposals waiting for a decision
     proposal_crops: dict = field(default_factory=dict)
     proposal_planes: tuple | None = None  # what the proposals layer is drawn from (``_review.waiting_view``)
+    levels: list | None = None  # a large image's pyramid (``large_images.pyramid``), largest first
 
 
 def _read(session: AnnotationSession, index: int) -> Opened:
     """Worker thread: everything the picture of image ``index`` needs (pixels, its objects drawn into a label image,
-    its waiting proposals), so that showing it is only handing data to the layers."""
+    its waiting proposals), so that showing it is only handing data to the layers. A large image comes with its
+    pyramid and no label image (its objects are painted where the camera looks)."""
     image = session.load(index)
+    big = needs_pyramid(image.shape)
     objects = session.objects(index)
-    labels = np.zeros(image.shape[:2], np.int32)
+    labels = None if big else np.zeros(image.shape[:2], np.int32)
     crops = {}
     for ob in objects:
-        crop = crop_of(ob.mask)
+        crop = record_crop(ob)
         crops[ob.id] = (ob.rle["counts"], crop)
-        if crop is not None:
+        if crop is not None and labels is not None:
             (r, c), m = crop
             labels[r : r + m.shape[0], c : c + m.shape[1]][m] = ob.id
     waiting = session.proposals(index)
     proposal_crops, drawn = waiting_view(waiting, image.shape[:2])
-    return Opened(index, image, objects, labels, crops, waiting, proposal_crops, drawn)
+    return Opened(index, image, objects, labels, crops, waiting, proposal_crops, drawn, pyramid(image) if big else None)
 
 
 def _embed(session: AnnotationSession, image: np.ndarray) -> None:
@@ -198,7 +202,7 @@ class Navigator(QObject):
         s = self.session
         s.show(op.index, op.image, describe=False)  # the picture now; prompts wait for the embedding
         self.bench.layers.show_image(op.image, Path(s.images[op.index].path).stem, op.labels,
-                                     [ob.id for ob in op.objects])
+                                     [ob.id for ob in op.objects], op.levels)
         self.bench.layers.objects.metadata[PROJECT_KEY] = str(s.store.path)  # napari's File > Save exports it
         for oid, (counts, crop) in op.crops.items():
             self.bench.layers.remember(oid, counts, crop)

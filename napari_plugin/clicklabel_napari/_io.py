@@ -9,7 +9,7 @@ import numpy as np
 from clicklabel.coco import labels_to_coco
 from clicklabel.images import list_images, load_image
 
-from ._layers import rect
+from ._boxes import rect
 
 
 def _samples_dir() -> Path:

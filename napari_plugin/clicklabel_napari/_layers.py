@@ -1,9 +1,11 @@
 """The napari layers the widget owns, and how the session's state is drawn on them.
 
 The layers are made once and then updated in place: a new image replaces their data, never the layers (removing
-and re-adding layers made napari's vispy clean-up freeze the window for seconds per image). A mask is drawn at the
-cost of its box: only the region it touches is written into a layer and sent to the screen (napari's own partial
-update of a Labels layer, the one its brush uses), never the whole image. Decoding masks (RLE) is done once per
+and re-adding layers made napari's vispy clean-up freeze the window for seconds per image); only the image layer is
+made anew when an image's kind changes, small to large or back (napari cannot make a layer multiscale in place). A
+large image's overlays (objects, preview, proposals) hold the visible region only (``_viewport``). A mask is drawn
+at the cost of its box: only the region it touches is written into a layer and sent to the screen (napari's own
+partial update of a Labels layer, the one its brush uses), never the whole image. Decoding masks (RLE) is done once per
 object, by ``crop_of``, which any thread may call.
 """
 
@@ -11,9 +13,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._boxes import object_text, outline, text_features
 from ._lean import fixed_extent, quiet_layer_list, steady_label_colours, steady_mesh_colours, still_thumbnail
-from ._paint import crop_of, paint  # noqa: F401  (crop_of: imported from here by the panels)
+from ._paint import crop_of, paint, record_crop  # noqa: F401  (crop_of: imported from here by the panels)
 from ._proposal_layer import PROPOSAL_COLOURS, ProposalPainter
+from ._viewport import BOX_PX, POINT_PX, Frame, Viewport, place
 
 IMAGE = "image"  # the key of the image layer (its name is the image's)
 PROMPTS = "clicklabel prompts"
@@ -29,34 +33,6 @@ PREVIEW_COLOURS = {None: _CLEAR, 0: _CLEAR, 1: (1.0, 1.0, 0.0, 1.0)}
 STATUS_COLOURS = {"pending": "orange", "failed": "red", "done": "lime", "edited": "cyan"}
 
 
-def rect(x: float, y: float, w: float, h: float) -> np.ndarray:
-    """A napari rectangle (row, col corners) from an XYWH box."""
-    return np.array([[y, x], [y, x + w], [y + h, x + w], [y + h, x]], dtype=float)
-
-
-def outline(x: float, y: float, w: float, h: float) -> np.ndarray:
-    """An XYWH box as a napari path: its corners, closed, with the first side drawn again so that the first corner
-    is joined like the others. A path has no face to fill: napari fills a rectangle's face even when it is
-    transparent, and with software OpenGL that was a pass over every box's area at every frame."""
-    r = rect(x, y, w, h)
-    return np.vstack([r, r[:2]])
-
-
-def object_text(ob, vote=None) -> str:
-    """What a box says: the label and its confidence, or the label's state (with the neighbours' provisional
-    label while the model has not answered: "#3 tabby cat? 4/5"); a box-only object (no mask yet) and one that
-    refine flagged say so."""
-    marks = ("" if getattr(ob, "has_mask", True) else " [box only]") + (" [review]" if getattr(ob, "review", None)
-                                                                        else "")
-    guess = f" {vote.label}? {vote.votes}/{vote.k}" if vote is not None else ""
-    if ob.label_status == "pending":
-        return f"#{ob.id}{guess or ' label pending'}{marks}"
-    if ob.label_status == "failed":
-        return f"#{ob.id} label failed{guess}{marks}"
-    conf = f" {ob.label_confidence:.2f}" if ob.label_confidence is not None and ob.label_status == "done" else ""
-    return f"#{ob.id} {ob.label}{conf}{marks}"
-
-
 def point_size(h: int, w: int) -> int:
     """The prompt points' size for an image of this size."""
     return max(6, min(h, w) // 60)
@@ -65,14 +41,6 @@ def point_size(h: int, w: int) -> int:
 # Layers whose thumbnails stay as first drawn, and layers whose data never changes the viewer's ranges (_lean.py)
 STILL_THUMBNAILS = (BOXES, MANUAL, BOX, PREVIEW, PROMPTS)
 FIXED_EXTENT = (BOXES, BOX, PROMPTS)
-
-
-def text_features(texts: list[str]):
-    """The boxes' label texts as napari features, kept as Python strings: from a dict, pandas 3 would store them as
-    Arrow strings, and its first Arrow string array cost 0.4 s in the UI thread (at the first box drawn)."""
-    import pandas as pd
-
-    return pd.DataFrame({"text": pd.Series(texts, dtype=object)})
 
 
 def _show(layer, visible: bool) -> None:
@@ -94,13 +62,20 @@ class LayerSet:
         self.viewer = viewer
         self._layers: dict = {}
         self._crops: dict[int, tuple] = {}  # object id -> (RLE counts, crop_of(mask)): each mask decoded once
-        self._painted: list[int] = []  # ids on the objects layer, in the order drawn (later ones on top)
+        self._painted: list[int] | None = []  # ids on the objects layer, in the order drawn (later ones on top)
         self._drawn: list[tuple] = []  # (object id, box) of the outlines on the boxes layer, in order
         self._colours: list[str] = []  # their edge colours and texts as set on the layer (each a whole-layer update)
         self._texts: list[str] = []
         self._preview_box = None  # (r0, c0, r1, c1) of the preview on screen
         self.painter = ProposalPainter()
         self._placeholder = False  # the layers hold prepare()'s 1x1 placeholder, no image yet
+        # a large image's overlays hold the visible region (``_viewport``): what they are painted from, at full size
+        self.frame: Frame | None = None  # where the overlays' pixels lie; None: the whole image, as it is
+        self.viewport = Viewport(viewer, self.reframe)
+        self._objects: list = []  # the objects last shown
+        self._preview_crop = None
+        self._waiting: tuple[dict, dict | None] = ({}, None)  # the proposals shown: crops, classes
+        self._highlighted: int | None = None
         quiet_layer_list(viewer, self.ours)
 
     def _layer(self, key: str):
@@ -129,30 +104,44 @@ class LayerSet:
             self._make(np.zeros((1, 1, 3), np.uint8), "clicklabel", np.zeros((1, 1), np.int32))
             self._placeholder = True
 
-    def show_image(self, image: np.ndarray, name: str, labels: np.ndarray, ids: list[int]) -> None:
+    def show_image(self, image: np.ndarray, name: str, labels, ids: list[int], levels=None) -> None:
         """Show ``image`` with its objects ``ids`` already drawn in ``labels`` (value = id): the layers are
         made once (again only if the user removed one) and then get new data; prompts, preview and proposals are
-        emptied."""
+        emptied. A large image comes as its pyramid ``levels`` (a multiscale layer) with ``labels`` None: its
+        overlays are painted for the visible region (``_viewport``), its objects by the next ``show_objects``."""
         h, w = image.shape[:2]
         first = self.image is None or self._placeholder
+        if self.image is not None and self.image.multiscale != (levels is not None):
+            self.viewer.layers.remove(self.image)  # napari cannot make a layer multiscale in place
+            del self._layers[IMAGE]
+        self.frame = None if levels is None else self.viewport.start((h, w), reset=True)
+        if self.frame is not None:
+            labels = np.zeros(self.frame.shape, np.int32)
+        else:
+            self.viewport.stop()
         made = self.image is None
-        self._make(image, name, labels)
+        self._make(image, name, labels, levels)
         self._placeholder = False
+        if made and self.viewer.layers.index(self.image) != 0:
+            self.viewer.layers.move(self.viewer.layers.index(self.image), 0)  # drawn first, under the overlays
         if not made:
             img = self.image
-            img.data = image
+            img.data = image if levels is None else levels
             if img.name != name:
                 img.name = name
+        if self.objects.data is not labels:
             self.objects.data = labels
-        self._painted = list(ids)
+        self._painted = list(ids) if self.frame is None else None  # None: the next show_objects paints all
+        self._objects, self._preview_crop, self._waiting, self._highlighted = [], None, ({}, None), None
+        shape = (h, w) if self.frame is None else self.frame.shape
         self._drawn, self._colours, self._texts = [], [], []
         self._crops.clear()
         self._preview_box = None
-        self.painter.reset((h, w))
+        self.painter.reset(shape)
         for key, dtype in ((PREVIEW, np.uint8), (PROPOSALS, np.uint8)):
             layer = self._layers[key]
-            if layer.data.shape != (h, w):
-                layer.data = np.zeros((h, w), dtype)
+            if layer.data.shape != shape:
+                layer.data = np.zeros(shape, dtype)
             elif layer.data.any():
                 layer.data[:] = 0
                 layer.refresh()
@@ -161,22 +150,27 @@ class LayerSet:
             if len(self._layers[key].data):
                 self._layers[key].data = []
         self.clear_points()
-        if self.prompts.current_size != point_size(h, w):
-            self.prompts.current_size = point_size(h, w)
-        if first:
+        self._sizes(point_size(h, w) if self.frame is None else POINT_PX * self.frame.step,
+                    2.0 if self.frame is None else BOX_PX * self.frame.step)
+        for key in (OBJECTS, PREVIEW, PROPOSALS):
+            place(self._layers[key], self.frame)
+        if first or made:
             self.viewer.layers.selection.active = self.image
         self.viewer.reset_view()
+        if self.frame is not None:
+            self.viewport.follow()  # the view napari settled on, if its fit differs from the one foreseen
 
-    def _make(self, image: np.ndarray, name: str, labels: np.ndarray) -> None:
+    def _make(self, image: np.ndarray, name: str, labels: np.ndarray, levels=None) -> None:
         """Add the layers that are missing (all of them the first time), in drawing order."""
         h, w = image.shape[:2]
         v = self.viewer
         makers = {
-            IMAGE: lambda: v.add_image(image, name=name, rgb=image.ndim == 3),
+            IMAGE: lambda: v.add_image(image if levels is None else levels, name=name, rgb=image.ndim == 3,
+                                       multiscale=levels is not None),
             OBJECTS: lambda: v.add_labels(labels, name=OBJECTS, opacity=0.45),
-            PROPOSALS: lambda: v.add_labels(np.zeros((h, w), np.uint8), name=PROPOSALS, opacity=0.65,
+            PROPOSALS: lambda: v.add_labels(np.zeros(labels.shape, np.uint8), name=PROPOSALS, opacity=0.65,
                                             colormap=PROPOSAL_COLOURS, visible=False),
-            PREVIEW: lambda: v.add_labels(np.zeros((h, w), np.uint8), name=PREVIEW, opacity=0.55,
+            PREVIEW: lambda: v.add_labels(np.zeros(labels.shape, np.uint8), name=PREVIEW, opacity=0.55,
                                           colormap=PREVIEW_COLOURS),
             BOXES: lambda: v.add_shapes(name=BOXES, edge_color="lime", face_color="transparent", edge_width=2,
                                         features=text_features([]),
@@ -239,6 +233,8 @@ class LayerSet:
         layer = self.preview
         if layer is None:
             return
+        self._preview_crop = crop
+        crop = self._fit(crop)
         new = None if crop is None else (*crop[0], crop[0][0] + crop[1].shape[0], crop[0][1] + crop[1].shape[1])
         region = _union(self._preview_box, new)
         self._preview_box = new
@@ -257,7 +253,7 @@ class LayerSet:
         counts = ob.rle["counts"]
         hit = self._crops.get(ob.id)
         if hit is None or hit[0] != counts:
-            hit = (counts, crop_of(ob.mask))
+            hit = (counts, record_crop(ob))
             self._crops[ob.id] = hit
         return hit[1]
 
@@ -271,7 +267,10 @@ class LayerSet:
         drawn stay (napari rebuilds a rectangle's meshes when it is added); anything else redraws all."""
         ids = [ob.id for ob in objects]
         layer = self.objects
-        if set(self._painted) <= set(ids) and layer.data.shape == tuple(shape) and not self._reshaped(objects):
+        self._objects = list(objects)
+        shape = tuple(shape) if self.frame is None else self.frame.shape
+        if self._painted is not None and set(self._painted) <= set(ids) and layer.data.shape == shape \
+                and not self._reshaped(objects):
             painted = set(self._painted)
             for ob in objects:
                 if ob.id not in painted:
@@ -280,7 +279,7 @@ class LayerSet:
         else:
             labels = np.zeros(shape, np.int32)
             for ob in objects:
-                crop = self.crop(ob)
+                crop = self._fit(self.crop(ob))
                 if crop is not None:
                     (r, c), m = crop
                     labels[r : r + m.shape[0], c : c + m.shape[1]][m] = ob.id
@@ -296,12 +295,12 @@ class LayerSet:
 
     def add_object(self, ob) -> None:
         """Paint one newly accepted object at once (its box and text follow with the next ``show_objects``)."""
-        if ob.id not in self._painted and self.objects is not None:
+        if self._painted is not None and ob.id not in self._painted and self.objects is not None:
             self._paint_object(self.objects, ob)
             self._painted.append(ob.id)
 
     def _paint_object(self, layer, ob) -> None:
-        crop = self.crop(ob)
+        crop = self._fit(self.crop(ob))
         if crop is not None:
             (r, c), m = crop
             block = layer.data[r : r + m.shape[0], c : c + m.shape[1]].copy()
@@ -333,12 +332,55 @@ class LayerSet:
 
     # -- proposals (drawn by ``_proposal_layer.ProposalPainter``) ----------------------------------------------
     def show_proposals(self, crops: dict[int, tuple], classes: dict[int, str] | None = None, drawn=None) -> None:
+        self._waiting, self._highlighted = (dict(crops), classes), None
+        if self.frame is not None:
+            crops = {pid: fit for pid, crop in crops.items() if (fit := self.frame.fit(crop)) is not None}
+            drawn = None
         self.painter.show(self.proposals, crops, classes, drawn)
-        _show(self.proposals, bool(crops))
+        _show(self.proposals, bool(self._waiting[0]))
 
     def highlight(self, proposal_id: int | None) -> None:
+        self._highlighted = proposal_id
         self.painter.highlight(self.proposals, proposal_id)
 
     def drop_proposal(self, proposal_id: int) -> None:
-        if self.painter.drop(self.proposals, proposal_id) == 0:
+        self._waiting[0].pop(proposal_id, None)
+        self.painter.drop(self.proposals, proposal_id)
+        if not self._waiting[0]:
             _show(self.proposals, False)
+
+    # -- a large image's overlays, painted for the visible region (``_viewport``) ------------------------------------
+    def _sizes(self, point: float, width: float) -> None:
+        """The prompt points' size and the boxes' edge width, in image pixels (a large image's follow the zoom)."""
+        pts = self.prompts
+        if pts is not None and pts.current_size != point:
+            pts.current_size = point
+            if len(pts.data):
+                pts.size = point
+        for layer in (self.boxes, self.manual):
+            if layer is not None and layer.current_edge_width != width:
+                layer.current_edge_width = width
+                if layer.nshapes:
+                    layer.edge_width = width
+
+    def _fit(self, crop):
+        return crop if self.frame is None else self.frame.fit(crop)
+
+    def reframe(self, frame: Frame) -> None:
+        """Paint the overlays of a large image for ``frame`` (the camera moved): objects, preview and proposals."""
+        self.frame = frame
+        for key, dtype in ((OBJECTS, np.int32), (PREVIEW, np.uint8), (PROPOSALS, np.uint8)):
+            layer = self._layer(key)
+            if layer is not None:
+                layer.data = np.zeros(frame.shape, dtype)
+                place(layer, frame)
+        self._painted, self._preview_box = None, None
+        self._sizes(POINT_PX * frame.step, BOX_PX * frame.step)
+        if self.objects is not None:
+            self.show_objects(self._objects, frame.image_shape)
+        self.show_preview(self._preview_crop)
+        (crops, classes), highlighted = self._waiting, self._highlighted
+        if crops and self.proposals is not None:
+            self.painter.reset(frame.shape)
+            self.show_proposals(crops, classes)
+            self.highlight(highlighted)

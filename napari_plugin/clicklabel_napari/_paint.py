@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from clicklabel.large_images import needs_pyramid, rle_crop
 from clicklabel.masks import tight_bbox
+from clicklabel.segment.region import RegionMask
 
 
 def paint(layer, top: int, left: int, block: np.ndarray) -> None:
@@ -32,3 +34,20 @@ def crop_of(mask: np.ndarray):
         return None
     x, y, w, h = box
     return (y, x), np.ascontiguousarray(mask[y : y + h, x : x + w])
+
+
+def result_crop(result):
+    """crop_of(an engine's mask): a region mask (a large image's) is cut from its region, never made full size."""
+    if isinstance(result, RegionMask):
+        if result.bbox is None:
+            return None
+        tight = result.tight()
+        return (tight.offset[1], tight.offset[0]), np.ascontiguousarray(tight.crop)
+    return crop_of(result.mask)
+
+
+def record_crop(ob):
+    """crop_of(a stored object's mask): on a large image decoded over its box only (``large_images.rle_crop``)."""
+    if needs_pyramid(ob.rle["size"]):
+        return rle_crop(ob.rle)
+    return crop_of(ob.mask)

@@ -21,8 +21,9 @@ from clicklabel.annotate import polygon_mask
 from clicklabel.errors import ClickLabelError
 from clicklabel.segment.base import Prompt
 
-from ._layers import crop_of
 from ._lean import PaintHold, skip_picking
+from ._paint import result_crop
+from ._tiles import TilePrefetch
 from ._workers import DecodeThread
 
 POINT_DELAY_MS = 250
@@ -33,7 +34,7 @@ BAND_PX = 2.0  # the width of the box being dragged, in screen pixels
 def _answer(job):
     """Decoder thread: the engine's answer, and the crop of the mask to draw."""
     job.run()
-    return job, crop_of(job.candidates[0].mask)
+    return job, result_crop(job.candidates[0])
 
 
 class Prompter(QObject):
@@ -50,6 +51,7 @@ class Prompter(QObject):
         self._prompt = Prompt()  # what the annotator asked for; the prompt layers show it
         self._decoder = DecodeThread(self)
         self._after_answer: list = []  # background results held while a click is answered (``hold_for_answer``)
+        self.tiles = TilePrefetch(bench)  # a large image's tiles: encoded ahead around the clicks
         skip_picking(bench.viewer.window._qt_viewer.canvas)
         self._status_hold = PaintHold.status_bar(bench.viewer, POINT_DELAY_MS)  # repainted with the answer
 
@@ -246,6 +248,8 @@ class Prompter(QObject):
         self._draw_prompt()
         self.layers.show_preview(crop)
         self._say_preview()
+        p = job.prompt
+        self.tiles.around(*(p.points[-1] if p.points else ((p.box[0] + p.box[2]) / 2, (p.box[1] + p.box[3]) / 2)))
         if self._then_accept:
             self._then_accept = False
             self.accept()
@@ -278,7 +282,7 @@ class Prompter(QObject):
                      "several points or GrabCut)." if st.candidates else "No mask yet: click an object first.")
             return
         self.bench.session.cycle()
-        self.layers.show_preview(crop_of(st.preview.mask))
+        self.layers.show_preview(result_crop(st.preview))
         self._say_preview()
 
     def clear(self) -> None:

@@ -9,7 +9,9 @@ import zlib
 
 import numpy as np
 
-from ._paint import crop_of, paint
+from clicklabel.large_images import needs_pyramid
+
+from ._paint import paint, record_crop
 
 WAITING, HIGHLIGHTED = 1, 2  # values on the proposals layer; a class's colour is CLASS_BASE + its index
 CLASS_BASE = 3
@@ -71,13 +73,13 @@ class ProposalPainter:
     def drop(self, layer, proposal_id: int) -> int:
         """A decided proposal leaves the layer; how many still wait."""
         crop = self._proposals.get(proposal_id)
+        if self._highlighted == proposal_id:  # (before the repaint: a dropped highlight stayed magenta)
+            self._highlighted = None
         if crop is not None:
             (r, c), m = crop
             self._cover[r : r + m.shape[0], c : c + m.shape[1]] -= m
             self._repaint(layer, proposal_id)
             del self._proposals[proposal_id]
-            if self._highlighted == proposal_id:
-                self._highlighted = None
         return len(self._proposals)
 
     def _repaint(self, layer, proposal_id: int) -> None:
@@ -95,9 +97,12 @@ class ProposalPainter:
         paint(layer, r0, c0, block)
 
 
-def waiting_view(proposals, shape) -> tuple[dict, tuple]:
+def waiting_view(proposals, shape) -> tuple[dict, tuple | None]:
     """Any thread: each proposal's crop (its mask decoded once; id -> (RLE counts, crop)), and the planes the layer
-    is drawn from (a found class in its colour)."""
-    crops = {ob.id: (ob.rle["counts"], crop_of(ob.mask)) for ob in proposals}
+    is drawn from (a found class in its colour); no planes for a large image (its layer shows the visible region,
+    ``_viewport``)."""
+    crops = {ob.id: (ob.rle["counts"], record_crop(ob)) for ob in proposals}
+    if needs_pyramid(shape):
+        return crops, None
     shown = {oid: crop for oid, (_, crop) in crops.items() if crop is not None}
     return crops, planes(shape, shown, {ob.id: ob.label for ob in proposals if ob.provenance == "concept"})

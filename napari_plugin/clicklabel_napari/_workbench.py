@@ -197,11 +197,11 @@ class Workbench(QObject):
         self.status.setText(text)
 
     def count(self, part: str, text: str) -> None:
-        """Set one part of the counter line ("objects", "proposals", "labels", "image") and show it."""
+        """Set one part of the counter line ("image", "tiles", "objects", "proposals", "labels") and show it."""
         if self._counts.get(part) == text:
             return
         self._counts[part] = text
-        self.counter.setText("; ".join(t for k in ("image", "objects", "proposals", "labels")
+        self.counter.setText("; ".join(t for k in ("image", "tiles", "objects", "proposals", "labels")
                                        if (t := self._counts.get(k))))
 
     # -- what the image is held by ---------------------------------------------------------------------------------

@@ -48,6 +48,61 @@ def visible_part(result: MaskResult, box, step: int = 1) -> tuple[np.ndarray, tu
     return part[::step, ::step], (x0, y0)
 
 
+def _rle_counts(counts: str) -> np.ndarray:
+    """The run lengths of COCO's compressed RLE string (pycocotools' ``rleFrString``, read in Python)."""
+    runs: list[int] = []
+    p, n = 0, len(counts)
+    while p < n:
+        x, k, more = 0, 0, True
+        while more:
+            c = ord(counts[p]) - 48
+            x |= (c & 0x1F) << (5 * k)
+            more = bool(c & 0x20)
+            p += 1
+            k += 1
+            if not more and c & 0x10:
+                x |= -1 << (5 * k)
+        if len(runs) > 2:
+            x += runs[-2]
+        runs.append(x)
+    return np.asarray(runs, dtype=np.int64)
+
+
+def rle_crop(rle: dict, bbox=None):
+    """((row, col), the mask inside its tight box) of a compressed COCO RLE, decoded over its box's columns only
+    (a 20000 x 20000 image's full mask is 400 MB); None when empty. ``bbox``: the tight XYWH box when known."""
+    from .masks import rle_bbox
+
+    h, w = (int(v) for v in rle["size"])
+    counts = rle["counts"]
+    if not isinstance(counts, str):
+        counts = counts.decode("ascii") if isinstance(counts, bytes) else None
+    box = rle_bbox(rle) if bbox is None else tuple(int(round(v)) for v in bbox)
+    if box is None or box[2] <= 0 or box[3] <= 0:
+        return None
+    x, y, bw, bh = box
+    if counts is None:  # uncompressed counts (a list): pycocotools, whole
+        from .masks import decode_rle
+
+        return (y, x), np.ascontiguousarray(decode_rle(rle)[y : y + bh, x : x + bw])
+    runs = _rle_counts(counts)
+    ends = np.cumsum(runs)[1::2]  # the runs of ones (COCO's counts start with a run of zeros)
+    starts = ends - runs[1::2]
+    out = np.zeros((bh, bw), dtype=bool)
+    chunk = max(1, (1 << 22) // h)  # columns decoded at a time: a few MB, whatever the image's height
+    for c0 in range(x, x + bw, chunk):
+        c1 = min(x + bw, c0 + chunk)
+        lo, hi = c0 * h, c1 * h  # these columns, column-major as COCO counts them
+        s, e = np.clip(starts, lo, hi) - lo, np.clip(ends, lo, hi) - lo
+        keep = e > s
+        edges = np.zeros(hi - lo + 1, np.int32)
+        np.add.at(edges, s[keep], 1)
+        np.add.at(edges, e[keep], -1)
+        cols = (np.cumsum(edges[:-1]) > 0).reshape(c1 - c0, h)
+        out[:, c0 - x : c1 - x] = cols[:, y : y + bh].T
+    return (y, x), out
+
+
 class TileActions:
     """The session's side of tiles (needs ``self.engine``): which are ready, and encoding ahead of the clicks."""
 
