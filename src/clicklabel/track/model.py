@@ -13,7 +13,8 @@ def video_model(model: str = "sam2.1_hiera_tiny", checkpoint=None, random_weight
                 fill_hole_area: int = 8) -> VideoModel:
     """A ``VideoModel`` for ``model`` (a SAM 2.1 name, or 'auto' with ``checkpoint``); ``cache``: the embedding
     cache the frames' features go to (default: the cache root's)."""
-    from ..segment.cached import loaded_fingerprint, resolve_device
+    from ..segment.cached import resolve_device
+    from ..segment.fingerprint import loaded_fingerprint
     from ..segment.models import family_of, load_model, random_model, require
 
     if model != "auto" and family_of(model) != "sam2.1":
