@@ -47,7 +47,7 @@ def test_same_features_and_masks_as_pytorch_and_converted_once(tiny_checkpoint, 
                       cache=EmbeddingCache(tmp_path / "embeddings"))
     enc = eng.ensure_encoder()
     assert enc.describe() == "OpenVINO fp32" and eng.precision == "openvino" and enc.converted_s is not None
-    assert encoder_loaded(eng.module)  # converting needs the weights
+    assert not encoder_loaded(eng.module)  # converted from the checkpoint file in a child process
     ours, fresh = eng.encode(img), tiny_engine.encode(img)
     assert ours.features.shape == fresh.features.shape and ours.input_size == fresh.input_size
     assert rel_l2(ours.features, fresh.features) < 1e-4
@@ -63,6 +63,26 @@ def test_same_features_and_masks_as_pytorch_and_converted_once(tiny_checkpoint, 
     assert rel_l2(same, ours.features) < 1e-5  # (the saved model compiles to the same graph up to float rounding)
     two = again.encoder.encode([img, sample("coffee")])  # a batch goes through one image at a time
     assert np.array_equal(two[0].features, same) and two[1].original_size == sample("coffee").shape[:2]
+
+
+def test_weights_in_memory_are_converted_in_this_process(tiny_engine, tmp_path):
+    from clicklabel.segment.sam import SamEngine
+
+    eng = SamEngine("auto", sam=tiny_engine.sam, device="cpu", precision="openvino",
+                    cache=EmbeddingCache(tmp_path / "embeddings"))
+    assert eng.checkpoint_file is None and eng.ensure_encoder().converted_s is not None
+    img = sample("chelsea")
+    assert rel_l2(eng.encode(img).features, tiny_engine.encode(img).features) < 1e-4
+
+
+def test_a_failed_conversion_is_one_clear_line(tmp_path):
+    from clicklabel.segment.openvino_convert import convert_file
+
+    bad = tmp_path / "not_a_checkpoint.pth"
+    bad.write_bytes(b"nothing here")
+    with pytest.raises(ClickLabelError, match="converting the image encoder for OpenVINO failed: "):
+        convert_file(bad, "image_encoder", 1024, tmp_path / "m.xml", tmp_path / "m.json")
+    assert not list(tmp_path.glob("*.xml"))
 
 
 @pytest.mark.parametrize("model, fixture", [("hq_vit_tiny", "hq_checkpoint"), ("sam2.1_hiera_tiny", "sam2_checkpoint")])

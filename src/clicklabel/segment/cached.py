@@ -81,6 +81,7 @@ class CachedEngine(ABC):
         self.model = loaded.name
         self.model_id = f"{loaded.name}-{loaded_fingerprint(loaded)}"
         self._lazy = loaded.lazy  # the image encoder's weights, until the first image is encoded
+        self.checkpoint_file = loaded.path  # None: weights built in memory
         self.module = to_device(loaded.module, self.device).eval()
         self._encoder = None
         self._encoder_guard = threading.Lock()

@@ -95,9 +95,10 @@ class Compiled:
     structure. ``make``: the module (or a function returning it, called only when a conversion is needed);
     ``folder``: where converted models are kept; ``key``: the weights' identity; ``size``: S; ``export``: False for
     modules OpenVINO must trace (``torch.export`` writes into their attributes, and OpenVINO cannot read what it
-    exports of them)."""
+    exports of them); ``source``: (checkpoint file, part) to convert in a child process instead
+    (``openvino_convert.py``), ``make`` is then not called."""
 
-    def __init__(self, make, size: int, folder: Path, key: str, export: bool = True):
+    def __init__(self, make, size: int, folder: Path, key: str, export: bool = True, source=None):
         import openvino as ov
         import torch
         from torch.utils import _pytree
@@ -111,8 +112,13 @@ class Compiled:
         xml, layout = ir_paths(folder, key, size)
         if not kept(folder, key, size):
             started = time.perf_counter()
-            module = make() if callable(make) and not isinstance(make, torch.nn.Module) else make
-            convert(module, size, xml, layout, export)
+            if source is not None and source[0] is not None:
+                from .openvino_convert import convert_file
+
+                convert_file(Path(source[0]), source[1], size, xml, layout)
+            else:
+                module = make() if callable(make) and not isinstance(make, torch.nn.Module) else make
+                convert(module, size, xml, layout, export)
             self.converted_s = time.perf_counter() - started
         core = ov.Core()
         core.set_property({"CACHE_DIR": str(folder / "compiled")})
@@ -140,14 +146,14 @@ class OpenVinoEncoder(ImageEncoder):
     """``ImageEncoder`` (SAM, HQ-SAM) whose encoder runs in OpenVINO (fp32, the CPU); ``folder``: where converted
     models are kept, ``key``: the weights' identity (the engine's ``model_id``)."""
 
-    def __init__(self, sam, folder: Path, key: str, outputs=None):
+    def __init__(self, sam, folder: Path, key: str, outputs=None, checkpoint: Path | None = None):
         problem = openvino_missing()
         if problem:
             raise ClickLabelError(problem)
         super().__init__(sam, "cpu", sdpa=True, precision="fp32", outputs=outputs)
         self.precision = "openvino"
         self.activate()  # the fused attention, which OpenVINO fuses too
-        self.compiled = Compiled(sam.image_encoder, self.size, folder, key)
+        self.compiled = Compiled(sam.image_encoder, self.size, folder, key, source=(checkpoint, "image_encoder"))
         self.converted_s = self.compiled.converted_s
 
     def describe(self) -> str:
@@ -167,9 +173,13 @@ def kept(folder: Path, key: str, size: int) -> bool:
 
 
 def needs_weights(engine) -> bool:
-    """Whether ``engine``'s encoder needs the PyTorch encoder's weights: not when it runs a kept OpenVINO model."""
-    return engine.precision_choice.precision != "openvino" or \
-        not kept(encoders_folder(engine), engine.model_id, engine.input_side)
+    """Whether ``engine``'s encoder needs the PyTorch encoder's weights: not when it runs a kept OpenVINO model, or
+    converts one from its checkpoint file in a child process."""
+    if engine.precision_choice.precision != "openvino":
+        return True
+    if engine.checkpoint_file is not None:  # a child process converts from the file, if it must
+        return False
+    return not kept(encoders_folder(engine), engine.model_id, engine.input_side)
 
 
 def encoders_folder(engine) -> Path:
@@ -178,8 +188,8 @@ def encoders_folder(engine) -> Path:
 
 
 def engine_encoder(engine, outputs=None) -> OpenVinoEncoder:
-    """The OpenVINO encoder of a SAM or HQ-SAM engine (the PyTorch encoder's weights loaded first when a conversion
-    is needed)."""
+    """The OpenVINO encoder of a SAM or HQ-SAM engine (the PyTorch encoder's weights loaded first when it converts
+    a model built in memory)."""
     if needs_weights(engine):
         engine.load_encoder_weights()
-    return OpenVinoEncoder(engine.sam, encoders_folder(engine), engine.model_id, outputs)
+    return OpenVinoEncoder(engine.sam, encoders_folder(engine), engine.model_id, outputs, engine.checkpoint_file)

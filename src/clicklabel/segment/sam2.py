@@ -169,7 +169,7 @@ class Sam2Engine(CachedEngine):
                 return backbone_module(self.net)
 
             compiled = Compiled(backbone, int(self.net.image_size), encoders_folder(self), self.model_id,
-                                export=False)  # its position encodings cache tensors during export
+                                export=False, source=(self.checkpoint_file, "backbone"))  # (export: see there)
         return Sam2Encoder(self.net, self.device, self.precision_choice.precision, compiled)
 
     @staticmethod
