@@ -24,7 +24,8 @@ from ..embeddings import Embedding, EmbeddingCache
 from .cached import CachedEngine
 from .decoder import resize_matrix
 from .encoder import ImageEncoder
-from .precision import choose_precision
+from .precision import choose_precision, encoder_traits
+from .sam import LongestSide
 
 
 @dataclass
@@ -58,13 +59,10 @@ class HqEngine(CachedEngine):
         super().__init__(model, checkpoint, device, cache, download, loaded)
         self.sam = self.module
         self.mask_threshold = float(self.sam.mask_threshold)
-        vit = hasattr(self.sam.image_encoder, "blocks")  # HQ-SAM's ViTs gain from bf16 on a CPU; its TinyViT not
-        self.precision_choice = choose_precision(self.device, precision, fast, cpu_gain=vit, openvino=True)
+        self.precision_choice = choose_precision(self.device, precision, fast, **encoder_traits(self.name, self.model))
         self._sdpa = True if fast is None else fast  # fused attention: stock's arithmetic, 1.4x on an AVX2 CPU
         self._compile = compile
-        from segment_anything.utils.transforms import ResizeLongestSide
-
-        self.transform = ResizeLongestSide(int(self.sam.image_encoder.img_size))
+        self.transform = LongestSide(int(self.sam.image_encoder.img_size))  # (no torchvision on a cached image)
 
     @property
     def input_side(self) -> int:

@@ -271,9 +271,7 @@ def suggest_model(device: str = "auto") -> Suggestion | None:
 
 
 def auto_cpu_precision(ck) -> str:
-    """The precision an engine of registered model ``ck`` chooses on this CPU (the speed records are per precision):
-    the ViTs of SAM and HQ-SAM (and SAM 3) gain from bf16; SAM, HQ-SAM and SAM 2.1 run in OpenVINO otherwise."""
-    from .precision import choose_precision
+    """The precision an engine of registered model ``ck`` chooses on this CPU (the speed records are per precision)."""
+    from .precision import choose_precision, encoder_traits
 
-    gain = ck.family in ("sam", "sam3") or (ck.family == "hq" and ck.name != "hq_vit_tiny")
-    return choose_precision("cpu", cpu_gain=gain, openvino=ck.family in ("sam", "hq", "sam2.1")).precision
+    return choose_precision("cpu", **encoder_traits(ck.family, ck.name)).precision

@@ -92,20 +92,20 @@ def convert(image_encoder, size: int, xml: Path, layout: Path, export: bool = Tr
 class Compiled:
     """A PyTorch module from (1, 3, S, S) images to tensors (any nesting), converted and compiled by OpenVINO (fp32):
     called on a (B, 3, S, S) batch, each image goes through OpenVINO and the outputs come back in the module's own
-    structure. ``make``: the module (or a function returning it, called only when a conversion is needed);
+    structure. ``make``: a function returning the module (called only when this process converts it);
     ``folder``: where converted models are kept; ``key``: the weights' identity; ``size``: S; ``export``: False for
     modules OpenVINO must trace (``torch.export`` writes into their attributes, and OpenVINO cannot read what it
     exports of them); ``source``: (checkpoint file, part) to convert in a child process instead
     (``openvino_convert.py``), ``make`` is then not called."""
 
     def __init__(self, make, size: int, folder: Path, key: str, export: bool = True, source=None):
+        problem = openvino_missing()
+        if problem:
+            raise ClickLabelError(problem)
         import openvino as ov
         import torch
         from torch.utils import _pytree
 
-        problem = openvino_missing()
-        if problem:
-            raise ClickLabelError(problem)
         self._lock = threading.Lock()  # one inference request: one image at a time
         self.converted_s = None  # seconds the conversion took, when this object converted the model
         folder = Path(folder)
@@ -117,8 +117,7 @@ class Compiled:
 
                 convert_file(Path(source[0]), source[1], size, xml, layout)
             else:
-                module = make() if callable(make) and not isinstance(make, torch.nn.Module) else make
-                convert(module, size, xml, layout, export)
+                convert(make(), size, xml, layout, export)
             self.converted_s = time.perf_counter() - started
         core = ov.Core()
         core.set_property({"CACHE_DIR": str(folder / "compiled")})
@@ -147,13 +146,11 @@ class OpenVinoEncoder(ImageEncoder):
     models are kept, ``key``: the weights' identity (the engine's ``model_id``)."""
 
     def __init__(self, sam, folder: Path, key: str, outputs=None, checkpoint: Path | None = None):
-        problem = openvino_missing()
-        if problem:
-            raise ClickLabelError(problem)
         super().__init__(sam, "cpu", sdpa=True, precision="fp32", outputs=outputs)
         self.precision = "openvino"
         self.activate()  # the fused attention, which OpenVINO fuses too
-        self.compiled = Compiled(sam.image_encoder, self.size, folder, key, source=(checkpoint, "image_encoder"))
+        self.compiled = Compiled(lambda: sam.image_encoder, self.size, folder, key,
+                                 source=(checkpoint, "image_encoder"))
         self.converted_s = self.compiled.converted_s
 
     def describe(self) -> str:

@@ -86,6 +86,14 @@ def check_precision(precision: str) -> None:
         raise ClickLabelError(f"unknown precision {precision!r}; use one of auto, {', '.join(PRECISIONS)}")
 
 
+def encoder_traits(family: str, model: str) -> dict:
+    """What the precision choice needs to know of a model's encoder on a CPU (``choose_precision``'s ``cpu_gain`` and
+    ``openvino``): bf16 speeds up the ViTs of SAM, HQ-SAM and SAM 3, not TinyViT (hq_vit_tiny) nor SAM 2.1's Hiera;
+    OpenVINO runs the encoders of SAM, HQ-SAM and SAM 2.1."""
+    return {"cpu_gain": family in ("sam", "sam3") or (family == "hq" and model != "hq_vit_tiny"),
+            "openvino": family in ("sam", "hq", "sam2.1")}
+
+
 def choose_precision(device: str, asked: str | None = None, fast: bool | None = None,
                      cpu_gain: bool = True, openvino: bool = False) -> Choice:
     """The encoder's precision on ``device`` (already resolved): ``asked`` ('fp32', 'bf16', 'openvino'; None or

@@ -12,7 +12,7 @@ import numpy as np
 from ..embeddings import Embedding, EmbeddingCache
 from .cached import CachedEngine, resolve_device
 from .encoder import ImageEncoder
-from .precision import choose_precision
+from .precision import choose_precision, encoder_traits
 
 __all__ = ["LongestSide", "SamEngine", "resolve_device"]
 
@@ -47,7 +47,7 @@ class SamEngine(CachedEngine):
         # The encoder's precision follows the hardware (precision.py); SDPA attention is on by default (fp32: the
         # same arithmetic summed in another order, IoU 0.99999); fast=False restores stock. torch.compile is asked
         # for (compile=True or a mode): it costs a minute or more the first time.
-        self.precision_choice = choose_precision(self.device, precision, fast, openvino=True)
+        self.precision_choice = choose_precision(self.device, precision, fast, **encoder_traits(self.name, self.model))
         self._sdpa = True if fast is None else fast  # fused attention: stock's arithmetic, 1.4x on an AVX2 CPU
         self._compile = compile
         self.transform = LongestSide(int(self.sam.image_encoder.img_size))  # the prompts follow the resize

@@ -28,7 +28,7 @@ from ..errors import ClickLabelError
 from .cached import CachedEngine
 from .decoder import resize_matrix
 from .encoder import check_precision, embeddings_from
-from .precision import choose_precision
+from .precision import choose_precision, encoder_traits
 
 CONFIGS = {
     "tiny": "configs/sam2.1/sam2.1_hiera_t.yaml",
@@ -148,7 +148,7 @@ class Sam2Engine(CachedEngine):
             raise ClickLabelError("--compile is wired for SAM and HQ-SAM encoders, not SAM 2.1")
         super().__init__(model, checkpoint, device, cache, download, loaded)
         self.net = self.module
-        self.precision_choice = choose_precision(self.device, precision, fast, cpu_gain=False, openvino=True)
+        self.precision_choice = choose_precision(self.device, precision, fast, **encoder_traits(self.name, self.model))
 
     @property
     def input_side(self) -> int:
